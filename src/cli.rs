@@ -1,0 +1,118 @@
+//! Command-line arguments, as typed by the user (clap derive).
+//!
+//! Nothing here touches a device or a file: [`crate::plan`] validates these
+//! raw values into a plan.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::device::BackendChoice;
+use crate::workload::Profile;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  every tested device was accepted
+  1  at least one device was rejected
+  2  bad usage or bad input (flag, device index, file, output folder)
+  3  no usable device, or a driver/library failure
+  4  the run was interrupted or is incomplete (and nothing was rejected)";
+
+/// kiln: benchmark, verify and accept or reject every GPU of a node.
+///
+/// kiln runs matrix multiply, memory bandwidth, SHA-256 hashing and memory
+/// test workloads on every device in parallel, checks every result for silent
+/// corruption, and says accept or reject per device, with reasons, in
+/// results.json, results.csv and a summary table. With no GPU it tests the
+/// CPU; `--backend sim` simulates a node of GPUs for demos and tests.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, after_help = EXIT_CODES, max_term_width = 100)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// kiln's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the devices kiln would test.
+    #[command(after_help = EXIT_CODES)]
+    List(ListArgs),
+    /// Run the workloads on every selected device, in parallel, and judge each.
+    #[command(after_help = EXIT_CODES)]
+    Run(RunArgs),
+    /// Rebuild results.json, results.csv and the summary of a run from its
+    /// journal (also of a run that was killed halfway).
+    #[command(after_help = EXIT_CODES)]
+    Report(ReportArgs),
+}
+
+/// Which devices exist: shared by `list` and `run`.
+#[derive(Debug, Args, Clone)]
+pub struct BackendArgs {
+    /// Which backend drives the devices: `auto` is CUDA when a GPU is usable,
+    /// else the CPU.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+
+    /// Number of simulated GPUs (with --backend sim), 1 to 64.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub sim_gpus: usize,
+}
+
+/// Arguments of `kiln list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub backend: BackendArgs,
+
+    /// Print the devices as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `kiln run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub backend: BackendArgs,
+
+    /// How much work: `quick` takes about a minute on a 2-core CPU,
+    /// `standard` a few minutes, `burnin` cycles the standard workloads for
+    /// --duration.
+    #[arg(long, value_enum, default_value_t = Profile::Quick)]
+    pub profile: Profile,
+
+    /// How long a burn-in runs, e.g. 30m, 8h, 90s (only with --profile
+    /// burnin; default 30m). Every started cycle finishes.
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<String>,
+
+    /// Comma-separated device indices to test, as printed by `kiln list`
+    /// (default: all).
+    #[arg(long, value_name = "LIST")]
+    pub devices: Option<String>,
+
+    /// Comma-separated workloads to run: matmul, bandwidth, hash, memtest
+    /// (default: all).
+    #[arg(long, value_name = "LIST")]
+    pub workloads: Option<String>,
+
+    /// Folder for the results; must not already hold a run
+    /// (default: reports/<host>-<UTC timestamp>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Seed of every workload input and of the simulated noise.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// Arguments of `kiln report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A run's folder (the --out of `kiln run`), holding journal.jsonl.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+}

@@ -1,0 +1,427 @@
+//! The CPU backend: the whole host as one device, every core through rayon.
+//!
+//! It is kiln's reference implementation and the default when no GPU is
+//! usable. The op types are public so that the simulated backend can reuse
+//! them on small data and so that tests can corrupt an output and prove the
+//! shared verification catches it.
+
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::device::{
+    BackendKind, BufferDigest, Device, DeviceInfo, DeviceResult, HashOp, MatmulOp, MatmulShape,
+    MemtestOp, Precision, Seconds, StreamBuffer, StreamKernel, StreamOp,
+};
+use crate::workload::gen;
+use crate::workload::hash::{self, HashJob, ScanResult};
+use crate::workload::matmul::{a_value, b_value};
+use crate::workload::memtest::{self, MemErrors, Pattern};
+
+/// Elements per rayon task in the bandwidth kernels (512 KiB of f64).
+const CHUNK: usize = 1 << 16;
+
+/// The host CPU.
+pub struct CpuDevice {
+    info: DeviceInfo,
+}
+
+impl CpuDevice {
+    /// The host CPU as device `index`.
+    pub fn new(index: usize) -> Self {
+        let name = cpu_model_name().unwrap_or_else(|| "unknown CPU".to_string());
+        CpuDevice {
+            info: DeviceInfo {
+                index,
+                name,
+                uuid: None,
+                serial: None,
+                pci_bus_id: None,
+                memory_bytes: host_memory_bytes().unwrap_or(0),
+                compute_units: rayon::current_num_threads() as u32,
+                backend: BackendKind::Cpu,
+                simulated: false,
+            },
+        }
+    }
+}
+
+fn cpu_model_name() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    text.lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+}
+
+/// Memory the host has available now (MemAvailable), in bytes.
+fn host_memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+impl Device for CpuDevice {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn matmul(&mut self, shape: MatmulShape) -> DeviceResult<Box<dyn MatmulOp + '_>> {
+        Ok(Box::new(CpuMatmul::new(shape)))
+    }
+
+    fn stream(&mut self, len: usize, seed: u64) -> DeviceResult<Box<dyn StreamOp + '_>> {
+        Ok(Box::new(CpuStream::new(len, seed)))
+    }
+
+    fn hasher(&mut self, job: &HashJob) -> DeviceResult<Box<dyn HashOp + '_>> {
+        Ok(Box::new(CpuHash { job: job.clone() }))
+    }
+
+    fn memtest(&mut self, words: usize) -> DeviceResult<Box<dyn MemtestOp + '_>> {
+        Ok(Box::new(CpuMemtest::new(words)))
+    }
+}
+
+enum Matrices {
+    F32 {
+        a: Vec<f32>,
+        b: Vec<f32>,
+        c: Vec<f32>,
+    },
+    F64 {
+        a: Vec<f64>,
+        b: Vec<f64>,
+        c: Vec<f64>,
+    },
+}
+
+/// A matrix multiply on the host, through the `matrixmultiply` crate.
+pub struct CpuMatmul {
+    n: usize,
+    m: Matrices,
+}
+
+fn generate<T: Send>(n: usize, f: impl Fn(usize, usize) -> T + Sync) -> Vec<T> {
+    (0..n * n)
+        .into_par_iter()
+        .map(|x| f(x / n, x % n))
+        .collect()
+}
+
+impl CpuMatmul {
+    /// Allocates and fills A and B from the shape's seed; C starts at zero.
+    pub fn new(shape: MatmulShape) -> Self {
+        let MatmulShape { n, seed, .. } = shape;
+        let m = match shape.precision {
+            Precision::F32 => Matrices::F32 {
+                a: generate(n, |i, k| a_value(seed, n, i, k) as f32),
+                b: generate(n, |k, j| b_value(seed, n, k, j) as f32),
+                c: vec![0.0; n * n],
+            },
+            Precision::F64 => Matrices::F64 {
+                a: generate(n, |i, k| a_value(seed, n, i, k)),
+                b: generate(n, |k, j| b_value(seed, n, k, j)),
+                c: vec![0.0; n * n],
+            },
+        };
+        CpuMatmul { n, m }
+    }
+
+    /// Runs the product and returns the wall time it took.
+    pub fn compute(&mut self) -> Seconds {
+        let n = self.n;
+        let nn = n as isize;
+        let start = Instant::now();
+        match &mut self.m {
+            // SAFETY: every slice holds n*n elements, row-major with row stride n
+            // and column stride 1, which is what the strides passed describe.
+            Matrices::F32 { a, b, c } => unsafe {
+                matrixmultiply::sgemm(
+                    n,
+                    n,
+                    n,
+                    1.0,
+                    a.as_ptr(),
+                    nn,
+                    1,
+                    b.as_ptr(),
+                    nn,
+                    1,
+                    0.0,
+                    c.as_mut_ptr(),
+                    nn,
+                    1,
+                );
+            },
+            // SAFETY: as above, for f64.
+            Matrices::F64 { a, b, c } => unsafe {
+                matrixmultiply::dgemm(
+                    n,
+                    n,
+                    n,
+                    1.0,
+                    a.as_ptr(),
+                    nn,
+                    1,
+                    b.as_ptr(),
+                    nn,
+                    1,
+                    0.0,
+                    c.as_mut_ptr(),
+                    nn,
+                    1,
+                );
+            },
+        }
+        start.elapsed().as_secs_f64()
+    }
+
+    /// Flips bit `bit` of output element `index` (fault injection and tests).
+    pub fn flip_output_bit(&mut self, index: usize, bit: u32) {
+        match &mut self.m {
+            Matrices::F32 { c, .. } => {
+                if let Some(x) = c.get_mut(index) {
+                    *x = f32::from_bits(x.to_bits() ^ (1 << (bit % 32)));
+                }
+            }
+            Matrices::F64 { c, .. } => {
+                if let Some(x) = c.get_mut(index) {
+                    *x = f64::from_bits(x.to_bits() ^ (1 << (bit % 64)));
+                }
+            }
+        }
+    }
+
+    /// Matrix size.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+}
+
+impl MatmulOp for CpuMatmul {
+    fn run(&mut self) -> DeviceResult<Seconds> {
+        Ok(self.compute())
+    }
+
+    fn read(&mut self, positions: &[(usize, usize)]) -> DeviceResult<Vec<f64>> {
+        let n = self.n;
+        let get = |(i, j): (usize, usize)| -> f64 {
+            match &self.m {
+                Matrices::F32 { c, .. } => c.get(i * n + j).map_or(f64::NAN, |&x| f64::from(x)),
+                Matrices::F64 { c, .. } => c.get(i * n + j).copied().unwrap_or(f64::NAN),
+            }
+        };
+        Ok(positions.iter().map(|&p| get(p)).collect())
+    }
+
+    fn checksum(&mut self) -> DeviceResult<u64> {
+        Ok(match &self.m {
+            Matrices::F32 { c, .. } => c
+                .par_iter()
+                .enumerate()
+                .map(|(i, x)| gen::digest_term(i as u64, u64::from(x.to_bits())))
+                .reduce(|| 0, u64::wrapping_add),
+            Matrices::F64 { c, .. } => c
+                .par_iter()
+                .enumerate()
+                .map(|(i, x)| gen::digest_term(i as u64, x.to_bits()))
+                .reduce(|| 0, u64::wrapping_add),
+        })
+    }
+}
+
+/// The three bandwidth buffers on the host.
+pub struct CpuStream {
+    a: Vec<f64>,
+    b: Vec<f64>,
+    c: Vec<f64>,
+}
+
+impl CpuStream {
+    /// Allocates the buffers, touching every page: a from the generator, b and
+    /// c zero.
+    pub fn new(len: usize, seed: u64) -> Self {
+        let mut a = vec![0.0; len];
+        a.par_chunks_mut(CHUNK).enumerate().for_each(|(ci, ch)| {
+            let base = (ci * CHUNK) as u64;
+            for (k, x) in ch.iter_mut().enumerate() {
+                *x = gen::stream_value(seed, base + k as u64);
+            }
+        });
+        let mut b = vec![0.0; len];
+        let mut c = vec![0.0; len];
+        b.par_chunks_mut(CHUNK).for_each(|ch| ch.fill(0.0));
+        c.par_chunks_mut(CHUNK).for_each(|ch| ch.fill(0.0));
+        CpuStream { a, b, c }
+    }
+
+    /// One buffer, for fault injection and tests.
+    pub fn buffer_mut(&mut self, which: StreamBuffer) -> &mut [f64] {
+        match which {
+            StreamBuffer::A => &mut self.a,
+            StreamBuffer::B => &mut self.b,
+            StreamBuffer::C => &mut self.c,
+        }
+    }
+
+    fn buffer(&self, which: StreamBuffer) -> &[f64] {
+        match which {
+            StreamBuffer::A => &self.a,
+            StreamBuffer::B => &self.b,
+            StreamBuffer::C => &self.c,
+        }
+    }
+
+    /// Runs one kernel pass; returns the sum for `Read`.
+    pub fn pass(&mut self, kernel: StreamKernel) -> Option<f64> {
+        match kernel {
+            StreamKernel::Read => Some(
+                self.a
+                    .par_chunks(CHUNK)
+                    .map(|ch| ch.iter().sum::<f64>())
+                    .sum(),
+            ),
+            StreamKernel::Write => {
+                self.b.par_chunks_mut(CHUNK).for_each(|ch| ch.fill(2.0));
+                None
+            }
+            StreamKernel::Copy => {
+                self.c
+                    .par_chunks_mut(CHUNK)
+                    .zip(self.a.par_chunks(CHUNK))
+                    .for_each(|(c, a)| c.copy_from_slice(a));
+                None
+            }
+            StreamKernel::Triad => {
+                self.b
+                    .par_chunks_mut(CHUNK)
+                    .zip(self.a.par_chunks(CHUNK).zip(self.c.par_chunks(CHUNK)))
+                    .for_each(|(b, (a, c))| {
+                        for ((b, a), c) in b.iter_mut().zip(a).zip(c) {
+                            *b = a + 3.0 * c;
+                        }
+                    });
+                None
+            }
+        }
+    }
+}
+
+impl StreamOp for CpuStream {
+    fn len(&self) -> usize {
+        self.a.len()
+    }
+
+    fn run(&mut self, kernel: StreamKernel) -> DeviceResult<(Seconds, Option<f64>)> {
+        let start = Instant::now();
+        let sum = self.pass(kernel);
+        Ok((start.elapsed().as_secs_f64(), sum))
+    }
+
+    fn digest(&mut self, buffer: StreamBuffer) -> DeviceResult<BufferDigest> {
+        let buf = self.buffer(buffer);
+        let (sum, hash) = buf
+            .par_chunks(CHUNK)
+            .enumerate()
+            .map(|(ci, ch)| {
+                let base = (ci * CHUNK) as u64;
+                let mut h = 0u64;
+                let mut s = 0.0;
+                for (k, x) in ch.iter().enumerate() {
+                    s += x;
+                    h = h.wrapping_add(gen::digest_term(base + k as u64, x.to_bits()));
+                }
+                (s, h)
+            })
+            .reduce(|| (0.0, 0), |x, y| (x.0 + y.0, x.1.wrapping_add(y.1)));
+        Ok(BufferDigest { sum, hash })
+    }
+
+    fn read(&mut self, buffer: StreamBuffer, indices: &[usize]) -> DeviceResult<Vec<f64>> {
+        let buf = self.buffer(buffer);
+        Ok(indices
+            .iter()
+            .map(|&i| buf.get(i).copied().unwrap_or(f64::NAN))
+            .collect())
+    }
+}
+
+/// Double SHA-256 nonce search on every core.
+pub struct CpuHash {
+    job: HashJob,
+}
+
+impl CpuHash {
+    /// A search over `job`'s header.
+    pub fn new(job: HashJob) -> Self {
+        CpuHash { job }
+    }
+}
+
+impl HashOp for CpuHash {
+    fn scan(&mut self, start: u32, count: u32) -> DeviceResult<(ScanResult, Seconds)> {
+        let t = Instant::now();
+        let r = hash::scan_parallel(&self.job, start, count);
+        Ok((r, t.elapsed().as_secs_f64()))
+    }
+}
+
+/// A memory-test buffer in host memory.
+pub struct CpuMemtest {
+    buf: Vec<u64>,
+}
+
+impl CpuMemtest {
+    /// Allocates `words` 64-bit words.
+    pub fn new(words: usize) -> Self {
+        CpuMemtest {
+            buf: vec![0; words],
+        }
+    }
+
+    /// Flips bit `bit` of word `index` (fault injection and tests).
+    pub fn flip_bit(&mut self, index: usize, bit: u32) {
+        if let Some(w) = self.buf.get_mut(index) {
+            *w ^= 1 << (bit % 64);
+        }
+    }
+
+    /// Applies one step of the algorithm to the buffer.
+    pub fn apply(&mut self, step: memtest::Step, keep: usize) -> MemErrors {
+        memtest::apply(&mut self.buf, step, keep)
+    }
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Seconds) {
+    let t = Instant::now();
+    let r = f();
+    (r, t.elapsed().as_secs_f64())
+}
+
+impl MemtestOp for CpuMemtest {
+    fn words(&self) -> usize {
+        self.buf.len()
+    }
+
+    fn fill(&mut self, pattern: Pattern) -> DeviceResult<Seconds> {
+        Ok(timed(|| memtest::fill(&mut self.buf, pattern)).1)
+    }
+
+    fn verify(&mut self, pattern: Pattern, keep: usize) -> DeviceResult<(MemErrors, Seconds)> {
+        Ok(timed(|| memtest::verify(&self.buf, pattern, keep)))
+    }
+
+    fn verify_and_write(
+        &mut self,
+        expect: Pattern,
+        next: Pattern,
+        descending: bool,
+        keep: usize,
+    ) -> DeviceResult<(MemErrors, Seconds)> {
+        Ok(timed(|| {
+            memtest::verify_and_write(&mut self.buf, expect, next, descending, keep)
+        }))
+    }
+}

@@ -1,0 +1,337 @@
+//! The one device abstraction every backend implements.
+//!
+//! A backend only *executes*: it owns device memory and runs one iteration of
+//! a workload primitive when asked. Everything else (sizes, warm-up,
+//! repetition, timing statistics and verification) lives in
+//! [`crate::workload`], shared by every backend, so that a backend stays thin
+//! and a new one cannot forget to check its results.
+//!
+//! Each primitive is prepared once ([`Device::matmul`], [`Device::stream`],
+//! [`Device::hasher`], [`Device::memtest`]), which allocates and fills the
+//! inputs on the device from a seed, and then run many times. Inputs come from
+//! the counter-based generator in [`crate::workload::gen`], so the host can
+//! recompute any input element for verification without reading it back.
+
+pub mod cpu;
+pub mod cuda;
+pub mod sim;
+
+use serde::{Deserialize, Serialize};
+
+use crate::workload::hash::{HashJob, ScanResult};
+use crate::workload::memtest::{MemErrors, Pattern};
+
+/// Which backend a device belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// NVIDIA GPUs through the CUDA driver (loaded at run time).
+    Cuda,
+    /// The host CPU, all cores, through rayon.
+    Cpu,
+    /// Simulated GPUs with a stated performance model, for tests and demos.
+    Sim,
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BackendKind::Cuda => "cuda",
+            BackendKind::Cpu => "cpu",
+            BackendKind::Sim => "sim",
+        })
+    }
+}
+
+/// Who a device is: what `kiln list` prints and every result file carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// Index in kiln's device list (what `--devices` selects).
+    pub index: usize,
+    /// Marketing name, e.g. "NVIDIA H100 80GB HBM3" or the CPU model.
+    pub name: String,
+    /// Stable unique id where the backend has one (GPU UUID).
+    pub uuid: Option<String>,
+    /// Board serial number where the backend has one.
+    pub serial: Option<String>,
+    /// PCI bus id (domain:bus:device.function) where the device has one.
+    pub pci_bus_id: Option<String>,
+    /// Memory kiln may use on this device, in bytes.
+    pub memory_bytes: u64,
+    /// Number of parallel execution units (CPU threads, GPU SMs).
+    pub compute_units: u32,
+    /// The backend that drives it.
+    pub backend: BackendKind,
+    /// True for devices of the `sim` backend: their performance figures come
+    /// from a model, not from hardware.
+    pub simulated: bool,
+}
+
+/// A failure of the device or its driver while running a workload.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct DeviceError(pub String);
+
+/// Device time of an operation, in seconds. A plain f64 rather than a
+/// `Duration`: simulated devices model times far below a nanosecond.
+pub type Seconds = f64;
+
+/// Result of a device operation.
+pub type DeviceResult<T> = Result<T, DeviceError>;
+
+/// The floating-point precision of a matrix multiply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// IEEE binary32 inputs and accumulation.
+    F32,
+    /// IEEE binary64 inputs and accumulation.
+    F64,
+}
+
+impl Precision {
+    /// Short lowercase name used in metric names ("f32", "f64").
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F64 => "f64",
+        }
+    }
+
+    /// Unit roundoff of the accumulation type (half the machine epsilon).
+    pub fn unit_roundoff(self) -> f64 {
+        match self {
+            Precision::F32 => f64::from(f32::EPSILON) / 2.0,
+            Precision::F64 => f64::EPSILON / 2.0,
+        }
+    }
+}
+
+/// A square matrix multiply C = A x B, inputs generated from `seed`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MatmulShape {
+    /// Rows and columns of every matrix.
+    pub n: usize,
+    /// Precision of inputs, outputs and accumulation.
+    pub precision: Precision,
+    /// Seed of the input generator.
+    pub seed: u64,
+}
+
+/// A prepared matrix multiply: inputs are on the device.
+///
+/// A and B are row-major, `A[i][k] = gen::matrix_value(seed, 0, i*n+k)` and
+/// `B[k][j] = gen::matrix_value(seed, 1, k*n+j)`, rounded to the precision.
+pub trait MatmulOp {
+    /// Runs one product C = A x B and returns the time the device took.
+    fn run(&mut self) -> DeviceResult<Seconds>;
+    /// Reads the elements `C[i][j]` at the given (row, column) positions.
+    fn read(&mut self, positions: &[(usize, usize)]) -> DeviceResult<Vec<f64>>;
+    /// A hash of every bit of C, computed on the device, so that outputs can be
+    /// compared across iterations and devices without copying them.
+    fn checksum(&mut self) -> DeviceResult<u64>;
+}
+
+/// The four bandwidth kernels, over three buffers a, b and c of `len` f64
+/// elements. Bytes are counted as read + written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamKernel {
+    /// `sum(a)`: reads a (8 bytes per element).
+    Read,
+    /// `b[i] = 2.0`: writes b (8 bytes per element).
+    Write,
+    /// `c[i] = a[i]`: reads a, writes c (16 bytes per element).
+    Copy,
+    /// `b[i] = a[i] + 3.0 * c[i]`: reads a and c, writes b (24 bytes per element).
+    Triad,
+}
+
+impl StreamKernel {
+    /// All kernels, in the order the workload runs them (each one's output
+    /// feeds the next one's verification).
+    pub const ALL: [StreamKernel; 4] = [
+        StreamKernel::Read,
+        StreamKernel::Write,
+        StreamKernel::Copy,
+        StreamKernel::Triad,
+    ];
+
+    /// Lowercase name used in metric names.
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamKernel::Read => "read",
+            StreamKernel::Write => "write",
+            StreamKernel::Copy => "copy",
+            StreamKernel::Triad => "triad",
+        }
+    }
+
+    /// Bytes moved per element, counting bytes read + bytes written.
+    pub fn bytes_per_element(self) -> u64 {
+        match self {
+            StreamKernel::Read | StreamKernel::Write => 8,
+            StreamKernel::Copy => 16,
+            StreamKernel::Triad => 24,
+        }
+    }
+}
+
+/// One of the three bandwidth buffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamBuffer {
+    A,
+    B,
+    C,
+}
+
+/// Sum and position-mixed hash of a buffer, computed on the device.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BufferDigest {
+    /// Sum of all elements. Elements are small integers, so it is exact.
+    pub sum: f64,
+    /// `workload::gen::digest_fold` of every element's bits with its index.
+    pub hash: u64,
+}
+
+/// Prepared bandwidth buffers: `a[i] = gen::stream_value(seed, i)`, b and c
+/// zero.
+pub trait StreamOp {
+    /// Elements per buffer.
+    fn len(&self) -> usize;
+    /// True when the buffers are empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Runs one pass of `kernel`; returns the device time and, for
+    /// [`StreamKernel::Read`], the sum it computed.
+    fn run(&mut self, kernel: StreamKernel) -> DeviceResult<(Seconds, Option<f64>)>;
+    /// Digest of a whole buffer.
+    fn digest(&mut self, buffer: StreamBuffer) -> DeviceResult<BufferDigest>;
+    /// Reads the elements at `indices` of a buffer.
+    fn read(&mut self, buffer: StreamBuffer, indices: &[usize]) -> DeviceResult<Vec<f64>>;
+}
+
+/// A prepared double SHA-256 nonce search.
+pub trait HashOp {
+    /// Hashes nonces `start .. start + count` and returns what was found and
+    /// the device time.
+    fn scan(&mut self, start: u32, count: u32) -> DeviceResult<(ScanResult, Seconds)>;
+}
+
+/// A prepared memory-test buffer of 64-bit words.
+pub trait MemtestOp {
+    /// Words in the buffer.
+    fn words(&self) -> usize;
+    /// Writes `pattern` to every word.
+    fn fill(&mut self, pattern: Pattern) -> DeviceResult<Seconds>;
+    /// Checks every word against `pattern`; keeps the first `keep` bad words.
+    fn verify(&mut self, pattern: Pattern, keep: usize) -> DeviceResult<(MemErrors, Seconds)>;
+    /// Moving inversions step: checks each word against `expect` and then
+    /// writes `next` to it, walking the buffer upward or downward.
+    fn verify_and_write(
+        &mut self,
+        expect: Pattern,
+        next: Pattern,
+        descending: bool,
+        keep: usize,
+    ) -> DeviceResult<(MemErrors, Seconds)>;
+}
+
+/// A device kiln can test. One per GPU; the whole host for the CPU backend.
+///
+/// Every method may be called from the device's own runner thread only.
+pub trait Device: Send {
+    /// Identity of the device.
+    fn info(&self) -> &DeviceInfo;
+    /// Allocates and fills the inputs of a matrix multiply.
+    fn matmul(&mut self, shape: MatmulShape) -> DeviceResult<Box<dyn MatmulOp + '_>>;
+    /// Allocates the three bandwidth buffers of `len` f64 elements.
+    fn stream(&mut self, len: usize, seed: u64) -> DeviceResult<Box<dyn StreamOp + '_>>;
+    /// Prepares a double SHA-256 nonce search.
+    fn hasher(&mut self, job: &HashJob) -> DeviceResult<Box<dyn HashOp + '_>>;
+    /// Allocates a memory-test buffer of `words` 64-bit words.
+    fn memtest(&mut self, words: usize) -> DeviceResult<Box<dyn MemtestOp + '_>>;
+}
+
+/// Which backend the user asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// CUDA when a GPU is usable, else the CPU.
+    Auto,
+    /// NVIDIA GPUs through CUDA; fails when none is usable.
+    Cuda,
+    /// The host CPU.
+    Cpu,
+    /// Simulated GPUs (see --sim-gpus).
+    Sim,
+}
+
+/// Options of the simulated backend.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SimOptions {
+    /// Number of simulated GPUs.
+    pub gpus: usize,
+    /// Seed of the performance noise model.
+    pub seed: u64,
+}
+
+/// The devices found for a backend choice, with a note when `auto` fell back.
+pub struct Discovery {
+    /// The backend that was picked.
+    pub backend: BackendKind,
+    /// Every device of that backend, in index order.
+    pub devices: Vec<Box<dyn Device>>,
+    /// Why `auto` did not pick CUDA, when it did not.
+    pub note: Option<String>,
+}
+
+/// Finds the devices of a backend.
+///
+/// `auto` picks CUDA when a GPU is usable and otherwise the CPU, saying why in
+/// [`Discovery::note`]. Asking for CUDA explicitly when none is usable is an
+/// error (exit code 3).
+pub fn discover(choice: BackendChoice, sim: &SimOptions) -> crate::error::Result<Discovery> {
+    match choice {
+        BackendChoice::Cpu => Ok(Discovery {
+            backend: BackendKind::Cpu,
+            devices: vec![Box::new(cpu::CpuDevice::new(0))],
+            note: None,
+        }),
+        BackendChoice::Sim => Ok(Discovery {
+            backend: BackendKind::Sim,
+            devices: sim::devices(sim)
+                .into_iter()
+                .map(|d| Box::new(d) as Box<dyn Device>)
+                .collect(),
+            note: None,
+        }),
+        BackendChoice::Cuda => match cuda::probe() {
+            Ok(devices) => Ok(Discovery {
+                backend: BackendKind::Cuda,
+                devices,
+                note: None,
+            }),
+            Err(why) => Err(crate::error::KilnError::NoDevice(format!(
+                "CUDA backend unavailable: {why}"
+            ))),
+        },
+        BackendChoice::Auto => match cuda::probe() {
+            Ok(devices) if !devices.is_empty() => Ok(Discovery {
+                backend: BackendKind::Cuda,
+                devices,
+                note: None,
+            }),
+            Ok(_) => Ok(Discovery {
+                backend: BackendKind::Cpu,
+                devices: vec![Box::new(cpu::CpuDevice::new(0))],
+                note: Some("no CUDA GPU found; testing the CPU instead".into()),
+            }),
+            Err(why) => Ok(Discovery {
+                backend: BackendKind::Cpu,
+                devices: vec![Box::new(cpu::CpuDevice::new(0))],
+                note: Some(format!("CUDA unavailable ({why}); testing the CPU instead")),
+            }),
+        },
+    }
+}

@@ -1,0 +1,36 @@
+//! The `kiln` binary: parse arguments, run the subcommand, exit with the code
+//! it decided. Exit codes are documented in `kiln --help` and README.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::Parser;
+use kiln::cli::{Cli, Command};
+use kiln::commands;
+use kiln::error::ExitCode;
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+fn main() {
+    let cli = Cli::parse();
+    // First Ctrl-C: finish cleanly (journal, results, exit 4). Second: leave now;
+    // every finished measurement is already in the journal.
+    let _ = ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            std::process::exit(ExitCode::Incomplete.code());
+        }
+        eprintln!("\nkiln: stopping after the current step (Ctrl-C again to quit now)");
+    });
+    let outcome = match &cli.command {
+        Command::List(a) => commands::list(a),
+        Command::Run(a) => commands::run(a, &STOP),
+        Command::Report(a) => commands::report(a),
+    };
+    let code = match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("kiln: error: {e}");
+            e.exit_code()
+        }
+    };
+    std::process::exit(code.code());
+}

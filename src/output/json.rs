@@ -1,0 +1,129 @@
+//! results.json: the whole run, every check, every measurement.
+//!
+//! The schema is documented in docs/results.md and versioned by
+//! `schema_version`; fields are only ever added within a version.
+
+use serde::Serialize;
+
+use crate::device::DeviceInfo;
+use crate::error::{KilnError, Result};
+use crate::results::{DeviceFailure, RunResults};
+use crate::verdict::{Check, Decision, DeviceVerdict};
+use crate::workload::{Integrity, Metric};
+
+/// Version of the results.json schema.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The top level of results.json.
+#[derive(Debug, Serialize)]
+pub struct Document<'a> {
+    pub schema_version: u32,
+    pub kiln_version: &'a str,
+    pub host: &'a str,
+    pub started_at: &'a str,
+    pub finished_at: Option<&'a str>,
+    pub profile: String,
+    pub backend: String,
+    pub seed: u64,
+    pub duration_s: Option<f64>,
+    pub cycles: u32,
+    pub complete: bool,
+    pub interrupted: bool,
+    pub simulated: bool,
+    pub summary: Summary,
+    pub notes: Vec<String>,
+    pub devices: Vec<DeviceDoc<'a>>,
+}
+
+/// Counts of verdicts.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub devices: usize,
+    pub accepted: usize,
+    pub rejected: usize,
+    pub incomplete: usize,
+}
+
+/// One device in results.json.
+#[derive(Debug, Serialize)]
+pub struct DeviceDoc<'a> {
+    #[serde(flatten)]
+    pub info: &'a DeviceInfo,
+    pub verdict: Decision,
+    pub reasons: &'a [String],
+    pub checks: &'a [Check],
+    pub metrics: &'a [Metric],
+    pub integrity: &'a [Integrity],
+    pub failures: &'a [DeviceFailure],
+}
+
+/// Notes for the reader, derived from the run.
+pub fn notes(run: &RunResults) -> Vec<String> {
+    let mut notes = run.header.notes.clone();
+    if run.simulated() {
+        notes.push("SIMULATED: performance figures come from the sim backend's model, not from hardware; verifications ran for real on small data".into());
+    }
+    if run.finished_at.is_none() {
+        notes.push("the run did not reach its end (killed or crashed): only the measurements that finished are here".into());
+    } else if run.interrupted {
+        notes.push("the run was stopped early by the user".into());
+    }
+    if run.torn_tail {
+        notes
+            .push("the journal's last line was cut off by the interruption and was skipped".into());
+    }
+    notes.push(
+        "no baseline comparison yet: devices are judged on result integrity and completion only"
+            .into(),
+    );
+    notes
+}
+
+/// Builds the document.
+pub fn document<'a>(run: &'a RunResults, verdicts: &'a [DeviceVerdict]) -> Document<'a> {
+    let count = |d: Decision| verdicts.iter().filter(|v| v.decision == d).count();
+    Document {
+        schema_version: SCHEMA_VERSION,
+        kiln_version: &run.header.kiln_version,
+        host: &run.header.host,
+        started_at: &run.header.started_at,
+        finished_at: run.finished_at.as_deref(),
+        profile: run.header.profile.to_string(),
+        backend: run.header.backend.to_string(),
+        seed: run.header.seed,
+        duration_s: run.header.duration_s,
+        cycles: run.cycles,
+        complete: run.complete(),
+        interrupted: run.interrupted,
+        simulated: run.simulated(),
+        summary: Summary {
+            devices: run.devices.len(),
+            accepted: count(Decision::Accept),
+            rejected: count(Decision::Reject),
+            incomplete: count(Decision::Incomplete),
+        },
+        notes: notes(run),
+        devices: run
+            .devices
+            .iter()
+            .zip(verdicts)
+            .map(|(d, v)| DeviceDoc {
+                info: &d.info,
+                verdict: v.decision,
+                reasons: &v.reasons,
+                checks: &v.checks,
+                metrics: &d.metrics,
+                integrity: &d.integrity,
+                failures: &d.failures,
+            })
+            .collect(),
+    }
+}
+
+/// results.json as bytes.
+pub fn render(run: &RunResults, verdicts: &[DeviceVerdict]) -> Result<Vec<u8>> {
+    let mut bytes = serde_json::to_vec_pretty(&document(run, verdicts))
+        .map_err(|e| KilnError::output("results.json", e))?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}

@@ -1,0 +1,166 @@
+//! The summary table printed at the end of a run, and the device table of
+//! `kiln list`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::device::DeviceInfo;
+use crate::results::RunResults;
+use crate::stats;
+use crate::verdict::{Decision, DeviceVerdict};
+
+/// Human size in GiB.
+fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
+}
+
+fn fit(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        s.to_string()
+    } else {
+        let cut: String = s.chars().take(width.saturating_sub(1)).collect();
+        format!("{cut}~")
+    }
+}
+
+/// The device table of `kiln list`.
+pub fn devices(infos: &[DeviceInfo]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<4} {:<8} {:<34} {:>10}  {:<16} {:<14} UUID",
+        "IDX", "BACKEND", "NAME", "MEMORY", "PCI BUS", "SERIAL"
+    );
+    for d in infos {
+        let _ = writeln!(
+            out,
+            "{:<4} {:<8} {:<34} {:>10}  {:<16} {:<14} {}",
+            d.index,
+            d.backend.to_string(),
+            fit(&d.name, 34),
+            gib(d.memory_bytes),
+            d.pci_bus_id.as_deref().unwrap_or("-"),
+            d.serial.as_deref().unwrap_or("-"),
+            d.uuid.as_deref().unwrap_or("-"),
+        );
+    }
+    out
+}
+
+fn short(v: f64) -> String {
+    if v >= 1e5 {
+        format!("{v:.0}")
+    } else if v >= 100.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// Metrics sort by workload, then name.
+type MetricKey = (u8, String);
+
+/// The end-of-run summary: verdicts with reasons, then every metric per
+/// device (the median over burn-in cycles when there are several).
+pub fn render(run: &RunResults, verdicts: &[DeviceVerdict], notes: &[String]) -> String {
+    let mut out = String::new();
+    let state = if run.complete() {
+        "complete"
+    } else if run.interrupted {
+        "STOPPED EARLY"
+    } else {
+        "INCOMPLETE"
+    };
+    let _ = writeln!(
+        out,
+        "kiln {} | {} | profile {} | backend {} | {} device(s) | {} | run {}",
+        run.header.kiln_version,
+        run.header.host,
+        run.header.profile,
+        run.header.backend,
+        run.devices.len(),
+        run.header.started_at,
+        state
+    );
+    for n in notes {
+        let _ = writeln!(out, "note: {n}");
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<4} {:<30} {:<10} REASONS / CHECKS",
+        "DEV", "NAME", "VERDICT"
+    );
+    for (d, v) in run.devices.iter().zip(verdicts) {
+        let passed = v.checks.iter().filter(|c| c.pass).count();
+        let why = if v.reasons.is_empty() {
+            format!("{passed}/{} checks passed", v.checks.len())
+        } else {
+            let first = v
+                .checks
+                .iter()
+                .find(|c| !c.pass && !c.reason.is_empty())
+                .map(|c| c.detail.clone())
+                .unwrap_or_default();
+            format!("{} - {}", v.reasons.join(", "), fit(&first, 90))
+        };
+        let why = if v.decision == Decision::Incomplete {
+            v.checks
+                .iter()
+                .find(|c| !c.pass)
+                .map_or(why, |c| c.detail.clone())
+        } else {
+            why
+        };
+        let _ = writeln!(
+            out,
+            "{:<4} {:<30} {:<10} {}",
+            d.info.index,
+            fit(&d.info.name, 30),
+            v.decision.word(),
+            why
+        );
+    }
+    // metric name -> (unit, per device median over cycles)
+    let mut table: BTreeMap<MetricKey, (String, Vec<Option<f64>>)> = BTreeMap::new();
+    for (slot, d) in run.devices.iter().enumerate() {
+        let mut per: BTreeMap<(u8, String), (String, Vec<f64>)> = BTreeMap::new();
+        for m in &d.metrics {
+            per.entry((m.workload as u8, m.name.clone()))
+                .or_insert_with(|| (m.unit.clone(), Vec::new()))
+                .1
+                .push(m.value);
+        }
+        for (k, (unit, vals)) in per {
+            let row = table
+                .entry(k)
+                .or_insert_with(|| (unit, vec![None; run.devices.len()]));
+            row.1[slot] = stats::median(&vals);
+        }
+    }
+    if !table.is_empty() {
+        let _ = writeln!(out);
+        let _ = write!(out, "{:<12} {:<8}", "METRIC", "UNIT");
+        for d in &run.devices {
+            let _ = write!(out, " {:>10}", format!("dev {}", d.info.index));
+        }
+        let _ = writeln!(out);
+        for ((_, name), (unit, vals)) in &table {
+            let _ = write!(out, "{:<12} {:<8}", name, unit);
+            for v in vals {
+                let _ = write!(out, " {:>10}", v.map_or("-".to_string(), short));
+            }
+            let _ = writeln!(out);
+        }
+    }
+    let count = |x: Decision| verdicts.iter().filter(|v| v.decision == x).count();
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{} accepted, {} rejected, {} incomplete",
+        count(Decision::Accept),
+        count(Decision::Reject),
+        count(Decision::Incomplete)
+    );
+    out
+}

@@ -1,0 +1,216 @@
+//! The validated plan of a run: what the user asked for, checked before any
+//! device is touched.
+//!
+//! Every problem with the arguments is found here and reported in one line
+//! that names the flag and what was expected (exit code 2).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cli::RunArgs;
+use crate::device::{BackendChoice, SimOptions};
+use crate::error::{KilnError, Result};
+use crate::workload::{Profile, WorkloadKind};
+
+/// The most simulated GPUs a run accepts.
+pub const MAX_SIM_GPUS: usize = 64;
+
+/// Default burn-in duration.
+pub const DEFAULT_BURNIN: Duration = Duration::from_secs(30 * 60);
+
+/// A validated run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// How much work.
+    pub profile: Profile,
+    /// How long a burn-in runs (burn-in only).
+    pub duration: Option<Duration>,
+    /// Which backend.
+    pub backend: BackendChoice,
+    /// Options of the sim backend.
+    pub sim: SimOptions,
+    /// Selected device indices, ascending, or all when `None`.
+    pub devices: Option<Vec<usize>>,
+    /// Workload families, in run order.
+    pub workloads: Vec<WorkloadKind>,
+    /// Output folder (created when the run starts).
+    pub out: PathBuf,
+    /// Seed of inputs and noise.
+    pub seed: u64,
+}
+
+impl Plan {
+    /// Validates `args`. `host` and `now` name the default output folder.
+    pub fn from_args(args: &RunArgs, host: &str, now: std::time::SystemTime) -> Result<Plan> {
+        let sim = sim_options(args.backend.sim_gpus, args.seed)?;
+        let duration = match (&args.duration, args.profile) {
+            (Some(d), Profile::Burnin) => Some(parse_duration(d)?),
+            (None, Profile::Burnin) => Some(DEFAULT_BURNIN),
+            (Some(_), p) => {
+                return Err(KilnError::Usage(format!(
+                    "--duration applies to --profile burnin only (the {p} profile has a fixed size)"
+                )))
+            }
+            (None, _) => None,
+        };
+        let devices = args.devices.as_deref().map(parse_devices).transpose()?;
+        let workloads = match args.workloads.as_deref() {
+            Some(w) => parse_workloads(w)?,
+            None => WorkloadKind::ALL.to_vec(),
+        };
+        let out = match &args.out {
+            Some(p) => p.clone(),
+            None => default_out(host, now),
+        };
+        Ok(Plan {
+            profile: args.profile,
+            duration,
+            backend: args.backend.backend,
+            sim,
+            devices,
+            workloads,
+            out,
+            seed: args.seed,
+        })
+    }
+}
+
+/// Checks `--sim-gpus`.
+pub fn sim_options(gpus: usize, seed: u64) -> Result<SimOptions> {
+    if gpus == 0 || gpus > MAX_SIM_GPUS {
+        return Err(KilnError::Usage(format!(
+            "--sim-gpus {gpus}: expected a number of simulated GPUs from 1 to {MAX_SIM_GPUS}"
+        )));
+    }
+    Ok(SimOptions { gpus, seed })
+}
+
+/// Parses a duration such as `30m`, `8h`, `90s` or `1h30m`.
+pub fn parse_duration(text: &str) -> Result<Duration> {
+    let d = humantime::parse_duration(text.trim()).map_err(|e| {
+        KilnError::Usage(format!(
+            "--duration {text:?}: {e}; expected e.g. 90s, 30m, 8h or 1h30m"
+        ))
+    })?;
+    if d.is_zero() {
+        return Err(KilnError::Usage(format!(
+            "--duration {text:?}: a burn-in must last longer than zero"
+        )));
+    }
+    Ok(d)
+}
+
+/// Parses `--devices 0,2,5` into sorted, distinct indices.
+pub fn parse_devices(text: &str) -> Result<Vec<usize>> {
+    let mut out = Vec::new();
+    for part in text.split(',') {
+        let part = part.trim();
+        let i: usize = part.parse().map_err(|_| {
+            KilnError::Usage(format!(
+                "--devices {text:?}: {part:?} is not a device index; expected comma-separated indices as printed by `kiln list`, e.g. 0,2"
+            ))
+        })?;
+        if out.contains(&i) {
+            return Err(KilnError::Usage(format!(
+                "--devices {text:?}: device {i} is listed twice"
+            )));
+        }
+        out.push(i);
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// Parses `--workloads matmul,hash`.
+pub fn parse_workloads(text: &str) -> Result<Vec<WorkloadKind>> {
+    let mut out = Vec::new();
+    for part in text.split(',') {
+        let part = part.trim();
+        let k = WorkloadKind::ALL
+            .into_iter()
+            .find(|k| k.name() == part)
+            .ok_or_else(|| {
+                KilnError::Usage(format!(
+                    "--workloads {text:?}: unknown workload {part:?}; expected any of matmul, bandwidth, hash, memtest"
+                ))
+            })?;
+        if !out.contains(&k) {
+            out.push(k);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// `reports/<host>-<UTC timestamp>`.
+pub fn default_out(host: &str, now: std::time::SystemTime) -> PathBuf {
+    let stamp = humantime::format_rfc3339_seconds(now)
+        .to_string()
+        .replace([':', '-'], "");
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Path::new("reports").join(format!("{host}-{stamp}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s").ok(), Some(Duration::from_secs(90)));
+        assert_eq!(
+            parse_duration("1h30m").ok(),
+            Some(Duration::from_secs(5400))
+        );
+        let e = parse_duration("ten minutes").unwrap_err().to_string();
+        assert!(e.contains("--duration") && e.contains("30m"), "{e}");
+        assert!(parse_duration("0s").is_err());
+    }
+
+    #[test]
+    fn devices_are_sorted_and_checked() {
+        assert_eq!(parse_devices("2, 0,5").ok(), Some(vec![0, 2, 5]));
+        let e = parse_devices("0,x").unwrap_err().to_string();
+        assert!(e.contains("\"x\" is not a device index"), "{e}");
+        assert!(parse_devices("1,1")
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
+        assert!(parse_devices("-1").is_err());
+    }
+
+    #[test]
+    fn workloads_are_named() {
+        assert_eq!(
+            parse_workloads("hash,matmul").ok(),
+            Some(vec![WorkloadKind::Matmul, WorkloadKind::Hash])
+        );
+        let e = parse_workloads("gemm").unwrap_err().to_string();
+        assert!(e.contains("unknown workload \"gemm\""), "{e}");
+    }
+
+    #[test]
+    fn default_out_is_host_and_utc_stamp() {
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(
+            default_out("node/7", t),
+            PathBuf::from("reports/node_7-20231114T221320Z")
+        );
+    }
+
+    #[test]
+    fn sim_gpu_count_is_bounded() {
+        assert!(sim_options(0, 1).is_err());
+        assert!(sim_options(65, 1).is_err());
+        assert_eq!(sim_options(8, 3).ok().map(|s| s.gpus), Some(8));
+    }
+}

@@ -1,0 +1,547 @@
+//! What kiln runs on a device, how big, and how each result is checked.
+//!
+//! One file per workload family: [`matmul`], [`bandwidth`], [`hash`] and
+//! [`memtest`]. Each owns its sizes, what it counts (FLOPs, bytes, hashes)
+//! and its verification; backends in [`crate::device`] only execute. The
+//! shared driver here does warm-up, repetition, timing statistics and turns
+//! everything into [`Record`]s, which the runner journals as they arrive.
+
+pub mod bandwidth;
+pub mod gen;
+pub mod hash;
+pub mod matmul;
+pub mod memtest;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use crate::device::{Device, DeviceError, DeviceInfo, Precision};
+use crate::stats;
+
+/// How much work a run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// About a minute on a 2-core machine with no GPU: every workload, small.
+    Quick,
+    /// A few minutes: larger sizes and more repetitions.
+    Standard,
+    /// Cycles the standard workloads until --duration has passed.
+    Burnin,
+}
+
+impl std::fmt::Display for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Profile::Quick => "quick",
+            Profile::Standard => "standard",
+            Profile::Burnin => "burnin",
+        })
+    }
+}
+
+/// The workload families, in the order a run executes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkloadKind {
+    /// Dense matrix multiply (GEMM).
+    Matmul,
+    /// Memory bandwidth: read, write, copy, triad.
+    Bandwidth,
+    /// Double SHA-256 nonce search.
+    Hash,
+    /// Memory pattern test.
+    Memtest,
+}
+
+impl WorkloadKind {
+    /// Every family, in run order.
+    pub const ALL: [WorkloadKind; 4] = [
+        WorkloadKind::Matmul,
+        WorkloadKind::Bandwidth,
+        WorkloadKind::Hash,
+        WorkloadKind::Memtest,
+    ];
+
+    /// The lowercase name used in files and on screen.
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkloadKind::Matmul => "matmul",
+            WorkloadKind::Bandwidth => "bandwidth",
+            WorkloadKind::Hash => "hash",
+            WorkloadKind::Memtest => "memtest",
+        }
+    }
+}
+
+impl std::fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Sizes and repetitions of one workload on one device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "workload", rename_all = "lowercase")]
+pub enum WorkloadSpec {
+    /// Square GEMMs of size `n`, one per precision.
+    Matmul {
+        n: usize,
+        precisions: Vec<Precision>,
+        warmup: u32,
+        iterations: u32,
+    },
+    /// Three buffers of `elements` f64 each.
+    Bandwidth {
+        elements: usize,
+        warmup: u32,
+        iterations: u32,
+    },
+    /// `nonces` double SHA-256 nonces per iteration.
+    Hash {
+        nonces: u32,
+        target_zero_bits: u32,
+        sample_every: u32,
+        warmup: u32,
+        iterations: u32,
+    },
+    /// `words` 64-bit words through the pattern algorithm.
+    Memtest {
+        words: usize,
+        walking_bits: Vec<u32>,
+        random_passes: u32,
+    },
+}
+
+impl WorkloadSpec {
+    /// Which family this spec belongs to.
+    pub fn kind(&self) -> WorkloadKind {
+        match self {
+            WorkloadSpec::Matmul { .. } => WorkloadKind::Matmul,
+            WorkloadSpec::Bandwidth { .. } => WorkloadKind::Bandwidth,
+            WorkloadSpec::Hash { .. } => WorkloadKind::Hash,
+            WorkloadSpec::Memtest { .. } => WorkloadKind::Memtest,
+        }
+    }
+
+    /// The spec of `kind` for `profile` on a device.
+    ///
+    /// Simulated devices run the same algorithms on small data (their timing
+    /// comes from a model); real devices are sized to their memory.
+    pub fn for_device(kind: WorkloadKind, profile: Profile, info: &DeviceInfo) -> WorkloadSpec {
+        let big = profile != Profile::Quick;
+        if info.simulated {
+            return small_spec(kind);
+        }
+        let mem = info.memory_bytes.max(1 << 30);
+        match kind {
+            WorkloadKind::Matmul => WorkloadSpec::Matmul {
+                n: if big { 4096 } else { 2048 },
+                precisions: vec![Precision::F32, Precision::F64],
+                warmup: 1,
+                iterations: if big { 8 } else { 5 },
+            },
+            WorkloadKind::Bandwidth => {
+                // Three buffers, each at least 4x a 32 MiB last-level cache,
+                // and together at most an eighth of the memory.
+                let per_buffer: u64 = if big { 512 << 20 } else { 128 << 20 };
+                let per_buffer = per_buffer.min(mem / 24).max(16 << 20);
+                WorkloadSpec::Bandwidth {
+                    elements: (per_buffer / 8) as usize,
+                    warmup: 2,
+                    iterations: if big { 40 } else { 15 },
+                }
+            }
+            WorkloadKind::Hash => WorkloadSpec::Hash {
+                nonces: if big { 1 << 24 } else { 1 << 21 },
+                target_zero_bits: 16,
+                sample_every: 1 << 14,
+                warmup: 1,
+                iterations: if big { 8 } else { 5 },
+            },
+            WorkloadKind::Memtest => {
+                let bytes: u64 = if big { 2 << 30 } else { 512 << 20 };
+                let bytes = bytes.min(mem / 8);
+                WorkloadSpec::Memtest {
+                    words: (bytes / 8) as usize,
+                    walking_bits: if big {
+                        (0..64).collect()
+                    } else {
+                        vec![0, 7, 15, 23, 31, 39, 47, 63]
+                    },
+                    random_passes: if big { 4 } else { 1 },
+                }
+            }
+        }
+    }
+}
+
+/// The sizes simulated devices compute for real (small, so eight of them run
+/// in well under a second of CPU time).
+fn small_spec(kind: WorkloadKind) -> WorkloadSpec {
+    match kind {
+        WorkloadKind::Matmul => WorkloadSpec::Matmul {
+            n: 64,
+            precisions: vec![Precision::F32, Precision::F64],
+            warmup: 1,
+            iterations: 5,
+        },
+        WorkloadKind::Bandwidth => WorkloadSpec::Bandwidth {
+            elements: 1 << 14,
+            warmup: 1,
+            iterations: 5,
+        },
+        WorkloadKind::Hash => WorkloadSpec::Hash {
+            nonces: 1 << 12,
+            target_zero_bits: 8,
+            sample_every: 1 << 8,
+            warmup: 1,
+            iterations: 5,
+        },
+        WorkloadKind::Memtest => WorkloadSpec::Memtest {
+            words: 1 << 14,
+            walking_bits: vec![0, 31, 63],
+            random_passes: 1,
+        },
+    }
+}
+
+/// One measured figure, as journaled and reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metric {
+    /// Workload family.
+    pub workload: WorkloadKind,
+    /// Metric name, e.g. `matmul_f32`, `bw_copy`.
+    pub name: String,
+    /// The reported figure: the median over iterations.
+    pub value: f64,
+    /// Unit of value, median, p05 and p95, e.g. "GFLOP/s".
+    pub unit: String,
+    /// Median over iterations.
+    pub median: f64,
+    /// 5th percentile over iterations.
+    pub p05: f64,
+    /// 95th percentile over iterations.
+    pub p95: f64,
+    /// Coefficient of variation over iterations.
+    pub cv: f64,
+    /// Timed iterations (warm-up excluded).
+    pub iterations: usize,
+    /// How the figure was counted, in words.
+    pub counted: String,
+    /// True when the figure comes from the sim backend's model.
+    pub simulated: bool,
+    /// Burn-in cycle (0 for single-pass profiles).
+    #[serde(default)]
+    pub cycle: u32,
+}
+
+/// The outcome of one verification of a workload's output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Integrity {
+    /// Workload family.
+    pub workload: WorkloadKind,
+    /// What was checked, e.g. `matmul_f32`, `bw_copy`, `memtest`.
+    pub check: String,
+    /// Number of values checked.
+    pub checked: u64,
+    /// Number of values found wrong.
+    pub errors: u64,
+    /// Empty when clean; otherwise what went wrong, in words.
+    pub detail: String,
+    /// Byte offsets of the first bad words (memory test only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub first_bad_offsets: Vec<u64>,
+    /// Burn-in cycle (0 for single-pass profiles).
+    #[serde(default)]
+    pub cycle: u32,
+}
+
+/// What a workload produces, in order, as soon as each piece is known.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// A finished measurement.
+    Metric(Metric),
+    /// A finished verification.
+    Integrity(Integrity),
+}
+
+/// Why a workload stopped before the end.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    /// The device or its driver failed.
+    #[error("device error: {0}")]
+    Device(#[from] DeviceError),
+    /// The user interrupted the run.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// What the shared driver needs from the runner.
+pub struct Context<'a> {
+    /// Set when the run must stop (Ctrl-C).
+    pub stop: &'a AtomicBool,
+    /// Receives every record as soon as it is known.
+    pub sink: &'a mut dyn FnMut(Record),
+    /// Told the fraction done (0..=1) of the current workload and a label.
+    pub progress: &'a mut dyn FnMut(f64, &str),
+    /// Burn-in cycle stamped on every record.
+    pub cycle: u32,
+    /// Seed of every input.
+    pub seed: u64,
+}
+
+impl Context<'_> {
+    /// Fails with [`WorkloadError::Interrupted`] once a stop was requested.
+    pub fn check_stop(&self) -> Result<(), WorkloadError> {
+        if self.stop.load(Ordering::Relaxed) {
+            Err(WorkloadError::Interrupted)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Runs one workload on one device, sending records to `ctx.sink`.
+pub fn execute(
+    device: &mut dyn Device,
+    spec: &WorkloadSpec,
+    ctx: &mut Context<'_>,
+) -> Result<(), WorkloadError> {
+    match spec {
+        WorkloadSpec::Matmul {
+            n,
+            precisions,
+            warmup,
+            iterations,
+        } => matmul::execute(device, *n, precisions, *warmup, *iterations, ctx),
+        WorkloadSpec::Bandwidth {
+            elements,
+            warmup,
+            iterations,
+        } => bandwidth::execute(device, *elements, *warmup, *iterations, ctx),
+        WorkloadSpec::Hash {
+            nonces,
+            target_zero_bits,
+            sample_every,
+            warmup,
+            iterations,
+        } => {
+            let job = hash::HashJob::from_seed(ctx.seed, *target_zero_bits, *sample_every);
+            hash_driver(device, &job, *nonces, *warmup, *iterations, ctx)
+        }
+        WorkloadSpec::Memtest {
+            words,
+            walking_bits,
+            random_passes,
+        } => memtest_driver(device, *words, walking_bits, *random_passes, ctx),
+    }
+}
+
+/// Builds a [`Metric`] from per-iteration rates.
+pub fn metric_from_rates(
+    workload: WorkloadKind,
+    name: &str,
+    unit: &str,
+    counted: String,
+    rates: &[f64],
+    simulated: bool,
+    cycle: u32,
+) -> Option<Metric> {
+    let s = stats::summarize(rates)?;
+    Some(Metric {
+        workload,
+        name: name.to_string(),
+        value: s.median,
+        unit: unit.to_string(),
+        median: s.median,
+        p05: s.p05,
+        p95: s.p95,
+        cv: s.cv,
+        iterations: s.n,
+        counted,
+        simulated,
+        cycle,
+    })
+}
+
+/// Seconds of a duration, never zero (a zero time would give an infinite rate).
+pub fn seconds(d: crate::device::Seconds) -> f64 {
+    if d.is_finite() && d > 0.0 {
+        d
+    } else {
+        1e-15
+    }
+}
+
+fn hash_driver(
+    device: &mut dyn Device,
+    job: &hash::HashJob,
+    nonces: u32,
+    warmup: u32,
+    iterations: u32,
+    ctx: &mut Context<'_>,
+) -> Result<(), WorkloadError> {
+    let simulated = device.info().simulated;
+    let mut op = device.hasher(job)?;
+    for _ in 0..warmup {
+        ctx.check_stop()?;
+        op.scan(0, nonces)?;
+    }
+    let mut rates = Vec::new();
+    let mut check = hash::HashCheck {
+        checked: 0,
+        errors: 0,
+        detail: String::new(),
+    };
+    let mut first: Option<hash::ScanResult> = None;
+    for i in 0..iterations {
+        ctx.check_stop()?;
+        (ctx.progress)(
+            f64::from(i) / f64::from(iterations.max(1)),
+            "double sha-256",
+        );
+        let (result, time) = op.scan(0, nonces)?;
+        rates.push(result.nonces as f64 / seconds(time) / 1e6);
+        let c = hash::verify_scan(job, 0, nonces, &result);
+        check.checked += c.checked;
+        check.errors += c.errors;
+        if check.detail.is_empty() {
+            check.detail = c.detail;
+        }
+        // Self-consistency: the same range must give the same fold every time.
+        match &first {
+            None => first = Some(result),
+            Some(f) => {
+                check.checked += 1;
+                if f.fold != result.fold || f.hit_count != result.hit_count {
+                    check.errors += 1;
+                    if check.detail.is_empty() {
+                        check.detail = format!(
+                            "iteration {i}: digest fold or hit count differs from iteration 0 over the same nonces"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let counted = format!(
+        "double SHA-256 nonces per second (2 compressions each, midstate precomputed), {nonces} nonces per iteration"
+    );
+    if let Some(m) = metric_from_rates(
+        WorkloadKind::Hash,
+        "sha256d",
+        "MH/s",
+        counted,
+        &rates,
+        simulated,
+        ctx.cycle,
+    ) {
+        (ctx.sink)(Record::Metric(m));
+    }
+    (ctx.sink)(Record::Integrity(Integrity {
+        workload: WorkloadKind::Hash,
+        check: "sha256d".into(),
+        checked: check.checked,
+        errors: check.errors,
+        detail: check.detail,
+        first_bad_offsets: Vec::new(),
+        cycle: ctx.cycle,
+    }));
+    Ok(())
+}
+
+/// How many bad words a memory test keeps the address of.
+pub const MEMTEST_KEEP: usize = 16;
+
+fn memtest_driver(
+    device: &mut dyn Device,
+    words: usize,
+    walking_bits: &[u32],
+    random_passes: u32,
+    ctx: &mut Context<'_>,
+) -> Result<(), WorkloadError> {
+    let simulated = device.info().simulated;
+    let mut op = device.memtest(words)?;
+    let steps = memtest::algorithm(walking_bits, random_passes, ctx.seed);
+    let mut errors = memtest::MemErrors::default();
+    let mut bytes = 0u64;
+    let mut time = 0.0;
+    let total = steps.len().max(1);
+    for (i, (label, step)) in steps.iter().enumerate() {
+        ctx.check_stop()?;
+        (ctx.progress)(i as f64 / total as f64, label);
+        let w = op.words() as u64 * 8;
+        let (e, t) = match *step {
+            memtest::Step::Fill(p) => {
+                bytes += w;
+                (memtest::MemErrors::default(), op.fill(p)?)
+            }
+            memtest::Step::Verify(p) => {
+                bytes += w;
+                op.verify(p, MEMTEST_KEEP)?
+            }
+            memtest::Step::VerifyAndWrite {
+                expect,
+                next,
+                descending,
+            } => {
+                bytes += 2 * w;
+                op.verify_and_write(expect, next, descending, MEMTEST_KEEP)?
+            }
+        };
+        errors.merge(e, MEMTEST_KEEP);
+        time += t;
+    }
+    let rate = bytes as f64 / seconds(time) / 1e9;
+    let counted = format!(
+        "bytes written + read by {} pattern steps over {} MiB",
+        steps.len(),
+        (words * 8) >> 20
+    );
+    if let Some(m) = metric_from_rates(
+        WorkloadKind::Memtest,
+        "memtest",
+        "GB/s",
+        counted,
+        &[rate],
+        simulated,
+        ctx.cycle,
+    ) {
+        (ctx.sink)(Record::Metric(m));
+    }
+    let detail = if errors.errors == 0 {
+        String::new()
+    } else {
+        let first: Vec<String> = errors
+            .first_bad
+            .iter()
+            .take(4)
+            .map(|b| {
+                format!(
+                    "offset {:#x}: expected {:#018x}, read {:#018x}",
+                    b.index * 8,
+                    b.expected,
+                    b.actual
+                )
+            })
+            .collect();
+        format!(
+            "{} bad words ({} flipped bits); first: {}",
+            errors.errors,
+            errors.bit_flips,
+            first.join("; ")
+        )
+    };
+    (ctx.sink)(Record::Integrity(Integrity {
+        workload: WorkloadKind::Memtest,
+        check: "memtest".into(),
+        checked: errors.checked,
+        errors: errors.errors,
+        detail,
+        first_bad_offsets: errors.first_bad.iter().map(|b| b.index * 8).collect(),
+        cycle: ctx.cycle,
+    }));
+    Ok(())
+}
