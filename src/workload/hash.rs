@@ -508,6 +508,7 @@ fn verify_samples(job: &HashJob, lo: u64, hi: u64, result: &ScanResult, check: &
     }
     if let Some(e) = expected {
         let missing = (hi - e).div_ceil(every);
+        check.errors += missing - 1;
         check.fail(|| format!("nonce {e}: sample missing"));
     }
 }
@@ -618,8 +619,9 @@ struct Prepared {
     after3: [u32; 8],
     /// W0..W2 (header bytes 64..76, big-endian).
     w012: [u32; 3],
-    /// W16, W17.
+    /// W16 (constant).
     w16: u32,
+    /// W17 (constant).
     w17: u32,
     /// W18 - sigma0(W3).
     w18: u32,

@@ -1,0 +1,514 @@
+//! The `kiln` binary as a user and a script see it: exit codes, files,
+//! messages.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn kiln(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("kiln starts")
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).expect("file exists");
+    serde_json::from_str(&text).expect("valid JSON")
+}
+
+/// Asserts a usage error: exit 2, one `kiln: error:` line mentioning
+/// `needle`, no panic.
+fn assert_usage_error(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(code(o), 2, "stderr: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!err.contains("RUST_BACKTRACE"), "{err}");
+}
+
+fn sim_run(dir: &Path, extra: &[&str]) -> Output {
+    let out = dir.to_str().expect("utf-8 path");
+    let mut args = vec![
+        "run",
+        "--backend",
+        "sim",
+        "--profile",
+        "quick",
+        "--out",
+        out,
+    ];
+    args.extend_from_slice(extra);
+    kiln(&args)
+}
+
+mod list {
+    use super::*;
+
+    #[test]
+    fn cpu_backend_shows_the_cpu() {
+        let o = kiln(&["list", "--backend", "cpu"]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let text = stdout(&o);
+        assert!(text.contains("IDX"), "{text}");
+        assert!(
+            text.lines().nth(1).is_some_and(|l| l.contains("cpu")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn auto_without_a_gpu_shows_the_cpu_and_says_why() {
+        let o = kiln(&["list"]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert!(stdout(&o).contains("cpu"));
+        assert!(
+            stderr(&o).contains("testing the CPU instead"),
+            "{}",
+            stderr(&o)
+        );
+    }
+
+    #[test]
+    fn sim_json_is_machine_readable() {
+        let o = kiln(&["list", "--backend", "sim", "--json"]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let v: Value = serde_json::from_slice(&o.stdout).expect("JSON on stdout");
+        assert_eq!(v["backend"], "sim");
+        let devs = v["devices"].as_array().expect("devices array");
+        assert_eq!(devs.len(), 8);
+        for (i, d) in devs.iter().enumerate() {
+            assert_eq!(d["index"], i);
+            assert_eq!(d["simulated"], true);
+            assert!(d["uuid"].as_str().is_some_and(|u| u.starts_with("GPU-")));
+            assert!(d["serial"].is_string() && d["pci_bus_id"].is_string());
+            assert!(d["memory_bytes"].as_u64().is_some_and(|m| m > 0));
+        }
+        let uuids: std::collections::HashSet<_> =
+            devs.iter().map(|d| d["uuid"].to_string()).collect();
+        assert_eq!(uuids.len(), 8, "uuids are distinct");
+    }
+
+    #[test]
+    fn sim_gpu_count_is_respected() {
+        let o = kiln(&["list", "--backend", "sim", "--sim-gpus", "3", "--json"]);
+        let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+        assert_eq!(v["devices"].as_array().map(Vec::len), Some(3));
+    }
+}
+
+mod run {
+    use super::*;
+
+    #[test]
+    fn sim_quick_accepts_eight_devices_with_every_workload() {
+        let d = tmp();
+        let o = sim_run(d.path(), &[]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let v = read_json(&d.path().join("results.json"));
+        assert_eq!(v["schema_version"], 1);
+        assert_eq!(v["complete"], true);
+        assert_eq!(v["simulated"], true);
+        assert_eq!(v["summary"]["accepted"], 8);
+        for key in [
+            "kiln_version",
+            "host",
+            "started_at",
+            "finished_at",
+            "profile",
+            "backend",
+        ] {
+            assert!(v[key].is_string(), "{key} missing");
+        }
+        let devs = v["devices"].as_array().expect("devices");
+        assert_eq!(devs.len(), 8);
+        for dev in devs {
+            assert_eq!(dev["verdict"], "accept");
+            assert_eq!(dev["reasons"].as_array().map(Vec::len), Some(0));
+            let workloads: std::collections::HashSet<_> = dev["metrics"]
+                .as_array()
+                .expect("metrics")
+                .iter()
+                .map(|m| m["workload"].as_str().unwrap_or("").to_string())
+                .collect();
+            for w in ["matmul", "bandwidth", "hash", "memtest"] {
+                assert!(workloads.contains(w), "{w} missing");
+            }
+            for m in dev["metrics"].as_array().expect("metrics") {
+                assert_eq!(m["simulated"], true);
+                for k in ["value", "median", "p05", "p95", "cv"] {
+                    assert!(m[k].is_number(), "{k}");
+                }
+                assert!(m["unit"].is_string() && m["iterations"].as_u64() >= Some(1));
+            }
+            for i in dev["integrity"].as_array().expect("integrity") {
+                assert!(i["checked"].as_u64() > Some(0));
+                assert_eq!(i["errors"], 0);
+            }
+        }
+        let csv = std::fs::read_to_string(d.path().join("results.csv")).expect("csv");
+        assert!(csv.starts_with("device,name,uuid"));
+        assert_eq!(
+            csv.lines().count(),
+            1 + 8 * 8,
+            "one row per device x metric"
+        );
+        assert!(d.path().join("journal.jsonl").is_file());
+        let out = stdout(&o);
+        assert!(out.contains("8 accepted, 0 rejected"), "{out}");
+        assert!(out.contains("SIMULATED"), "{out}");
+    }
+
+    #[test]
+    fn device_subset_is_tested_alone() {
+        let d = tmp();
+        let o = sim_run(d.path(), &["--devices", "2,5"]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let v = read_json(&d.path().join("results.json"));
+        let idx: Vec<_> = v["devices"]
+            .as_array()
+            .expect("devices")
+            .iter()
+            .map(|d| d["index"].as_u64())
+            .collect();
+        assert_eq!(idx, vec![Some(2), Some(5)]);
+    }
+
+    #[test]
+    fn same_seed_same_figures() {
+        let (a, b) = (tmp(), tmp());
+        sim_run(a.path(), &["--sim-gpus", "2", "--seed", "9"]);
+        sim_run(b.path(), &["--sim-gpus", "2", "--seed", "9"]);
+        let va = read_json(&a.path().join("results.json"));
+        let vb = read_json(&b.path().join("results.json"));
+        assert_eq!(va["devices"][1]["metrics"], vb["devices"][1]["metrics"]);
+    }
+
+    #[test]
+    fn cpu_quick_measures_and_verifies_every_workload() {
+        let d = tmp();
+        let out = d.path().to_str().expect("utf-8");
+        let o = kiln(&[
+            "run",
+            "--backend",
+            "cpu",
+            "--profile",
+            "quick",
+            "--out",
+            out,
+        ]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let v = read_json(&d.path().join("results.json"));
+        let dev = &v["devices"][0];
+        assert_eq!(dev["backend"], "cpu");
+        assert_eq!(dev["simulated"], false);
+        let names: Vec<&str> = dev["metrics"]
+            .as_array()
+            .expect("metrics")
+            .iter()
+            .filter_map(|m| m["name"].as_str())
+            .collect();
+        for n in [
+            "matmul_f32",
+            "matmul_f64",
+            "bw_read",
+            "bw_write",
+            "bw_copy",
+            "bw_triad",
+            "sha256d",
+            "memtest",
+        ] {
+            assert!(names.contains(&n), "{n} missing from {names:?}");
+        }
+        let checked: Vec<&str> = dev["integrity"]
+            .as_array()
+            .expect("integrity")
+            .iter()
+            .filter(|i| i["checked"].as_u64() > Some(0) && i["errors"] == 0)
+            .filter_map(|i| i["workload"].as_str())
+            .collect();
+        for w in ["matmul", "bandwidth", "hash", "memtest"] {
+            assert!(checked.contains(&w), "{w} not verified");
+        }
+    }
+}
+
+mod exit_codes {
+    use super::*;
+
+    #[test]
+    fn cuda_without_a_gpu_is_code_3_in_one_line() {
+        let o = kiln(&["run", "--backend", "cuda", "--out", "/tmp/never-used"]);
+        assert_eq!(code(&o), 3);
+        let err = stderr(&o);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains("CUDA backend unavailable"), "{err}");
+        assert!(!Path::new("/tmp/never-used/journal.jsonl").exists());
+    }
+
+    #[test]
+    fn a_rejected_device_is_code_1() {
+        let d = tmp();
+        assert_eq!(code(&sim_run(d.path(), &["--sim-gpus", "2"])), 0);
+        // Corrupt the journal as a faulty device would have: device 1's copy
+        // check found an error.
+        let path = d.path().join("journal.jsonl");
+        let text = std::fs::read_to_string(&path).expect("journal");
+        let mut done = false;
+        let edited: Vec<String> = text
+            .lines()
+            .map(|l| {
+                if !done
+                    && l.contains("\"integrity\"")
+                    && l.contains("\"device\":1")
+                    && l.contains("bw_copy")
+                {
+                    done = true;
+                    l.replace("\"errors\":0", "\"errors\":3")
+                        .replace("\"detail\":\"\"", "\"detail\":\"copy differs\"")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        assert!(done, "found device 1's copy check");
+        std::fs::write(&path, edited.join("\n") + "\n").expect("write");
+        let o = kiln(&["report", d.path().to_str().expect("utf-8")]);
+        assert_eq!(code(&o), 1, "{}", stderr(&o));
+        let v = read_json(&d.path().join("results.json"));
+        assert_eq!(v["devices"][0]["verdict"], "accept");
+        assert_eq!(v["devices"][1]["verdict"], "reject");
+        assert_eq!(v["devices"][1]["reasons"][0], "copy_mismatch");
+        assert!(stdout(&o).contains("REJECT"));
+    }
+
+    #[test]
+    fn a_run_killed_halfway_keeps_its_measurements_and_reports_code_4() {
+        let d = tmp();
+        let out = d.path().to_str().expect("utf-8").to_string();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args([
+                "run",
+                "--backend",
+                "cpu",
+                "--profile",
+                "quick",
+                "--out",
+                &out,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kiln starts");
+        let journal = d.path().join("journal.jsonl");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        // Wait until the first workload has finished, then kill -9.
+        loop {
+            let text = std::fs::read_to_string(&journal).unwrap_or_default();
+            if text.contains("workload_done") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no workload finished in time");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+        let o = kiln(&["report", &out]);
+        assert_eq!(code(&o), 4, "{}{}", stdout(&o), stderr(&o));
+        let v = read_json(&d.path().join("results.json"));
+        assert_eq!(v["complete"], false);
+        assert_eq!(v["devices"][0]["verdict"], "incomplete");
+        let metrics = v["devices"][0]["metrics"].as_array().expect("metrics");
+        assert!(
+            metrics.iter().any(|m| m["name"] == "matmul_f32"),
+            "finished measurement kept"
+        );
+        assert!(stdout(&o).contains("INCOMPLETE"));
+    }
+
+    #[test]
+    fn report_of_a_journal_without_its_end_is_code_4() {
+        let d = tmp();
+        assert_eq!(code(&sim_run(d.path(), &["--sim-gpus", "2"])), 0);
+        let path = d.path().join("journal.jsonl");
+        let text = std::fs::read_to_string(&path).expect("journal");
+        let lines: Vec<&str> = text.lines().collect();
+        // Drop the end event and tear the last remaining line in half.
+        let keep = &lines[..lines.len() - 1];
+        let mut cut = keep.join("\n");
+        let torn = cut.len() - 10;
+        cut.truncate(torn);
+        std::fs::write(&path, cut).expect("write");
+        let o = kiln(&["report", d.path().to_str().expect("utf-8")]);
+        assert_eq!(code(&o), 4, "{}", stderr(&o));
+        let v = read_json(&d.path().join("results.json"));
+        assert_eq!(v["complete"], false);
+        let notes = v["notes"].to_string();
+        assert!(notes.contains("cut off"), "{notes}");
+    }
+}
+
+mod bad_input {
+    use super::*;
+
+    #[test]
+    fn unknown_flag() {
+        let o = kiln(&["run", "--frobnicate"]);
+        assert_eq!(code(&o), 2);
+        assert!(stderr(&o).contains("--frobnicate"));
+    }
+
+    #[test]
+    fn bad_profile_lists_the_choices() {
+        let o = kiln(&["run", "--profile", "fast"]);
+        assert_eq!(code(&o), 2);
+        let err = stderr(&o);
+        assert!(err.contains("quick") && err.contains("burnin"), "{err}");
+    }
+
+    #[test]
+    fn unknown_device_index() {
+        let d = tmp();
+        let o = sim_run(d.path(), &["--sim-gpus", "4", "--devices", "1,9"]);
+        assert_usage_error(
+            &o,
+            "there is no device 9; the sim backend has devices 0 to 3",
+        );
+        assert!(!d.path().join("journal.jsonl").exists(), "nothing ran");
+    }
+
+    #[test]
+    fn malformed_device_list() {
+        let o = kiln(&["run", "--backend", "sim", "--devices", "0,two"]);
+        assert_usage_error(&o, "\"two\" is not a device index");
+    }
+
+    #[test]
+    fn duration_without_burnin() {
+        let o = kiln(&["run", "--backend", "sim", "--duration", "5m"]);
+        assert_usage_error(&o, "--duration applies to --profile burnin only");
+    }
+
+    #[test]
+    fn malformed_duration() {
+        let o = kiln(&[
+            "run",
+            "--backend",
+            "sim",
+            "--profile",
+            "burnin",
+            "--duration",
+            "soon",
+        ]);
+        assert_usage_error(&o, "--duration \"soon\"");
+    }
+
+    #[test]
+    fn unknown_workload() {
+        let o = kiln(&["run", "--backend", "sim", "--workloads", "matmul,fft"]);
+        assert_usage_error(&o, "unknown workload \"fft\"");
+    }
+
+    #[test]
+    fn too_many_sim_gpus() {
+        let o = kiln(&["list", "--backend", "sim", "--sim-gpus", "500"]);
+        assert_usage_error(&o, "--sim-gpus 500");
+    }
+
+    #[test]
+    fn unwritable_out() {
+        let d = tmp();
+        let file = d.path().join("a-file");
+        std::fs::write(&file, "x").expect("write");
+        let out: PathBuf = file.join("sub");
+        let o = sim_run(&out, &[]);
+        assert_usage_error(&o, "cannot write");
+        assert!(stderr(&o).contains("a-file"));
+    }
+
+    #[test]
+    fn out_that_already_holds_a_run() {
+        let d = tmp();
+        assert_eq!(code(&sim_run(d.path(), &["--sim-gpus", "1"])), 0);
+        let o = sim_run(d.path(), &["--sim-gpus", "1"]);
+        assert_usage_error(&o, "already holds a run");
+    }
+
+    #[test]
+    fn report_of_a_missing_folder() {
+        let o = kiln(&["report", "/nonexistent/run"]);
+        assert_usage_error(&o, "/nonexistent/run: not a folder");
+    }
+
+    #[test]
+    fn report_of_a_folder_without_a_journal() {
+        let d = tmp();
+        let o = kiln(&["report", d.path().to_str().expect("utf-8")]);
+        assert_usage_error(&o, "journal.jsonl is missing");
+    }
+
+    #[test]
+    fn report_of_a_malformed_journal_names_the_line() {
+        let d = tmp();
+        assert_eq!(code(&sim_run(d.path(), &["--sim-gpus", "1"])), 0);
+        let path = d.path().join("journal.jsonl");
+        let text = std::fs::read_to_string(&path).expect("journal");
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        lines[2] = "{\"event\":\"metric\",\"device\":\"zero\"}".into();
+        std::fs::write(&path, lines.join("\n") + "\n").expect("write");
+        let o = kiln(&["report", d.path().to_str().expect("utf-8")]);
+        assert_usage_error(&o, "journal.jsonl: line 3: not a kiln journal event");
+    }
+
+    #[test]
+    fn report_of_something_else_entirely() {
+        let d = tmp();
+        std::fs::write(d.path().join("journal.jsonl"), "hello\n").expect("write");
+        let o = kiln(&["report", d.path().to_str().expect("utf-8")]);
+        assert_usage_error(&o, "line 1");
+    }
+}
+
+mod help {
+    use super::*;
+
+    #[test]
+    fn help_documents_exit_codes_and_every_flag() {
+        let o = kiln(&["run", "--help"]);
+        assert_eq!(code(&o), 0);
+        let text = stdout(&o);
+        for flag in [
+            "--profile",
+            "--duration",
+            "--backend",
+            "--devices",
+            "--out",
+            "--sim-gpus",
+            "--workloads",
+            "--seed",
+        ] {
+            assert!(text.contains(flag), "{flag} missing");
+        }
+        assert!(text.contains("Exit codes:") && text.contains("4  the run was interrupted"));
+    }
+}
