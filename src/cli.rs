@@ -46,6 +46,35 @@ pub enum Command {
     /// journal (also of a run that was killed halfway).
     #[command(after_help = EXIT_CODES)]
     Report(ReportArgs),
+    /// Check a baseline file, or derive one from runs of known-good nodes.
+    #[command(subcommand)]
+    Baseline(BaselineCommand),
+}
+
+/// `kiln baseline ...`.
+#[derive(Debug, Subcommand)]
+pub enum BaselineCommand {
+    /// Validate a baseline file: every problem is reported with its line and
+    /// key. Exit 0 when valid, 2 otherwise.
+    Check {
+        /// The baseline TOML file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Derive a baseline from runs of known-good nodes: the median of each
+    /// metric over every matching device (Tukey outliers discarded first),
+    /// with floors from a documented rule.
+    Record {
+        /// Run folders (the --out of `kiln run`).
+        #[arg(value_name = "DIR", required = true)]
+        dirs: Vec<PathBuf>,
+        /// The GPU model: devices whose name contains it are used.
+        #[arg(long, value_name = "NAME")]
+        model: String,
+        /// Where to write the baseline; must not exist yet.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 /// Which devices exist: shared by `list` and `run`.
@@ -104,6 +133,18 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 
+    /// Inject a fault into a simulated GPU (with --backend sim), repeatable:
+    /// DEVICE:FAULT[@START], FAULT one of sdc, membit, hashbit, copybit,
+    /// slow=F, throttle=thermal|power, hot=T, ecc=N, xid=N, pcie=GEN:WIDTH,
+    /// hang=WORKLOAD, lost=SECONDS; START delays it, e.g. 2:membit@90s.
+    #[arg(long, value_name = "DEVICE:FAULT")]
+    pub inject: Vec<String>,
+
+    /// Hold every device to this baseline file instead of the shipped one
+    /// that matches its model.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+
     /// Seed of every workload input and of the simulated noise.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -115,4 +156,9 @@ pub struct ReportArgs {
     /// A run's folder (the --out of `kiln run`), holding journal.jsonl.
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
+
+    /// Judge against this baseline file instead of the shipped one that
+    /// matches each device's model.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
 }

@@ -8,7 +8,7 @@
 //! journal) -> `results` (a run rebuilt from its journal) -> `verdict`
 //! (accept / reject) -> `output` (json, csv, the summary table).
 //!
-//! `stats` and `error` are leaves that every stage may use.
+//! `stats`, `telemetry` and `error` are leaves that every stage may use.
 
 pub mod cli;
 pub mod commands;
@@ -19,6 +19,7 @@ pub mod plan;
 pub mod results;
 pub mod run;
 pub mod stats;
+pub mod telemetry;
 pub mod verdict;
 pub mod workload;
 

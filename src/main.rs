@@ -2,28 +2,30 @@
 //! it decided. Exit codes are documented in `kiln --help` and README.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use clap::Parser;
 use kiln::cli::{Cli, Command};
 use kiln::commands;
 use kiln::error::ExitCode;
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
 fn main() {
     let cli = Cli::parse();
     // First Ctrl-C: finish cleanly (journal, results, exit 4). Second: leave now;
     // every finished measurement is already in the journal.
-    let _ = ctrlc::set_handler(|| {
-        if STOP.swap(true, Ordering::SeqCst) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(ExitCode::Incomplete.code());
         }
         eprintln!("\nkiln: stopping after the current step (Ctrl-C again to quit now)");
     });
     let outcome = match &cli.command {
         Command::List(a) => commands::list(a),
-        Command::Run(a) => commands::run(a, &STOP),
+        Command::Run(a) => commands::run(a, stop),
         Command::Report(a) => commands::report(a),
+        Command::Baseline(b) => commands::baseline(b),
     };
     let code = match outcome {
         Ok(code) => code,

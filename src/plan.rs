@@ -42,7 +42,22 @@ pub struct Plan {
 impl Plan {
     /// Validates `args`. `host` and `now` name the default output folder.
     pub fn from_args(args: &RunArgs, host: &str, now: std::time::SystemTime) -> Result<Plan> {
-        let sim = sim_options(args.backend.sim_gpus, args.seed)?;
+        let mut sim = sim_options(args.backend.sim_gpus, args.seed)?;
+        for text in &args.inject {
+            let inj = crate::device::sim::parse_injection(text).map_err(KilnError::Usage)?;
+            if args.backend.backend != BackendChoice::Sim {
+                return Err(KilnError::Usage(format!(
+                    "--inject {text:?}: faults can only be injected into simulated GPUs (--backend sim)"
+                )));
+            }
+            if inj.device >= sim.gpus {
+                return Err(KilnError::Usage(format!(
+                    "--inject {text:?}: there is no simulated GPU {}; --sim-gpus is {}",
+                    inj.device, sim.gpus
+                )));
+            }
+            sim.faults.push(inj);
+        }
         let duration = match (&args.duration, args.profile) {
             (Some(d), Profile::Burnin) => Some(parse_duration(d)?),
             (None, Profile::Burnin) => Some(DEFAULT_BURNIN),
@@ -82,7 +97,11 @@ pub fn sim_options(gpus: usize, seed: u64) -> Result<SimOptions> {
             "--sim-gpus {gpus}: expected a number of simulated GPUs from 1 to {MAX_SIM_GPUS}"
         )));
     }
-    Ok(SimOptions { gpus, seed })
+    Ok(SimOptions {
+        gpus,
+        seed,
+        faults: Vec::new(),
+    })
 }
 
 /// Parses a duration such as `30m`, `8h`, `90s` or `1h30m`.

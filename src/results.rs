@@ -8,6 +8,7 @@ use std::path::Path;
 use crate::device::{BackendKind, DeviceInfo};
 use crate::error::Result;
 use crate::run::journal::{self, Event, RunHeader};
+use crate::telemetry::Sample;
 use crate::workload::{Integrity, Metric, WorkloadKind};
 
 /// A device or driver failure during a workload.
@@ -18,6 +19,21 @@ pub struct DeviceFailure {
     /// Burn-in cycle.
     pub cycle: u32,
     /// What the device or driver said.
+    pub message: String,
+    /// The device is gone (fell off the bus).
+    pub lost: bool,
+}
+
+/// A workload the watchdog found hung.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct HangRecord {
+    /// The workload that never finished.
+    pub workload: WorkloadKind,
+    /// Burn-in cycle.
+    pub cycle: u32,
+    /// Seconds into the run when the watchdog gave up.
+    pub at_s: f64,
+    /// What the watchdog saw.
     pub message: String,
 }
 
@@ -34,6 +50,10 @@ pub struct DeviceRun {
     pub failures: Vec<DeviceFailure>,
     /// (workload, cycle) pairs that finished.
     pub done: Vec<(WorkloadKind, u32)>,
+    /// Workloads the watchdog found hung.
+    pub hangs: Vec<HangRecord>,
+    /// Sensor readings, in time order.
+    pub telemetry: Vec<Sample>,
 }
 
 impl DeviceRun {
@@ -104,6 +124,8 @@ pub fn from_journal(j: journal::Journal) -> Result<RunResults> {
             integrity: Vec::new(),
             failures: Vec::new(),
             done: Vec::new(),
+            hangs: Vec::new(),
+            telemetry: Vec::new(),
         })
         .collect();
     let mut finished_at = None;
@@ -140,13 +162,36 @@ pub fn from_journal(j: journal::Journal) -> Result<RunResults> {
                 workload,
                 cycle,
                 message,
+                lost,
             } => {
                 if let Some(s) = slot(&mut devices, device) {
                     devices[s].failures.push(DeviceFailure {
                         workload,
                         cycle,
                         message,
+                        lost,
                     });
+                }
+            }
+            Event::Hang {
+                device,
+                workload,
+                cycle,
+                at_s,
+                message,
+            } => {
+                if let Some(s) = slot(&mut devices, device) {
+                    devices[s].hangs.push(HangRecord {
+                        workload,
+                        cycle,
+                        at_s,
+                        message,
+                    });
+                }
+            }
+            Event::Telemetry { device, sample } => {
+                if let Some(s) = slot(&mut devices, device) {
+                    devices[s].telemetry.push(sample);
                 }
             }
             Event::End {

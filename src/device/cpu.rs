@@ -37,6 +37,7 @@ impl CpuDevice {
                 uuid: None,
                 serial: None,
                 pci_bus_id: None,
+                pci_device_id: None,
                 memory_bytes: host_memory_bytes().unwrap_or(0),
                 compute_units: rayon::current_num_threads() as u32,
                 backend: BackendKind::Cpu,

@@ -56,6 +56,10 @@ pub struct DeviceInfo {
     pub serial: Option<String>,
     /// PCI bus id (domain:bus:device.function) where the device has one.
     pub pci_bus_id: Option<String>,
+    /// PCI device id (e.g. 0x2330 for an H100 SXM5) where the device has one;
+    /// it picks the baseline before the name does.
+    #[serde(default)]
+    pub pci_device_id: Option<u16>,
     /// Memory kiln may use on this device, in bytes.
     pub memory_bytes: u64,
     /// Number of parallel execution units (CPU threads, GPU SMs).
@@ -69,8 +73,32 @@ pub struct DeviceInfo {
 
 /// A failure of the device or its driver while running a workload.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct DeviceError(pub String);
+#[error("{message}")]
+pub struct DeviceError {
+    /// What the device or driver said.
+    pub message: String,
+    /// True when the device is gone (fell off the bus, lost by the driver):
+    /// nothing more can run on it.
+    pub lost: bool,
+}
+
+impl DeviceError {
+    /// A failure the device may survive.
+    pub fn failed(message: impl Into<String>) -> Self {
+        DeviceError {
+            message: message.into(),
+            lost: false,
+        }
+    }
+
+    /// The device is gone.
+    pub fn lost(message: impl Into<String>) -> Self {
+        DeviceError {
+            message: message.into(),
+            lost: true,
+        }
+    }
+}
 
 /// Device time of an operation, in seconds. A plain f64 rather than a
 /// `Duration`: simulated devices model times far below a nanosecond.
@@ -252,6 +280,10 @@ pub trait Device: Send {
     fn hasher(&mut self, job: &HashJob) -> DeviceResult<Box<dyn HashOp + '_>>;
     /// Allocates a memory-test buffer of `words` 64-bit words.
     fn memtest(&mut self, words: usize) -> DeviceResult<Box<dyn MemtestOp + '_>>;
+    /// The device's sensors, when it has any.
+    fn sensor(&self) -> Option<std::sync::Arc<dyn crate::telemetry::Sensor>> {
+        None
+    }
 }
 
 /// Which backend the user asked for.
@@ -274,6 +306,8 @@ pub struct SimOptions {
     pub gpus: usize,
     /// Seed of the performance noise model.
     pub seed: u64,
+    /// Faults to inject (`--inject`).
+    pub faults: Vec<sim::Injection>,
 }
 
 /// The devices found for a backend choice, with a note when `auto` fell back.

@@ -13,14 +13,20 @@
 //! per iteration from a seeded approximately normal distribution with a
 //! standard deviation of 0.5 %. The same `--seed` gives the same figures.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
 use crate::device::cpu::{CpuMatmul, CpuMemtest, CpuStream};
 use crate::device::{
-    BackendKind, BufferDigest, Device, DeviceInfo, DeviceResult, HashOp, MatmulOp, MatmulShape,
-    MemtestOp, Precision, Seconds, SimOptions, StreamBuffer, StreamKernel, StreamOp,
+    BackendKind, BufferDigest, Device, DeviceError, DeviceInfo, DeviceResult, HashOp, MatmulOp,
+    MatmulShape, MemtestOp, Precision, Seconds, SimOptions, StreamBuffer, StreamKernel, StreamOp,
 };
+use crate::telemetry::{Sample, Sensor};
 use crate::workload::gen;
 use crate::workload::hash::{self, HashJob, ScanResult};
 use crate::workload::memtest::{MemErrors, Pattern};
+use crate::workload::WorkloadKind;
 
 /// Nominal rates of a simulated GPU, each with where the figure comes from.
 #[derive(Debug, Clone, Copy)]
@@ -63,14 +69,334 @@ const HGX_BUS: [u8; 8] = [0x18, 0x2a, 0x3a, 0x5d, 0x9a, 0xab, 0xba, 0xdb];
 /// The simulated GPUs for `opts`.
 pub fn devices(opts: &SimOptions) -> Vec<SimDevice> {
     (0..opts.gpus)
-        .map(|i| SimDevice::new(i, opts.seed))
+        .map(|i| {
+            let faults = opts
+                .faults
+                .iter()
+                .filter(|f| f.device == i)
+                .map(|f| (f.fault.clone(), f.at_s))
+                .collect();
+            SimDevice::new(i, opts.seed, faults)
+        })
         .collect()
+}
+
+/// A fault the sim backend can inject into one device (`--inject`).
+///
+/// Corruption faults corrupt the real data that kiln's verification then
+/// checks; telemetry faults change what the device's sensors report. The
+/// verdict comes from detection, never from the injector.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// `sdc`: matrix multiply outputs get a flipped exponent bit, at a
+    /// different element every product.
+    Sdc,
+    /// `membit`: a memory-test word gets a flipped bit after every fill.
+    MemBit,
+    /// `hashbit`: the SHA-256 midstate has a flipped bit, so digests are wrong.
+    HashBit,
+    /// `copybit`: the bandwidth copy's output gets a flipped bit.
+    CopyBit,
+    /// `slow=F`: throughput multiplied by F (0 < F <= 1).
+    Slow(f64),
+    /// `throttle=thermal|power`: the clocks throttle for that reason.
+    Throttle(ThrottleKind),
+    /// `hot=T`: the GPU reports T degrees Celsius.
+    Hot(f64),
+    /// `ecc=N`: N new uncorrectable ECC errors.
+    Ecc(u64),
+    /// `xid=N`: an XID event with code N.
+    Xid(u32),
+    /// `pcie=GEN:WIDTH`: the PCIe link trained at GEN xWIDTH (max 5 x16).
+    Pcie(u32, u32),
+    /// `hang=WORKLOAD`: that workload never returns.
+    Hang(WorkloadKind),
+    /// `lost=SECONDS`: the device falls off the bus after SECONDS.
+    Lost(f64),
+}
+
+/// Why a simulated GPU throttles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThrottleKind {
+    /// Thermal slowdown (`sw_thermal_slowdown`).
+    Thermal,
+    /// Power brake (`hw_power_brake_slowdown`).
+    Power,
+}
+
+/// One `--inject DEVICE:FAULT[@START]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Injection {
+    /// Device index.
+    pub device: usize,
+    /// The fault.
+    pub fault: Fault,
+    /// Seconds after the run starts when the fault begins (0: from the start).
+    pub at_s: f64,
+}
+
+const FAULT_HELP: &str = "expected DEVICE:FAULT[@START], FAULT one of sdc, membit, hashbit, copybit, slow=F, throttle=thermal|power, hot=T, ecc=N, xid=N, pcie=GEN:WIDTH, hang=WORKLOAD, lost=SECONDS; START e.g. 60s";
+
+/// Parses one `--inject` value, e.g. `2:slow=0.85`, `5:membit@90s`.
+pub fn parse_injection(text: &str) -> Result<Injection, String> {
+    let bad = |why: String| format!("--inject {text:?}: {why}; {FAULT_HELP}");
+    let (dev, rest) = text
+        .split_once(':')
+        .ok_or_else(|| bad("no device index".into()))?;
+    let device: usize = dev
+        .trim()
+        .parse()
+        .map_err(|_| bad(format!("{dev:?} is not a device index")))?;
+    let (fault, at_s) = match rest.rsplit_once('@') {
+        Some((f, at)) => {
+            let d = humantime::parse_duration(at.trim())
+                .map_err(|_| bad(format!("start {at:?} is not a duration")))?;
+            (f, d.as_secs_f64())
+        }
+        None => (rest, 0.0),
+    };
+    let (name, value) = match fault.split_once('=') {
+        Some((n, v)) => (n.trim(), Some(v.trim())),
+        None => (fault.trim(), None),
+    };
+    let need = || value.ok_or_else(|| bad(format!("{name} needs a value ({name}=...)")));
+    let number = |_: Option<&str>| -> Result<f64, String> {
+        let v = need()?;
+        v.parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite())
+            .ok_or_else(|| bad(format!("{name}={v}: not a number")))
+    };
+    let count = |_: Option<&str>| -> Result<u64, String> {
+        let v = need()?;
+        v.parse::<u64>()
+            .map_err(|_| bad(format!("{name}={v}: not a whole number")))
+    };
+    let fault = match name {
+        "sdc" | "membit" | "hashbit" | "copybit" if value.is_some() => {
+            return Err(bad(format!("{name} takes no value")))
+        }
+        "sdc" => Fault::Sdc,
+        "membit" => Fault::MemBit,
+        "hashbit" => Fault::HashBit,
+        "copybit" => Fault::CopyBit,
+        "slow" => {
+            let f = number(value)?;
+            if !(f > 0.0 && f <= 1.0) {
+                return Err(bad(format!(
+                    "slow={f}: the factor must be above 0 and at most 1"
+                )));
+            }
+            Fault::Slow(f)
+        }
+        "throttle" => match need()? {
+            "thermal" => Fault::Throttle(ThrottleKind::Thermal),
+            "power" => Fault::Throttle(ThrottleKind::Power),
+            other => return Err(bad(format!("throttle={other}: expected thermal or power"))),
+        },
+        "hot" => Fault::Hot(number(value)?),
+        "ecc" => Fault::Ecc(count(value)?),
+        "xid" => {
+            Fault::Xid(u32::try_from(count(value)?).map_err(|_| bad("xid code too large".into()))?)
+        }
+        "pcie" => {
+            let v = need()?;
+            let parsed = v
+                .split_once(':')
+                .and_then(|(g, w)| Some((g.parse::<u32>().ok()?, w.parse::<u32>().ok()?)));
+            match parsed {
+                Some((g, w)) if (1..=6).contains(&g) && [1, 2, 4, 8, 16].contains(&w) => {
+                    Fault::Pcie(g, w)
+                }
+                _ => {
+                    return Err(bad(format!(
+                        "pcie={v}: expected GEN:WIDTH, e.g. 4:16 or 5:8"
+                    )))
+                }
+            }
+        }
+        "hang" => {
+            let v = need()?;
+            let w = WorkloadKind::ALL
+                .into_iter()
+                .find(|k| k.name() == v)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "hang={v}: expected matmul, bandwidth, hash or memtest"
+                    ))
+                })?;
+            Fault::Hang(w)
+        }
+        "lost" => {
+            let s = number(value)?;
+            if s < 0.0 {
+                return Err(bad(format!("lost={s}: seconds cannot be negative")));
+            }
+            Fault::Lost(s)
+        }
+        other => return Err(bad(format!("unknown fault {other:?}"))),
+    };
+    Ok(Injection {
+        device,
+        fault,
+        at_s,
+    })
 }
 
 /// One simulated GPU.
 pub struct SimDevice {
     info: DeviceInfo,
     model: Model,
+    state: Arc<SimState>,
+}
+
+/// What a simulated GPU's ops and its sensor share.
+#[derive(Debug)]
+struct SimState {
+    faults: Vec<(Fault, f64)>,
+    started: Mutex<Option<Instant>>,
+    xid_reported: AtomicBool,
+    seed: u64,
+}
+
+impl SimState {
+    /// Seconds since the device's first operation (the run's start).
+    fn elapsed(&self) -> Option<f64> {
+        let s = self.started.lock().ok()?;
+        s.map(|t| t.elapsed().as_secs_f64())
+    }
+
+    fn mark_started(&self) {
+        if let Ok(mut s) = self.started.lock() {
+            s.get_or_insert_with(Instant::now);
+        }
+    }
+
+    /// The faults active now.
+    fn active(&self) -> impl Iterator<Item = &Fault> {
+        let now = self.elapsed();
+        self.faults
+            .iter()
+            .filter(move |(_, at)| now.is_some_and(|t| t >= *at))
+            .map(|(f, _)| f)
+    }
+
+    fn has(&self, want: impl Fn(&Fault) -> bool) -> bool {
+        self.active().any(want)
+    }
+
+    /// Throughput factor of the active slow and throttle faults.
+    fn speed(&self) -> f64 {
+        self.active()
+            .map(|f| match f {
+                Fault::Slow(x) => *x,
+                // A throttled GPU is a little slower; the telemetry rule,
+                // not the peer rule, is what must catch it.
+                Fault::Throttle(_) => 0.98,
+                _ => 1.0,
+            })
+            .product()
+    }
+
+    /// Fails when the device is lost; never returns when `workload` hangs.
+    fn gate(&self, workload: WorkloadKind) -> DeviceResult<()> {
+        self.mark_started();
+        if let Some(t) = self.lost_after() {
+            if self.elapsed().is_some_and(|e| e >= t) {
+                return Err(DeviceError::lost(format!(
+                    "simulated GPU fell off the bus {t:.0} s into the run"
+                )));
+            }
+        }
+        if self.has(|f| *f == Fault::Hang(workload)) {
+            // A hung kernel: this thread never comes back. The runner's
+            // watchdog rejects the device and the others finish the run.
+            loop {
+                std::thread::park();
+            }
+        }
+        Ok(())
+    }
+
+    fn lost_after(&self) -> Option<f64> {
+        self.faults.iter().find_map(|(f, at)| match f {
+            Fault::Lost(s) => Some(s + at),
+            _ => None,
+        })
+    }
+}
+
+impl Sensor for SimState {
+    fn sample(&self, t_s: f64) -> Sample {
+        let busy = self.elapsed().is_some();
+        let noise = (gen::random_u64(self.seed, 31, (t_s * 10.0) as u64) >> 11) as f64
+            / (1u64 << 53) as f64;
+        let mut s = Sample {
+            t_s,
+            gpu_temp_c: Some(if busy { 61.0 + 4.0 * noise } else { 34.0 }),
+            mem_temp_c: Some(if busy { 68.0 + 3.0 * noise } else { 40.0 }),
+            power_w: Some(if busy { 640.0 + 30.0 * noise } else { 72.0 }),
+            power_limit_w: Some(700.0),
+            sm_clock_mhz: Some(if busy { 1980.0 } else { 345.0 }),
+            mem_clock_mhz: Some(2619.0),
+            util_pct: Some(if busy { 100.0 } else { 0.0 }),
+            throttle: if busy {
+                vec![]
+            } else {
+                vec!["gpu_idle".into()]
+            },
+            ecc_corrected: Some(0),
+            ecc_uncorrected: Some(0),
+            remapped_rows_pending: Some(0),
+            remapped_rows_failed: Some(0),
+            xid: Vec::new(),
+            pcie_gen: Some(5),
+            pcie_width: Some(16),
+            pcie_max_gen: Some(5),
+            pcie_max_width: Some(16),
+        };
+        if let Some(t) = self.lost_after() {
+            if self.elapsed().is_some_and(|e| e >= t) {
+                // A GPU that fell off the bus answers nothing.
+                return Sample {
+                    t_s,
+                    ..Sample::default()
+                };
+            }
+        }
+        // The PCIe link is trained at boot: a degraded link shows before the
+        // first operation too.
+        for (f, _) in self.faults.iter().filter(|(_, at)| *at == 0.0) {
+            if let Fault::Pcie(g, w) = f {
+                s.pcie_gen = Some(*g);
+                s.pcie_width = Some(*w);
+            }
+        }
+        for f in self.active() {
+            match f {
+                Fault::Throttle(ThrottleKind::Thermal) => {
+                    s.throttle.push("sw_thermal_slowdown".into());
+                    s.sm_clock_mhz = Some(1410.0);
+                    s.gpu_temp_c = Some(86.0);
+                }
+                Fault::Throttle(ThrottleKind::Power) => {
+                    s.throttle.push("hw_power_brake_slowdown".into());
+                    s.sm_clock_mhz = Some(1095.0);
+                }
+                Fault::Hot(t) => s.gpu_temp_c = Some(*t),
+                Fault::Ecc(n) => s.ecc_uncorrected = Some(*n),
+                Fault::Xid(code) if !self.xid_reported.swap(true, Ordering::SeqCst) => {
+                    s.xid.push(*code);
+                }
+                Fault::Pcie(g, w) => {
+                    s.pcie_gen = Some(*g);
+                    s.pcie_width = Some(*w);
+                }
+                _ => {}
+            }
+        }
+        s
+    }
 }
 
 /// Seeded timing model of one device.
@@ -87,18 +413,20 @@ impl Model {
         (gen::random_u64(self.seed, 21, self.counter) >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    /// Device time of `work` units at `nominal` units per second.
-    fn time(&mut self, work: f64, nominal: f64) -> Seconds {
+    /// Device time of `work` units at `nominal` units per second, slowed by
+    /// `speed` (1 for a healthy device).
+    fn time(&mut self, work: f64, nominal: f64, speed: f64) -> Seconds {
         // Irwin-Hall: the sum of 12 uniforms minus 6 has mean 0 and sd 1.
         let z: f64 = (0..12).map(|_| self.uniform()).sum::<f64>() - 6.0;
-        let rate = nominal * self.device_factor * (1.0 + 0.005 * z);
+        let rate = nominal * speed * self.device_factor * (1.0 + 0.005 * z);
         work / rate.max(1e-9)
     }
 }
 
 impl SimDevice {
-    /// Simulated GPU `index`; `seed` drives its noise.
-    pub fn new(index: usize, seed: u64) -> Self {
+    /// Simulated GPU `index`; `seed` drives its noise; `faults` are injected
+    /// with their start times in seconds.
+    pub fn new(index: usize, seed: u64, faults: Vec<(Fault, f64)>) -> Self {
         let id = gen::random_u64(0x5151, 1, index as u64);
         let id2 = gen::random_u64(0x5151, 2, index as u64);
         let uuid = format!(
@@ -113,8 +441,9 @@ impl SimDevice {
             || format!("00000001:{:02x}:00.0", index),
             |b| format!("00000000:{b:02x}:00.0"),
         );
+        let device_seed = gen::mix64(seed ^ (index as u64).wrapping_mul(gen::GOLDEN));
         let mut model = Model {
-            seed: gen::mix64(seed ^ (index as u64).wrapping_mul(gen::GOLDEN)),
+            seed: device_seed,
             counter: 0,
             device_factor: 1.0,
         };
@@ -126,12 +455,19 @@ impl SimDevice {
                 uuid: Some(uuid),
                 serial: Some(format!("SIM{:010}", id2 % 10_000_000_000)),
                 pci_bus_id: Some(bus),
+                pci_device_id: None,
                 memory_bytes: 80 << 30,
                 compute_units: 132,
                 backend: BackendKind::Sim,
                 simulated: true,
             },
             model,
+            state: Arc::new(SimState {
+                faults,
+                started: Mutex::new(None),
+                xid_reported: AtomicBool::new(false),
+                seed: device_seed,
+            }),
         }
     }
 }
@@ -142,6 +478,7 @@ impl Device for SimDevice {
     }
 
     fn matmul(&mut self, shape: MatmulShape) -> DeviceResult<Box<dyn MatmulOp + '_>> {
+        self.state.gate(WorkloadKind::Matmul)?;
         let nominal = match shape.precision {
             Precision::F32 => NOMINAL.matmul_f32,
             Precision::F64 => NOMINAL.matmul_f64,
@@ -149,44 +486,68 @@ impl Device for SimDevice {
         Ok(Box::new(SimMatmul {
             inner: CpuMatmul::new(shape),
             model: &mut self.model,
+            state: &self.state,
             nominal_gflops: nominal,
+            runs: 0,
         }))
     }
 
     fn stream(&mut self, len: usize, seed: u64) -> DeviceResult<Box<dyn StreamOp + '_>> {
+        self.state.gate(WorkloadKind::Bandwidth)?;
         Ok(Box::new(SimStream {
             inner: CpuStream::new(len, seed),
             model: &mut self.model,
+            state: &self.state,
         }))
     }
 
     fn hasher(&mut self, job: &HashJob) -> DeviceResult<Box<dyn HashOp + '_>> {
+        self.state.gate(WorkloadKind::Hash)?;
         Ok(Box::new(SimHash {
             job: job.clone(),
             mid: hash::midstate(&job.header),
             model: &mut self.model,
+            state: &self.state,
         }))
     }
 
     fn memtest(&mut self, words: usize) -> DeviceResult<Box<dyn MemtestOp + '_>> {
+        self.state.gate(WorkloadKind::Memtest)?;
         Ok(Box::new(SimMemtest {
             inner: CpuMemtest::new(words),
             model: &mut self.model,
+            state: &self.state,
         }))
+    }
+
+    fn sensor(&self) -> Option<Arc<dyn Sensor>> {
+        Some(self.state.clone())
     }
 }
 
 struct SimMatmul<'a> {
     inner: CpuMatmul,
     model: &'a mut Model,
+    state: &'a SimState,
     nominal_gflops: f64,
+    runs: usize,
 }
 
 impl MatmulOp for SimMatmul<'_> {
     fn run(&mut self) -> DeviceResult<Seconds> {
+        self.state.gate(WorkloadKind::Matmul)?;
         self.inner.compute();
-        let flops = 2.0 * (self.inner.n() as f64).powi(3);
-        Ok(self.model.time(flops, self.nominal_gflops * 1e9))
+        self.runs += 1;
+        let n = self.inner.n();
+        if self.state.has(|f| *f == Fault::Sdc) {
+            // An intermittent fault: a different element each product.
+            let index = (self.runs * 7919) % (n * n).max(1);
+            self.inner.flip_output_bit(index, 29);
+        }
+        let flops = 2.0 * (n as f64).powi(3);
+        Ok(self
+            .model
+            .time(flops, self.nominal_gflops * 1e9, self.state.speed()))
     }
 
     fn read(&mut self, positions: &[(usize, usize)]) -> DeviceResult<Vec<f64>> {
@@ -201,6 +562,7 @@ impl MatmulOp for SimMatmul<'_> {
 struct SimStream<'a> {
     inner: CpuStream,
     model: &'a mut Model,
+    state: &'a SimState,
 }
 
 impl StreamOp for SimStream<'_> {
@@ -209,7 +571,15 @@ impl StreamOp for SimStream<'_> {
     }
 
     fn run(&mut self, kernel: StreamKernel) -> DeviceResult<(Seconds, Option<f64>)> {
+        self.state.gate(WorkloadKind::Bandwidth)?;
         let sum = self.inner.pass(kernel);
+        if kernel == StreamKernel::Copy && self.state.has(|f| *f == Fault::CopyBit) {
+            let c = self.inner.buffer_mut(StreamBuffer::C);
+            let i = c.len() / 3;
+            if let Some(x) = c.get_mut(i) {
+                *x = f64::from_bits(x.to_bits() ^ (1 << 20));
+            }
+        }
         let nominal = match kernel {
             StreamKernel::Read => NOMINAL.bw_read,
             StreamKernel::Write => NOMINAL.bw_write,
@@ -217,7 +587,10 @@ impl StreamOp for SimStream<'_> {
             StreamKernel::Triad => NOMINAL.bw_triad,
         };
         let bytes = kernel.bytes_per_element() as f64 * self.inner.len() as f64;
-        Ok((self.model.time(bytes, nominal * 1e9), sum))
+        Ok((
+            self.model.time(bytes, nominal * 1e9, self.state.speed()),
+            sum,
+        ))
     }
 
     fn digest(&mut self, buffer: StreamBuffer) -> DeviceResult<BufferDigest> {
@@ -233,12 +606,21 @@ struct SimHash<'a> {
     job: HashJob,
     mid: hash::Midstate,
     model: &'a mut Model,
+    state: &'a SimState,
 }
 
 impl HashOp for SimHash<'_> {
     fn scan(&mut self, start: u32, count: u32) -> DeviceResult<(ScanResult, Seconds)> {
-        let r = hash::scan_range(&self.job, &self.mid, start, count);
-        let t = self.model.time(r.nonces as f64, NOMINAL.sha256d * 1e6);
+        self.state.gate(WorkloadKind::Hash)?;
+        let mut mid = self.mid;
+        if self.state.has(|f| *f == Fault::HashBit) {
+            // A faulty SHA unit: one bit of the midstate is wrong.
+            mid.state[3] ^= 1 << 7;
+        }
+        let r = hash::scan_range(&self.job, &mid, start, count);
+        let t = self
+            .model
+            .time(r.nonces as f64, NOMINAL.sha256d * 1e6, self.state.speed());
         Ok((r, t))
     }
 }
@@ -246,12 +628,14 @@ impl HashOp for SimHash<'_> {
 struct SimMemtest<'a> {
     inner: CpuMemtest,
     model: &'a mut Model,
+    state: &'a SimState,
 }
 
 impl SimMemtest<'_> {
     fn time(&mut self, passes: f64) -> Seconds {
         let bytes = passes * self.inner.words() as f64 * 8.0;
-        self.model.time(bytes, NOMINAL.memtest * 1e9)
+        self.model
+            .time(bytes, NOMINAL.memtest * 1e9, self.state.speed())
     }
 }
 
@@ -261,11 +645,18 @@ impl MemtestOp for SimMemtest<'_> {
     }
 
     fn fill(&mut self, pattern: Pattern) -> DeviceResult<Seconds> {
+        self.state.gate(WorkloadKind::Memtest)?;
         self.inner.fill(pattern)?;
+        if self.state.has(|f| *f == Fault::MemBit) {
+            // A weak cell: one bit does not hold what was written.
+            let w = self.inner.words() / 3;
+            self.inner.flip_bit(w, 17);
+        }
         Ok(self.time(1.0))
     }
 
     fn verify(&mut self, pattern: Pattern, keep: usize) -> DeviceResult<(MemErrors, Seconds)> {
+        self.state.gate(WorkloadKind::Memtest)?;
         let (e, _) = self.inner.verify(pattern, keep)?;
         Ok((e, self.time(1.0)))
     }

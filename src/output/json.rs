@@ -7,8 +7,9 @@ use serde::Serialize;
 
 use crate::device::DeviceInfo;
 use crate::error::{KilnError, Result};
-use crate::results::{DeviceFailure, RunResults};
-use crate::verdict::{Check, Decision, DeviceVerdict};
+use crate::results::{DeviceFailure, HangRecord, RunResults};
+use crate::telemetry::Sample;
+use crate::verdict::{Check, Decision, Judgement};
 use crate::workload::{Integrity, Metric};
 
 /// Version of the results.json schema.
@@ -51,14 +52,17 @@ pub struct DeviceDoc<'a> {
     pub info: &'a DeviceInfo,
     pub verdict: Decision,
     pub reasons: &'a [String],
+    pub baseline: Option<&'a str>,
     pub checks: &'a [Check],
     pub metrics: &'a [Metric],
     pub integrity: &'a [Integrity],
     pub failures: &'a [DeviceFailure],
+    pub hangs: &'a [HangRecord],
+    pub telemetry: &'a [Sample],
 }
 
-/// Notes for the reader, derived from the run.
-pub fn notes(run: &RunResults) -> Vec<String> {
+/// Notes for the reader, derived from the run and its judgement.
+pub fn notes(run: &RunResults, judgement: &Judgement) -> Vec<String> {
     let mut notes = run.header.notes.clone();
     if run.simulated() {
         notes.push("SIMULATED: performance figures come from the sim backend's model, not from hardware; verifications ran for real on small data".into());
@@ -68,19 +72,17 @@ pub fn notes(run: &RunResults) -> Vec<String> {
     } else if run.interrupted {
         notes.push("the run was stopped early by the user".into());
     }
+    notes.extend(judgement.notes.iter().cloned());
     if run.torn_tail {
         notes
             .push("the journal's last line was cut off by the interruption and was skipped".into());
     }
-    notes.push(
-        "no baseline comparison yet: devices are judged on result integrity and completion only"
-            .into(),
-    );
     notes
 }
 
 /// Builds the document.
-pub fn document<'a>(run: &'a RunResults, verdicts: &'a [DeviceVerdict]) -> Document<'a> {
+pub fn document<'a>(run: &'a RunResults, judgement: &'a Judgement) -> Document<'a> {
+    let verdicts = &judgement.verdicts;
     let count = |d: Decision| verdicts.iter().filter(|v| v.decision == d).count();
     Document {
         schema_version: SCHEMA_VERSION,
@@ -102,7 +104,7 @@ pub fn document<'a>(run: &'a RunResults, verdicts: &'a [DeviceVerdict]) -> Docum
             rejected: count(Decision::Reject),
             incomplete: count(Decision::Incomplete),
         },
-        notes: notes(run),
+        notes: notes(run, judgement),
         devices: run
             .devices
             .iter()
@@ -111,18 +113,21 @@ pub fn document<'a>(run: &'a RunResults, verdicts: &'a [DeviceVerdict]) -> Docum
                 info: &d.info,
                 verdict: v.decision,
                 reasons: &v.reasons,
+                baseline: v.baseline.as_deref(),
                 checks: &v.checks,
                 metrics: &d.metrics,
                 integrity: &d.integrity,
                 failures: &d.failures,
+                hangs: &d.hangs,
+                telemetry: &d.telemetry,
             })
             .collect(),
     }
 }
 
 /// results.json as bytes.
-pub fn render(run: &RunResults, verdicts: &[DeviceVerdict]) -> Result<Vec<u8>> {
-    let mut bytes = serde_json::to_vec_pretty(&document(run, verdicts))
+pub fn render(run: &RunResults, judgement: &Judgement) -> Result<Vec<u8>> {
+    let mut bytes = serde_json::to_vec_pretty(&document(run, judgement))
         .map_err(|e| KilnError::output("results.json", e))?;
     bytes.push(b'\n');
     Ok(bytes)

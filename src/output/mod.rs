@@ -13,12 +13,15 @@ use std::path::Path;
 
 use crate::error::{KilnError, Result};
 use crate::results::RunResults;
-use crate::verdict::DeviceVerdict;
+use crate::verdict::Judgement;
 
 /// Writes results.json and results.csv into `dir`.
-pub fn write_all(dir: &Path, run: &RunResults, verdicts: &[DeviceVerdict]) -> Result<()> {
-    write_atomic(&dir.join("results.json"), &json::render(run, verdicts)?)?;
-    write_atomic(&dir.join("results.csv"), &csv::render(run, verdicts)?)?;
+pub fn write_all(dir: &Path, run: &RunResults, judgement: &Judgement) -> Result<()> {
+    write_atomic(&dir.join("results.json"), &json::render(run, judgement)?)?;
+    write_atomic(
+        &dir.join("results.csv"),
+        &csv::render(run, &judgement.verdicts)?,
+    )?;
     Ok(())
 }
 

@@ -88,36 +88,60 @@ pub fn render(run: &RunResults, verdicts: &[DeviceVerdict], notes: &[String]) ->
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "{:<4} {:<30} {:<10} REASONS / CHECKS",
-        "DEV", "NAME", "VERDICT"
+        "{:<4} {:<26} {:<10} {:<34} REASONS",
+        "DEV", "NAME", "VERDICT", "CHECKS PASSED: INTEG ABS PEER TELEM LIVE"
     );
     for (d, v) in run.devices.iter().zip(verdicts) {
-        let passed = v.checks.iter().filter(|c| c.pass).count();
-        let why = if v.reasons.is_empty() {
-            format!("{passed}/{} checks passed", v.checks.len())
-        } else {
+        let rule = |r: &str| {
+            let all = v.checks.iter().filter(|c| c.rule == r).count();
+            let ok = v.checks.iter().filter(|c| c.rule == r && c.pass).count();
+            if all == 0 {
+                "-".to_string()
+            } else {
+                format!("{ok}/{all}")
+            }
+        };
+        let counts = format!(
+            "{:>20} {:>5} {:>5} {:>5} {:>5}",
+            rule("integrity"),
+            rule("absolute"),
+            rule("peers"),
+            rule("telemetry"),
+            rule("liveness")
+        );
+        let why = if !v.reasons.is_empty() {
             let first = v
                 .checks
                 .iter()
                 .find(|c| !c.pass && !c.reason.is_empty())
                 .map(|c| c.detail.clone())
                 .unwrap_or_default();
-            format!("{} - {}", v.reasons.join(", "), fit(&first, 90))
-        };
-        let why = if v.decision == Decision::Incomplete {
+            format!("{} - {}", v.reasons.join(", "), fit(&first, 100))
+        } else if v.decision == Decision::Incomplete {
             v.checks
                 .iter()
                 .find(|c| !c.pass)
-                .map_or(why, |c| c.detail.clone())
+                .map_or_else(String::new, |c| c.detail.clone())
         } else {
-            why
+            let warns: Vec<&str> = v
+                .checks
+                .iter()
+                .filter(|c| c.warn)
+                .map(|c| c.detail.as_str())
+                .collect();
+            if warns.is_empty() {
+                "-".to_string()
+            } else {
+                format!("warning: {}", warns.join("; "))
+            }
         };
         let _ = writeln!(
             out,
-            "{:<4} {:<30} {:<10} {}",
+            "{:<4} {:<26} {:<10} {:<34} {}",
             d.info.index,
-            fit(&d.info.name, 30),
+            fit(&d.info.name, 26),
             v.decision.word(),
+            counts,
             why
         );
     }

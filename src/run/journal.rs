@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::device::{BackendKind, DeviceInfo};
 use crate::error::{KilnError, Result};
+use crate::telemetry::Sample;
 use crate::workload::{Integrity, Metric, Profile, WorkloadKind};
 
 /// File name of the journal inside a run folder.
@@ -45,7 +46,21 @@ pub enum Event {
         workload: WorkloadKind,
         cycle: u32,
         message: String,
+        /// The device is gone (fell off the bus).
+        #[serde(default)]
+        lost: bool,
     },
+    /// The watchdog found a device hung in a workload and gave up on it.
+    Hang {
+        device: usize,
+        workload: WorkloadKind,
+        cycle: u32,
+        /// Seconds since the run started.
+        at_s: f64,
+        message: String,
+    },
+    /// A reading of a device's sensors.
+    Telemetry { device: usize, sample: Sample },
     /// Last line of a run that ended by itself or by Ctrl-C.
     End {
         finished_at: String,

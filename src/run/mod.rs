@@ -3,23 +3,50 @@
 //! once), every record journaled the moment it is known.
 //!
 //! Device threads never write files: they send records over a channel to the
-//! calling thread, which owns the journal and the progress display.
+//! calling thread (the coordinator), which owns the journal, the progress
+//! display, the telemetry sampling and the watchdog.
+//!
+//! The watchdog: a device is hung when it has not finished a workload
+//! [`WATCHDOG_MIN`] and [`WATCHDOG_FACTOR`] times after the slowest of its
+//! peers took to finish the same workload, or, when no peer has finished it,
+//! after a per-profile ceiling ([`ceiling`]). A hung device is journaled as
+//! such, dropped from the phase gate so the others carry on, and its thread
+//! is abandoned (a hung GPU kernel cannot be cancelled from the host).
 
+pub mod gate;
 pub mod journal;
 pub mod progress;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::sync::Barrier;
-use std::time::{Instant, SystemTime};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::device::{BackendKind, Device, Discovery};
 use crate::error::{KilnError, Result};
 use crate::plan::Plan;
-use crate::workload::{self, Context, Record, WorkloadError, WorkloadKind, WorkloadSpec};
+use crate::telemetry::Sensor;
+use crate::workload::{self, Context, Profile, Record, WorkloadError, WorkloadKind, WorkloadSpec};
+use gate::{Gate, Phase};
 use journal::{Event, JournalWriter, RunHeader, JOURNAL_VERSION};
 use progress::Progress;
+
+/// Shortest time a device may lag its peers on a workload before it is hung.
+pub const WATCHDOG_MIN: Duration = Duration::from_secs(20);
+
+/// How many times the slowest peer's time a device may take on a workload.
+pub const WATCHDOG_FACTOR: u32 = 5;
+
+/// Seconds between telemetry samples.
+pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The longest one workload may take when no peer has finished it.
+pub fn ceiling(profile: Profile) -> Duration {
+    match profile {
+        Profile::Quick => Duration::from_secs(10 * 60),
+        Profile::Standard | Profile::Burnin => Duration::from_secs(30 * 60),
+    }
+}
 
 /// RFC 3339 UTC time, to the second.
 pub fn timestamp(t: SystemTime) -> String {
@@ -43,7 +70,11 @@ pub fn select(plan: &Plan, discovery: Discovery) -> Result<Vec<Box<dyn Device>>>
     if let Some(bad) = wanted.iter().find(|&&i| i >= count) {
         return Err(KilnError::Usage(format!(
             "--devices: there is no device {bad}; the {backend} backend has {} (see `kiln list --backend {backend}`)",
-            if count == 1 { "only device 0".to_string() } else { format!("devices 0 to {}", count - 1) }
+            if count == 1 {
+                "only device 0".to_string()
+            } else {
+                format!("devices 0 to {}", count - 1)
+            }
         )));
     }
     Ok(devices
@@ -56,40 +87,6 @@ pub fn select(plan: &Plan, discovery: Discovery) -> Result<Vec<Box<dyn Device>>>
 pub fn prepare_out(plan: &Plan) -> Result<JournalWriter> {
     std::fs::create_dir_all(&plan.out).map_err(|e| KilnError::output(&plan.out, e))?;
     JournalWriter::create(&plan.out)
-}
-
-enum Msg {
-    Event(usize, Event),
-    Started {
-        slot: usize,
-        cycle: u32,
-        step: usize,
-        workload: WorkloadKind,
-    },
-    Progress {
-        slot: usize,
-        cycle: u32,
-        step: usize,
-        fraction: f64,
-        label: String,
-    },
-}
-
-/// Keeps the device threads in step: every phase starts on all of them
-/// together, and they agree on whether to start it at all.
-struct PhaseSync {
-    barrier: Barrier,
-    go: AtomicBool,
-}
-
-impl PhaseSync {
-    fn decide(&self, decide: impl FnOnce() -> bool) -> bool {
-        if self.barrier.wait().is_leader() {
-            self.go.store(decide(), Ordering::SeqCst);
-        }
-        self.barrier.wait();
-        self.go.load(Ordering::SeqCst)
-    }
 }
 
 /// What the journal says about a run besides the plan.
@@ -105,14 +102,48 @@ pub struct About {
     pub quiet: bool,
 }
 
+enum Msg {
+    Event(usize, Box<Event>),
+    Started {
+        slot: usize,
+        cycle: u32,
+        step: usize,
+        workload: WorkloadKind,
+    },
+    Progress {
+        slot: usize,
+        cycle: u32,
+        step: usize,
+        fraction: f64,
+        label: String,
+    },
+    Finished {
+        slot: usize,
+        cycle: u32,
+        step: usize,
+    },
+    Exit(usize),
+}
+
+/// What the coordinator knows about one device thread.
+struct Slot {
+    index: usize,
+    sensor: Option<Arc<dyn Sensor>>,
+    running: Option<(u32, usize, WorkloadKind, Instant)>,
+    /// (cycle, step) -> time taken, for the watchdog.
+    took: Vec<((u32, usize), Duration)>,
+    abandoned: bool,
+    exited: bool,
+}
+
 /// Runs `plan` on `devices`, journaling into the plan's output folder.
 /// Returns the folder. `stop` ends the run early (Ctrl-C).
 pub fn execute(
     plan: &Plan,
     mut journal: JournalWriter,
-    mut devices: Vec<Box<dyn Device>>,
+    devices: Vec<Box<dyn Device>>,
     about: About,
-    stop: &AtomicBool,
+    stop: Arc<AtomicBool>,
 ) -> Result<PathBuf> {
     let About {
         backend,
@@ -139,71 +170,58 @@ pub fn execute(
     } else {
         Progress::new(&infos, plan.workloads.len())
     };
-    let sync = PhaseSync {
-        barrier: Barrier::new(devices.len()),
-        go: AtomicBool::new(false),
-    };
     let started = Instant::now();
+    let gate = Arc::new(Gate::new(devices.len(), stop.clone(), plan.duration));
     let (tx, rx) = mpsc::channel::<Msg>();
-    let mut write_error = None;
-    let mut cycles = 0u32;
-    std::thread::scope(|s| {
-        for (slot, device) in devices.iter_mut().enumerate() {
-            let tx = tx.clone();
-            let sync = &sync;
-            s.spawn(move || device_thread(slot, device.as_mut(), plan, sync, started, stop, &tx));
+    let mut slots: Vec<Slot> = devices
+        .iter()
+        .map(|d| Slot {
+            index: d.info().index,
+            sensor: d.sensor(),
+            running: None,
+            took: Vec::new(),
+            abandoned: false,
+            exited: false,
+        })
+        .collect();
+    let mut state = Coordinator {
+        journal: &mut journal,
+        write_error: None,
+        cycles: 0,
+        stop: &stop,
+    };
+    state.sample_all(&slots, started);
+    for (slot, device) in devices.into_iter().enumerate() {
+        let tx = tx.clone();
+        let gate = gate.clone();
+        let plan = plan.clone();
+        let stop = stop.clone();
+        // Not joined: a hung device's thread is abandoned (see module docs).
+        std::thread::spawn(move || {
+            device_thread(slot, device, &plan, &gate, &stop, &tx);
+            let _ = tx.send(Msg::Exit(slot));
+        });
+    }
+    drop(tx);
+    let mut last_sample = Instant::now();
+    while slots.iter().any(|s| !s.exited && !s.abandoned) {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(msg) => state.handle(msg, &mut slots, &progress),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
-        drop(tx);
-        for msg in rx {
-            match msg {
-                Msg::Started {
-                    slot,
-                    cycle,
-                    step,
-                    workload,
-                } => {
-                    progress.started(slot, cycle, workload);
-                    progress.update(slot, cycle, step, 0.0, workload.name());
-                }
-                Msg::Progress {
-                    slot,
-                    cycle,
-                    step,
-                    fraction,
-                    label,
-                } => progress.update(slot, cycle, step, fraction, &label),
-                Msg::Event(slot, event) => {
-                    match &event {
-                        Event::Metric { metric, .. } => progress.metric(slot, metric),
-                        Event::Integrity { integrity, .. } if integrity.errors > 0 => progress
-                            .warn(
-                                slot,
-                                &format!(
-                                    "{}: {} errors: {}",
-                                    integrity.check, integrity.errors, integrity.detail
-                                ),
-                            ),
-                        Event::DeviceError {
-                            workload, message, ..
-                        } => progress.warn(slot, &format!("{workload} failed: {message}")),
-                        Event::WorkloadDone { cycle, .. } => cycles = cycles.max(cycle + 1),
-                        _ => {}
-                    }
-                    if write_error.is_none() {
-                        if let Err(e) = journal.append(&event) {
-                            // Without a journal nothing can be kept: stop.
-                            stop.store(true, Ordering::SeqCst);
-                            write_error = Some(e);
-                        }
-                    }
-                }
-            }
+        if last_sample.elapsed() >= SAMPLE_INTERVAL {
+            last_sample = Instant::now();
+            state.sample_all(&slots, started);
         }
-    });
+        state.watchdog(&mut slots, &gate, plan.profile, started, &progress);
+    }
     progress.finish();
-    if let Some(e) = write_error {
+    state.sample_all(&slots, started);
+    if let Some(e) = state.write_error.take() {
         return Err(e);
     }
+    let cycles = state.cycles;
     journal.append(&Event::End {
         finished_at: timestamp(SystemTime::now()),
         interrupted: stop.load(Ordering::SeqCst),
@@ -212,34 +230,176 @@ pub fn execute(
     Ok(plan.out.clone())
 }
 
+struct Coordinator<'a> {
+    journal: &'a mut JournalWriter,
+    write_error: Option<KilnError>,
+    cycles: u32,
+    stop: &'a AtomicBool,
+}
+
+impl Coordinator<'_> {
+    fn append(&mut self, event: &Event) {
+        if self.write_error.is_none() {
+            if let Err(e) = self.journal.append(event) {
+                // Without a journal nothing can be kept: stop.
+                self.stop.store(true, Ordering::SeqCst);
+                self.write_error = Some(e);
+            }
+        }
+    }
+
+    fn sample_all(&mut self, slots: &[Slot], started: Instant) {
+        let t = started.elapsed().as_secs_f64();
+        for s in slots {
+            if let Some(sensor) = &s.sensor {
+                let sample = sensor.sample(t);
+                self.append(&Event::Telemetry {
+                    device: s.index,
+                    sample,
+                });
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: Msg, slots: &mut [Slot], progress: &Progress) {
+        match msg {
+            Msg::Started {
+                slot,
+                cycle,
+                step,
+                workload,
+            } => {
+                if let Some(s) = slots.get_mut(slot) {
+                    s.running = Some((cycle, step, workload, Instant::now()));
+                }
+                progress.started(slot, cycle, workload);
+                progress.update(slot, cycle, step, 0.0, workload.name());
+            }
+            Msg::Progress {
+                slot,
+                cycle,
+                step,
+                fraction,
+                label,
+            } => progress.update(slot, cycle, step, fraction, &label),
+            Msg::Finished { slot, cycle, step } => {
+                if let Some(s) = slots.get_mut(slot) {
+                    if let Some((_, _, _, t)) = s.running.take() {
+                        s.took.push(((cycle, step), t.elapsed()));
+                    }
+                }
+            }
+            Msg::Exit(slot) => {
+                if let Some(s) = slots.get_mut(slot) {
+                    s.exited = true;
+                    s.running = None;
+                }
+                progress.cycle_done(slot);
+            }
+            Msg::Event(slot, event) => {
+                if slots.get(slot).is_some_and(|s| s.abandoned) {
+                    return;
+                }
+                match event.as_ref() {
+                    Event::Metric { metric, .. } => progress.metric(slot, metric),
+                    Event::Integrity { integrity, .. } if integrity.errors > 0 => progress.warn(
+                        slot,
+                        &format!(
+                            "{}: {} errors: {}",
+                            integrity.check, integrity.errors, integrity.detail
+                        ),
+                    ),
+                    Event::DeviceError {
+                        workload, message, ..
+                    } => progress.warn(slot, &format!("{workload} failed: {message}")),
+                    Event::WorkloadDone { cycle, .. } => self.cycles = self.cycles.max(cycle + 1),
+                    _ => {}
+                }
+                self.append(&event);
+            }
+        }
+    }
+
+    fn watchdog(
+        &mut self,
+        slots: &mut [Slot],
+        gate: &Gate,
+        profile: Profile,
+        started: Instant,
+        progress: &Progress,
+    ) {
+        for i in 0..slots.len() {
+            let Some((cycle, step, workload, since)) = slots[i].running else {
+                continue;
+            };
+            if slots[i].abandoned {
+                continue;
+            }
+            let peers = slots
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .filter_map(|(_, s)| {
+                    s.took
+                        .iter()
+                        .find(|(k, _)| *k == (cycle, step))
+                        .map(|(_, d)| *d)
+                })
+                .max();
+            let limit = match peers {
+                Some(p) => WATCHDOG_MIN.max(p * WATCHDOG_FACTOR),
+                None => ceiling(profile),
+            };
+            let lag = since.elapsed();
+            if lag > limit {
+                let s = &mut slots[i];
+                s.abandoned = true;
+                s.running = None;
+                gate.exclude(i);
+                let message = format!(
+                    "{workload} did not finish within {:.0} s (watchdog: {})",
+                    lag.as_secs_f64(),
+                    match peers {
+                        Some(p) => format!(
+                            "peers took at most {:.1} s; limit max({} s, {WATCHDOG_FACTOR} x that)",
+                            p.as_secs_f64(),
+                            WATCHDOG_MIN.as_secs()
+                        ),
+                        None => format!("no peer finished it; limit {} s", limit.as_secs()),
+                    }
+                );
+                progress.warn(i, &message);
+                let at = started.elapsed().as_secs_f64();
+                self.append(&Event::Hang {
+                    device: s.index,
+                    workload,
+                    cycle,
+                    at_s: at,
+                    message,
+                });
+            }
+        }
+    }
+}
+
 fn device_thread(
     slot: usize,
-    device: &mut dyn Device,
+    mut device: Box<dyn Device>,
     plan: &Plan,
-    sync: &PhaseSync,
-    started: Instant,
+    gate: &Gate,
     stop: &AtomicBool,
     tx: &mpsc::Sender<Msg>,
 ) {
     let index = device.info().index;
+    // The receiver lives until every live device thread is done; a send to a
+    // coordinator that gave up on this thread is dropped.
     let send = |e: Event| {
-        // The receiver lives until every device thread is done.
-        let _ = tx.send(Msg::Event(slot, e));
+        let _ = tx.send(Msg::Event(slot, Box::new(e)));
     };
     let mut cycle = 0u32;
-    loop {
-        let more = sync.decide(|| {
-            !stop.load(Ordering::SeqCst)
-                && match plan.duration {
-                    None => cycle == 0,
-                    Some(d) => cycle == 0 || started.elapsed() < d,
-                }
-        });
-        if !more {
-            break;
-        }
+    while gate.arrive(slot, Phase::Cycle(cycle)) {
         for (step, &kind) in plan.workloads.iter().enumerate() {
-            if !sync.decide(|| !stop.load(Ordering::SeqCst)) {
+            if !gate.arrive(slot, Phase::Workload) {
                 return;
             }
             let spec = WorkloadSpec::for_device(kind, plan.profile, device.info());
@@ -275,19 +435,29 @@ fn device_thread(
                 cycle,
                 seed: plan.seed,
             };
-            match workload::execute(device, &spec, &mut ctx) {
+            let outcome = workload::execute(device.as_mut(), &spec, &mut ctx);
+            let _ = tx.send(Msg::Finished { slot, cycle, step });
+            match outcome {
                 Ok(()) => send(Event::WorkloadDone {
                     device: index,
                     workload: kind,
                     cycle,
                 }),
                 Err(WorkloadError::Interrupted) => {}
-                Err(WorkloadError::Device(e)) => send(Event::DeviceError {
-                    device: index,
-                    workload: kind,
-                    cycle,
-                    message: e.to_string(),
-                }),
+                Err(WorkloadError::Device(e)) => {
+                    send(Event::DeviceError {
+                        device: index,
+                        workload: kind,
+                        cycle,
+                        message: e.message.clone(),
+                        lost: e.lost,
+                    });
+                    if e.lost {
+                        // Nothing more can run on a device that is gone.
+                        gate.exclude(slot);
+                        return;
+                    }
+                }
             }
         }
         cycle += 1;

@@ -1,24 +1,37 @@
-//! Accept or reject: pure functions from a run's results to a verdict per
-//! device, with every check that was made (passed or not) and stable reason
-//! codes for the ones that failed.
+//! Accept or reject: pure functions from a run's results (and baselines) to
+//! a verdict per device, with every check that was made, passed or not, and
+//! stable reason codes for the ones that failed. No I/O.
 //!
-//! Rules today:
-//! - integrity: any corruption found by a workload's own verification
-//!   rejects (`sdc_matmul`, `copy_mismatch`, `hash_mismatch`,
-//!   `memtest_errors`);
-//! - liveness: a device or driver failure during a workload rejects
-//!   (`device_error`);
-//! - completeness: a device that did not finish every planned workload, and
-//!   was not rejected, is `incomplete`.
-//!
-//! Baselines, peer comparison and telemetry rules plug in here as further
-//! rules over the same results.
+//! Rules, in the order they are reported:
+//! - **integrity**: corruption found by a workload's own verification
+//!   (`sdc_matmul`, `copy_mismatch`, `hash_mismatch`, `memtest_errors`);
+//! - **absolute**: a figure below its baseline floor (`below_baseline`);
+//!   skipped, and said so, when no baseline matches the device;
+//! - **peers**: a figure more than the tolerance below the median of the
+//!   same-model devices of the run (`peer_outlier`), see [`peers`];
+//! - **telemetry**: over-temperature, throttling that the baseline does not
+//!   tolerate, new uncorrectable ECC errors, row remapping, XID events, a
+//!   degraded PCIe link (`over_temperature`, `thermal_throttle`,
+//!   `power_throttle`, `hw_slowdown`, `ecc_uncorrectable`, `row_remap`,
+//!   `xid`, `pcie_degraded`); growing correctable ECC counts only warn;
+//! - **liveness**: a hung workload, a device that disappeared, a driver error
+//!   (`hang`, `device_lost`, `device_error`);
+//! - **completeness**: a device that did not finish every planned workload,
+//!   and failed nothing, is `incomplete`.
+
+pub mod baseline;
+pub mod peers;
+pub mod telemetry;
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use crate::error::ExitCode;
 use crate::results::{DeviceRun, RunResults};
+use crate::stats;
 use crate::workload::WorkloadKind;
+use baseline::Baseline;
 
 /// The decision about one device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -46,20 +59,52 @@ impl Decision {
 /// One check made on a device.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Check {
-    /// The rule: `integrity`, `liveness` or `completeness`.
+    /// The rule: `integrity`, `absolute`, `peers`, `telemetry`, `liveness` or
+    /// `completeness`.
     pub rule: &'static str,
-    /// What was checked (a metric or integrity check name).
+    /// What was checked (a metric, an integrity check, a sensor).
     pub metric: String,
-    /// The measured value (errors found, workloads finished, ...).
+    /// The measured value.
     pub value: f64,
     /// The limit the value was held to.
     pub threshold: f64,
     /// True when the check passed.
     pub pass: bool,
-    /// Stable reason code when it failed, empty when it passed.
+    /// Stable reason code when it failed (or warned), empty otherwise.
     pub reason: String,
-    /// What the check found, in words.
+    /// Passed, but worth a look (e.g. growing correctable ECC).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub warn: bool,
+    /// What the check found, in words, with units.
     pub detail: String,
+}
+
+impl Check {
+    /// A check that passes when `pass`, with `reason` when it does not.
+    pub fn new(
+        rule: &'static str,
+        metric: impl Into<String>,
+        value: f64,
+        threshold: f64,
+        pass: bool,
+        reason: &str,
+        detail: String,
+    ) -> Self {
+        Check {
+            rule,
+            metric: metric.into(),
+            value,
+            threshold,
+            pass,
+            reason: if pass {
+                String::new()
+            } else {
+                reason.to_string()
+            },
+            warn: false,
+            detail,
+        }
+    }
 }
 
 /// The verdict on one device.
@@ -71,8 +116,40 @@ pub struct DeviceVerdict {
     pub decision: Decision,
     /// Distinct reason codes of the failed checks, in check order.
     pub reasons: Vec<String>,
+    /// The baseline the device was held to, when one matched.
+    pub baseline: Option<String>,
     /// Every check made.
     pub checks: Vec<Check>,
+}
+
+/// The verdicts of a run, with what a reader must know about how they were
+/// reached.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Judgement {
+    /// One verdict per device, in device order.
+    pub verdicts: Vec<DeviceVerdict>,
+    /// Plain-words notes (no baseline, too few peers, ...).
+    pub notes: Vec<String>,
+}
+
+/// Which baselines a run is judged against.
+#[derive(Debug, Clone, Copy)]
+pub enum BaselineChoice<'a> {
+    /// Match each device among these (the shipped ones).
+    Match(&'a [Baseline]),
+    /// Hold every device to this one (`--baseline FILE`).
+    Force(&'a Baseline),
+}
+
+impl<'a> BaselineChoice<'a> {
+    fn for_device(self, dev: &DeviceRun) -> Option<&'a Baseline> {
+        match self {
+            BaselineChoice::Force(b) => Some(b),
+            BaselineChoice::Match(all) => {
+                baseline::find(all, &dev.info.name, dev.info.pci_device_id)
+            }
+        }
+    }
 }
 
 /// The reason code of corruption found by a workload's verification.
@@ -85,9 +162,21 @@ pub fn integrity_reason(workload: WorkloadKind) -> &'static str {
     }
 }
 
-/// Judges one device of `run`.
-pub fn judge_device(run: &RunResults, dev: &DeviceRun) -> DeviceVerdict {
-    let mut checks = Vec::new();
+/// Each metric's value for a device: the median over burn-in cycles.
+pub fn device_values(dev: &DeviceRun) -> BTreeMap<String, (f64, String)> {
+    let mut per: BTreeMap<String, (Vec<f64>, String)> = BTreeMap::new();
+    for m in &dev.metrics {
+        per.entry(m.name.clone())
+            .or_insert_with(|| (Vec::new(), m.unit.clone()))
+            .0
+            .push(m.value);
+    }
+    per.into_iter()
+        .filter_map(|(k, (v, unit))| stats::median(&v).map(|m| (k, (m, unit))))
+        .collect()
+}
+
+fn integrity_checks(run: &RunResults, dev: &DeviceRun, checks: &mut Vec<Check>) {
     for i in &dev.integrity {
         let pass = i.errors == 0;
         let cycle = if run.cycles > 1 {
@@ -95,53 +184,222 @@ pub fn judge_device(run: &RunResults, dev: &DeviceRun) -> DeviceVerdict {
         } else {
             String::new()
         };
-        checks.push(Check {
-            rule: "integrity",
-            metric: i.check.clone(),
-            value: i.errors as f64,
-            threshold: 0.0,
+        let detail = if pass {
+            format!("{} values checked, all correct{cycle}", i.checked)
+        } else {
+            format!(
+                "{} of {} values wrong{cycle}: {}",
+                i.errors, i.checked, i.detail
+            )
+        };
+        checks.push(Check::new(
+            "integrity",
+            i.check.clone(),
+            i.errors as f64,
+            0.0,
             pass,
-            reason: if pass {
-                String::new()
-            } else {
-                integrity_reason(i.workload).to_string()
-            },
-            detail: if pass {
-                format!("{} values checked, all correct{cycle}", i.checked)
-            } else {
+            integrity_reason(i.workload),
+            detail,
+        ));
+    }
+}
+
+fn absolute_checks(
+    values: &BTreeMap<String, (f64, String)>,
+    base: &Baseline,
+    checks: &mut Vec<Check>,
+) {
+    for (name, (value, unit)) in values {
+        let Some(b) = base.metrics.get(name) else {
+            continue;
+        };
+        if &b.unit != unit {
+            let mut c = Check::new(
+                "absolute",
+                name.clone(),
+                *value,
+                b.floor,
+                true,
+                "",
                 format!(
-                    "{} of {} values wrong{cycle}: {}",
-                    i.errors, i.checked, i.detail
-                )
-            },
-        });
+                    "not compared: measured in {unit}, baseline {} gives {}",
+                    base.source, b.unit
+                ),
+            );
+            c.warn = true;
+            checks.push(c);
+            continue;
+        }
+        let pass = *value >= b.floor;
+        checks.push(Check::new(
+            "absolute",
+            name.clone(),
+            *value,
+            b.floor,
+            pass,
+            "below_baseline",
+            format!(
+                "{value:.1} {unit} {} floor {:.1} {unit} (expected {:.1}, {:.0} % of it)",
+                if pass { "clears" } else { "is below" },
+                b.floor,
+                b.expected,
+                100.0 * value / b.expected.max(f64::MIN_POSITIVE)
+            ),
+        ));
+    }
+}
+
+fn liveness_checks(dev: &DeviceRun, checks: &mut Vec<Check>) {
+    for h in &dev.hangs {
+        checks.push(Check::new(
+            "liveness",
+            h.workload.name(),
+            h.at_s,
+            0.0,
+            false,
+            "hang",
+            format!("hung at {:.0} s into the run: {}", h.at_s, h.message),
+        ));
     }
     for f in &dev.failures {
-        checks.push(Check {
-            rule: "liveness",
-            metric: f.workload.name().to_string(),
-            value: 1.0,
-            threshold: 0.0,
-            pass: false,
-            reason: "device_error".into(),
-            detail: format!("{} failed: {}", f.workload, f.message),
-        });
+        let reason = if f.lost {
+            "device_lost"
+        } else {
+            "device_error"
+        };
+        checks.push(Check::new(
+            "liveness",
+            f.workload.name(),
+            1.0,
+            0.0,
+            false,
+            reason,
+            format!("{} failed: {}", f.workload, f.message),
+        ));
     }
+    if dev.hangs.is_empty() && dev.failures.is_empty() {
+        checks.push(Check::new(
+            "liveness",
+            "device",
+            0.0,
+            0.0,
+            true,
+            "",
+            "answered every operation; no hang, no loss, no driver error".into(),
+        ));
+    }
+}
+
+/// Judges every device of `run`.
+pub fn judge(run: &RunResults, baselines: BaselineChoice<'_>) -> Judgement {
+    let mut notes = Vec::new();
+    let values: Vec<_> = run.devices.iter().map(device_values).collect();
+    let bases: Vec<Option<&Baseline>> = run
+        .devices
+        .iter()
+        .map(|d| baselines.for_device(d))
+        .collect();
+
+    // Peer groups: devices of the same model name.
+    let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, d) in run.devices.iter().enumerate() {
+        groups.entry(d.info.name.as_str()).or_default().push(i);
+    }
+    let mut peer_checks: Vec<Vec<Check>> = vec![Vec::new(); run.devices.len()];
+    for (model, members) in &groups {
+        if members.len() < peers::MIN_PEERS {
+            if run.devices.len() > 1 || members.len() > 1 {
+                notes.push(format!(
+                    "peer comparison skipped for {model}: {} device(s) of that model in this run, {} needed",
+                    members.len(),
+                    peers::MIN_PEERS
+                ));
+            }
+            continue;
+        }
+        let mut names: Vec<&String> = members.iter().flat_map(|&i| values[i].keys()).collect();
+        names.sort();
+        names.dedup();
+        for name in names {
+            let tol =
+                bases[members[0]].map_or(peers::DEFAULT_TOLERANCE, |b| b.peer_tolerance_for(name));
+            let vals: Vec<Option<f64>> = members
+                .iter()
+                .map(|&i| values[i].get(name).map(|v| v.0))
+                .collect();
+            for (&i, c) in members.iter().zip(peers::check(&vals, tol)) {
+                let Some(c) = c else { continue };
+                let (v, unit) = &values[i][name];
+                peer_checks[i].push(Check::new(
+                    "peers",
+                    name.clone(),
+                    *v,
+                    c.threshold,
+                    c.pass,
+                    "peer_outlier",
+                    format!(
+                        "{v:.1} {unit} is {:+.1} % from the median of {} {model} devices ({:.1} {unit}; tolerance {:.0} %)",
+                        100.0 * (v / c.median - 1.0),
+                        members.len(),
+                        c.median,
+                        tol * 100.0
+                    ),
+                ));
+            }
+        }
+    }
+
+    let mut unmatched: Vec<&str> = Vec::new();
+    let verdicts = run
+        .devices
+        .iter()
+        .enumerate()
+        .map(|(i, dev)| {
+            let mut checks = Vec::new();
+            integrity_checks(run, dev, &mut checks);
+            match bases[i] {
+                Some(b) => absolute_checks(&values[i], b, &mut checks),
+                None => {
+                    if !unmatched.contains(&dev.info.name.as_str()) {
+                        unmatched.push(&dev.info.name);
+                    }
+                }
+            }
+            checks.append(&mut peer_checks[i]);
+            telemetry::checks(dev, bases[i], &mut checks);
+            liveness_checks(dev, &mut checks);
+            finish(run, dev, bases[i], checks)
+        })
+        .collect();
+    for name in unmatched {
+        notes.push(format!(
+            "no baseline for {name}: the absolute floors were skipped (integrity, peer, telemetry and liveness rules still apply); give one with --baseline FILE or make one with `kiln baseline record`"
+        ));
+    }
+    Judgement { verdicts, notes }
+}
+
+fn finish(
+    run: &RunResults,
+    dev: &DeviceRun,
+    base: Option<&Baseline>,
+    mut checks: Vec<Check>,
+) -> DeviceVerdict {
     let planned = &run.header.workloads;
     let finished = dev.finished_all(planned, run.cycles);
     let done = planned
         .iter()
         .filter(|w| (0..run.cycles).all(|c| dev.done.contains(&(**w, c))))
         .count();
-    checks.push(Check {
-        rule: "completeness",
-        metric: "workloads".into(),
-        value: done as f64,
-        threshold: planned.len() as f64,
-        pass: finished,
-        reason: String::new(),
-        detail: format!("{done} of {} planned workloads finished", planned.len()),
-    });
+    checks.push(Check::new(
+        "completeness",
+        "workloads",
+        done as f64,
+        planned.len() as f64,
+        finished,
+        "",
+        format!("{done} of {} planned workloads finished", planned.len()),
+    ));
     let mut reasons: Vec<String> = Vec::new();
     for c in &checks {
         if !c.pass && !c.reason.is_empty() && !reasons.contains(&c.reason) {
@@ -159,13 +417,9 @@ pub fn judge_device(run: &RunResults, dev: &DeviceRun) -> DeviceVerdict {
         device: dev.info.index,
         decision,
         reasons,
+        baseline: base.map(|b| b.source.clone()),
         checks,
     }
-}
-
-/// Judges every device of `run`.
-pub fn judge(run: &RunResults) -> Vec<DeviceVerdict> {
-    run.devices.iter().map(|d| judge_device(run, d)).collect()
 }
 
 /// The process exit code of a judged run: 1 if any device was rejected (a

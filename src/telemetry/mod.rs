@@ -1,0 +1,74 @@
+//! Telemetry: what a device's sensors say while it works.
+//!
+//! A backend that has sensors hands out a [`Sensor`], which the runner samples
+//! from its own thread (never the device's), at the start, about once a second
+//! while workloads run, and at the end. Every sample is journaled; the verdict
+//! engine reads them for the telemetry rules. A sensor a device does not have
+//! is `None`, never zero.
+
+use serde::{Deserialize, Serialize};
+
+/// One reading of a device's sensors. Counters are cumulative since boot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Seconds since the run started.
+    pub t_s: f64,
+    /// GPU (or CPU package) temperature, degrees Celsius.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_temp_c: Option<f64>,
+    /// Memory temperature, degrees Celsius.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_temp_c: Option<f64>,
+    /// Power draw, watts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_w: Option<f64>,
+    /// Enforced power limit, watts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_limit_w: Option<f64>,
+    /// SM (or core) clock, MHz.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sm_clock_mhz: Option<f64>,
+    /// Memory clock, MHz.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_clock_mhz: Option<f64>,
+    /// Utilisation, percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub util_pct: Option<f64>,
+    /// Clock throttle (event) reasons active now, by NVML name, e.g.
+    /// `sw_thermal_slowdown`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub throttle: Vec<String>,
+    /// Corrected ECC errors, cumulative.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ecc_corrected: Option<u64>,
+    /// Uncorrected ECC errors, cumulative.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ecc_uncorrected: Option<u64>,
+    /// Rows waiting to be remapped at the next reset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remapped_rows_pending: Option<u64>,
+    /// Row remappings that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remapped_rows_failed: Option<u64>,
+    /// XID error events since the previous sample.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xid: Vec<u32>,
+    /// Current PCIe link generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pcie_gen: Option<u32>,
+    /// Current PCIe link width (lanes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pcie_width: Option<u32>,
+    /// Maximum PCIe generation of the device and slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pcie_max_gen: Option<u32>,
+    /// Maximum PCIe width of the device and slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pcie_max_width: Option<u32>,
+}
+
+/// A device's sensors, readable from any thread.
+pub trait Sensor: Send + Sync {
+    /// Reads every sensor now; `t_s` is the time since the run started.
+    fn sample(&self, t_s: f64) -> Sample;
+}

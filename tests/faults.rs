@@ -1,0 +1,203 @@
+//! Fault injection: every fault class the sim backend can inject is caught,
+//! through detection (never by the injector telling the verdict), and a
+//! clean node is never rejected.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn kiln(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("kiln starts")
+}
+
+fn sim(dir: &Path, extra: &[&str]) -> (i32, Value, String) {
+    let out = dir.to_str().expect("utf-8");
+    let mut args = vec![
+        "run",
+        "--backend",
+        "sim",
+        "--profile",
+        "quick",
+        "--out",
+        out,
+    ];
+    args.extend_from_slice(extra);
+    let o = kiln(&args);
+    let text = std::fs::read_to_string(dir.join("results.json")).unwrap_or_default();
+    let v = serde_json::from_str(&text).unwrap_or(Value::Null);
+    (
+        o.status.code().unwrap_or(-1),
+        v,
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+fn reasons(v: &Value, dev: usize) -> Vec<String> {
+    v["devices"][dev]["reasons"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn assert_rejected_for(v: &Value, dev: usize, code: &str) {
+    assert_eq!(
+        v["devices"][dev]["verdict"], "reject",
+        "device {dev}: {}",
+        v["devices"][dev]
+    );
+    let r = reasons(v, dev);
+    assert!(
+        r.iter().any(|x| x == code),
+        "device {dev}: expected {code} in {r:?}"
+    );
+}
+
+fn assert_clean(v: &Value, dev: usize) {
+    let d = &v["devices"][dev];
+    assert_eq!(d["verdict"], "accept", "device {dev}: {d}");
+    for c in d["checks"].as_array().expect("checks") {
+        assert_eq!(c["pass"], true, "device {dev}: {c}");
+    }
+}
+
+#[test]
+fn the_seven_fault_node_rejects_exactly_the_faulty_devices() {
+    let d = tempfile::tempdir().expect("temp");
+    let (code, v, log) = sim(
+        d.path(),
+        &[
+            "--inject",
+            "1:sdc",
+            "--inject",
+            "2:slow=0.85",
+            "--inject",
+            "3:throttle=thermal",
+            "--inject",
+            "4:hang=matmul",
+            "--inject",
+            "5:ecc=1",
+            "--inject",
+            "6:membit",
+            "--inject",
+            "7:hashbit",
+        ],
+    );
+    assert_eq!(code, 1, "{log}");
+    assert_clean(&v, 0);
+    assert_rejected_for(&v, 1, "sdc_matmul");
+    assert_rejected_for(&v, 2, "below_baseline");
+    assert_rejected_for(&v, 2, "peer_outlier");
+    assert_rejected_for(&v, 3, "thermal_throttle");
+    assert_rejected_for(&v, 4, "hang");
+    assert_rejected_for(&v, 5, "ecc_uncorrectable");
+    assert_rejected_for(&v, 6, "memtest_errors");
+    assert_rejected_for(&v, 7, "hash_mismatch");
+    // Faults are specific: no device picks up another's reason.
+    assert_eq!(reasons(&v, 1), vec!["sdc_matmul"]);
+    assert_eq!(reasons(&v, 3), vec!["thermal_throttle"]);
+    assert_eq!(reasons(&v, 5), vec!["ecc_uncorrectable"]);
+    assert_eq!(reasons(&v, 6), vec!["memtest_errors"]);
+    assert_eq!(reasons(&v, 7), vec!["hash_mismatch"]);
+    // Every finished measurement of every device is kept; the hung device
+    // kept nothing of matmul but the others ran everything.
+    for dev in [0, 1, 2, 3, 5, 6, 7] {
+        assert_eq!(
+            v["devices"][dev]["metrics"].as_array().map(Vec::len),
+            Some(8),
+            "device {dev}"
+        );
+    }
+    assert!(v["devices"][4]["hangs"][0]["workload"] == "matmul");
+    assert!(log.contains("REJECT"));
+}
+
+#[test]
+fn the_other_fault_classes_are_caught_too() {
+    let d = tempfile::tempdir().expect("temp");
+    let (code, v, log) = sim(
+        d.path(),
+        &[
+            "--sim-gpus",
+            "7",
+            "--inject",
+            "1:copybit",
+            "--inject",
+            "2:throttle=power",
+            "--inject",
+            "3:hot=96",
+            "--inject",
+            "4:xid=79",
+            "--inject",
+            "5:pcie=4:16",
+            "--inject",
+            "6:lost=0",
+        ],
+    );
+    assert_eq!(code, 1, "{log}");
+    assert_clean(&v, 0);
+    assert_rejected_for(&v, 1, "copy_mismatch");
+    assert_rejected_for(&v, 2, "power_throttle");
+    assert_rejected_for(&v, 3, "over_temperature");
+    assert_rejected_for(&v, 4, "xid");
+    assert_rejected_for(&v, 5, "pcie_degraded");
+    assert_rejected_for(&v, 6, "device_lost");
+    let detail = v["devices"][4]["checks"].to_string();
+    assert!(detail.contains("XID 79"), "{detail}");
+}
+
+#[test]
+fn a_late_fault_only_rejects_when_it_has_happened() {
+    // The membit fault starts after an hour: this quick run never sees it.
+    let d = tempfile::tempdir().expect("temp");
+    let (code, v, log) = sim(d.path(), &["--sim-gpus", "3", "--inject", "1:membit@1h"]);
+    assert_eq!(code, 0, "{log}");
+    assert_clean(&v, 1);
+}
+
+#[test]
+fn malformed_injections_are_usage_errors() {
+    for (arg, needle) in [
+        ("1", "no device index"),
+        ("x:sdc", "\"x\" is not a device index"),
+        ("1:melt", "unknown fault \"melt\""),
+        ("1:slow=2", "at most 1"),
+        ("1:slow=fast", "not a number"),
+        ("1:throttle=cold", "expected thermal or power"),
+        ("1:pcie=9", "GEN:WIDTH"),
+        ("1:hang=fft", "expected matmul, bandwidth, hash or memtest"),
+        ("1:ecc=-1", "not a whole number"),
+        ("1:sdc=3", "takes no value"),
+        ("1:membit@soon", "not a duration"),
+        ("9:sdc", "there is no simulated GPU 9"),
+    ] {
+        let o = kiln(&[
+            "run",
+            "--backend",
+            "sim",
+            "--inject",
+            arg,
+            "--out",
+            "/tmp/kiln-never",
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{arg}: {err}");
+        assert!(err.contains(needle), "{arg}: expected {needle:?} in {err}");
+        assert!(err.contains("--inject"), "{err}");
+    }
+    let o = kiln(&["run", "--backend", "cpu", "--inject", "1:sdc"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("only be injected into simulated GPUs"));
+}
