@@ -145,6 +145,14 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub baseline: Option<PathBuf>,
 
+    /// Who runs the test, for the report's sign-off block.
+    #[arg(long, value_name = "NAME")]
+    pub operator: Option<String>,
+
+    /// Asset or rack tag of the node, for the report.
+    #[arg(long, value_name = "TAG")]
+    pub asset: Option<String>,
+
     /// Seed of every workload input and of the simulated noise.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,

@@ -69,6 +69,8 @@ pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Result<ExitCode> {
         host,
         notes,
         quiet: false,
+        operator: args.operator.clone(),
+        asset: args.asset.clone(),
     };
     let dir = run::execute(&plan, journal, devices, about, stop)?;
     finish(&results::load(&dir)?, &dir, baseline.as_ref())

@@ -37,6 +37,8 @@ fn clean_run(seed: u64, gpus: usize) -> Vec<(Decision, Vec<String>)> {
         host: "test".into(),
         notes: Vec::new(),
         quiet: true,
+        operator: None,
+        asset: None,
     };
     run::execute(
         &plan,

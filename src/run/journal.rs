@@ -94,6 +94,12 @@ pub struct RunHeader {
     pub devices: Vec<DeviceInfo>,
     /// Notes for the reader (e.g. why `auto` fell back to the CPU).
     pub notes: Vec<String>,
+    /// Who ran the test (`--operator`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
+    /// Asset or rack tag of the node (`--asset`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asset: Option<String>,
 }
 
 /// Appends events to a journal, syncing each to disk.

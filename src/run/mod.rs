@@ -100,6 +100,10 @@ pub struct About {
     pub notes: Vec<String>,
     /// No progress output at all (library use and tests).
     pub quiet: bool,
+    /// Who ran the test.
+    pub operator: Option<String>,
+    /// Asset or rack tag of the node.
+    pub asset: Option<String>,
 }
 
 enum Msg {
@@ -150,6 +154,8 @@ pub fn execute(
         host,
         notes,
         quiet,
+        operator,
+        asset,
     } = about;
     let infos: Vec<_> = devices.iter().map(|d| d.info().clone()).collect();
     journal.append(&Event::Start(RunHeader {
@@ -164,6 +170,8 @@ pub fn execute(
         workloads: plan.workloads.clone(),
         devices: infos.clone(),
         notes,
+        operator,
+        asset,
     }))?;
     let progress = if quiet {
         Progress::Silent
