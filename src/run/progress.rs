@@ -87,16 +87,22 @@ impl Progress {
 
     /// A measurement of device `slot` finished.
     pub fn metric(&self, slot: usize, m: &Metric) {
-        if let Progress::Lines { labels } = self {
-            eprintln!(
-                "kiln: {}: {} = {:.2} {} (cv {:.1} %, {} iterations)",
-                label(labels, slot),
-                m.name,
-                m.value,
-                m.unit,
-                m.cv * 100.0,
-                m.iterations
-            );
+        let line = format!(
+            "{} = {:.2} {} (cv {:.1} %, {} iterations)",
+            m.name,
+            m.value,
+            m.unit,
+            m.cv * 100.0,
+            m.iterations
+        );
+        match self {
+            Progress::Lines { labels } => eprintln!("kiln: {}: {line}", label(labels, slot)),
+            Progress::Bars { bars, .. } => {
+                if let Some(b) = bars.get(slot) {
+                    b.println(format!("{}: {line}", b.prefix().trim_end()));
+                }
+            }
+            Progress::Silent => {}
         }
     }
 

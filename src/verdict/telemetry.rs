@@ -207,7 +207,13 @@ pub fn checks(dev: &DeviceRun, base: Option<&Baseline>, checks: &mut Vec<Check>)
     // PCIe: the best link seen (GPUs downshift when idle) against what the
     // baseline expects, or the device's own maximum.
     let best = |f: fn(&Sample) -> Option<u32>| samples.iter().filter_map(f).max();
-    if let (Some(gen), Some(width)) = (best(|s| s.pcie_gen), best(|s| s.pcie_width)) {
+    // The fastest link seen, by its transfer rate (GT/s per lane x lanes).
+    let rate = |g: u32| [2.5, 5.0, 8.0, 16.0, 32.0, 64.0, 128.0][(g.clamp(1, 7) - 1) as usize];
+    let link = samples
+        .iter()
+        .filter_map(|s| Some((s.pcie_gen?, s.pcie_width?)))
+        .max_by(|a, b| (rate(a.0) * f64::from(a.1)).total_cmp(&(rate(b.0) * f64::from(b.1))));
+    if let Some((gen, width)) = link {
         let want_gen = limits.pcie_gen.or_else(|| best(|s| s.pcie_max_gen));
         let want_width = limits.pcie_width.or_else(|| best(|s| s.pcie_max_width));
         if let (Some(wg), Some(ww)) = (want_gen, want_width) {
@@ -222,5 +228,128 @@ pub fn checks(dev: &DeviceRun, base: Option<&Baseline>, checks: &mut Vec<Check>)
                 format!("PCIe link Gen{gen} x{width} (expected Gen{wg} x{ww})"),
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::{BackendKind, DeviceInfo};
+
+    fn dev(samples: Vec<Sample>) -> DeviceRun {
+        DeviceRun {
+            info: DeviceInfo {
+                index: 0,
+                name: "GPU".into(),
+                uuid: None,
+                serial: None,
+                pci_bus_id: None,
+                pci_device_id: None,
+                memory_bytes: 0,
+                compute_units: 1,
+                backend: BackendKind::Sim,
+                simulated: true,
+            },
+            metrics: Vec::new(),
+            integrity: Vec::new(),
+            failures: Vec::new(),
+            done: Vec::new(),
+            hangs: Vec::new(),
+            telemetry: samples,
+        }
+    }
+
+    fn sample(t: f64) -> Sample {
+        Sample {
+            t_s: t,
+            gpu_temp_c: Some(60.0),
+            ecc_corrected: Some(10),
+            ecc_uncorrected: Some(2),
+            pcie_gen: Some(5),
+            pcie_width: Some(16),
+            pcie_max_gen: Some(5),
+            pcie_max_width: Some(16),
+            ..Sample::default()
+        }
+    }
+
+    fn failed(samples: Vec<Sample>, base: Option<&Baseline>) -> Vec<String> {
+        let mut c = Vec::new();
+        checks(&dev(samples), base, &mut c);
+        c.into_iter()
+            .filter(|c| !c.pass)
+            .map(|c| c.reason)
+            .collect()
+    }
+
+    #[test]
+    fn a_clean_trace_passes_and_old_errors_do_not_count() {
+        // 2 uncorrectable errors from before the run are not new ones.
+        assert!(failed(vec![sample(0.0), sample(1.0)], None).is_empty());
+    }
+
+    #[test]
+    fn several_throttle_reasons_are_each_reported() {
+        let mut s = sample(1.0);
+        s.throttle = vec![
+            "sw_power_cap".into(),
+            "sw_thermal_slowdown".into(),
+            "hw_power_brake_slowdown".into(),
+            "hw_slowdown".into(),
+        ];
+        let r = failed(vec![sample(0.0), s], None);
+        assert_eq!(r, vec!["thermal_throttle", "power_throttle", "hw_slowdown"]);
+    }
+
+    #[test]
+    fn only_new_uncorrectable_ecc_errors_reject_and_correctable_ones_warn() {
+        let mut later = sample(5.0);
+        later.ecc_uncorrected = Some(3);
+        later.ecc_corrected = Some(50);
+        assert_eq!(
+            failed(vec![sample(0.0), later.clone()], None),
+            vec!["ecc_uncorrectable"]
+        );
+        let mut c = Vec::new();
+        later.ecc_uncorrected = Some(2);
+        checks(&dev(vec![sample(0.0), later]), None, &mut c);
+        let corr = c
+            .iter()
+            .find(|c| c.metric == "ecc_corrected")
+            .expect("check");
+        assert!(corr.pass && corr.warn && corr.reason == "ecc_correctable");
+    }
+
+    #[test]
+    fn pcie_uses_the_best_link_seen_against_the_maximum() {
+        let mut idle = sample(0.0);
+        idle.pcie_gen = Some(1); // idle GPUs downshift
+        assert!(failed(vec![idle.clone(), sample(1.0)], None).is_empty());
+        let mut narrow = sample(1.0);
+        narrow.pcie_width = Some(8);
+        assert_eq!(failed(vec![idle, narrow], None), vec!["pcie_degraded"]);
+    }
+
+    #[test]
+    fn temperature_limits_need_a_baseline() {
+        let mut hot = sample(1.0);
+        hot.gpu_temp_c = Some(99.0);
+        assert!(
+            failed(vec![hot.clone()], None).is_empty(),
+            "no model limit without a baseline"
+        );
+        let base = crate::verdict::baseline::builtin()
+            .into_iter()
+            .find(|b| b.model.contains("H100"))
+            .expect("shipped H100 baseline");
+        assert_eq!(failed(vec![hot], Some(&base)), vec!["over_temperature"]);
+    }
+
+    #[test]
+    fn xid_events_and_row_remaps_reject() {
+        let mut s = sample(2.0);
+        s.xid = vec![79];
+        s.remapped_rows_pending = Some(1);
+        assert_eq!(failed(vec![sample(0.0), s], None), vec!["row_remap", "xid"]);
     }
 }
