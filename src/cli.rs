@@ -42,8 +42,9 @@ pub enum Command {
     /// Run the workloads on every selected device, in parallel, and judge each.
     #[command(after_help = EXIT_CODES)]
     Run(RunArgs),
-    /// Rebuild results.json, results.csv and the summary of a run from its
-    /// journal (also of a run that was killed halfway).
+    /// Rebuild results.json, results.csv, the charts, report.pdf and the
+    /// summary of runs from their journals (also of a run that was killed
+    /// halfway); with --fleet-out, one PDF summary across them.
     #[command(after_help = EXIT_CODES)]
     Report(ReportArgs),
     /// Check a baseline file, or derive one from runs of known-good nodes.
@@ -153,6 +154,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "TAG")]
     pub asset: Option<String>,
 
+    /// Telemetry samples per second and device, 0.1 to 10.
+    #[arg(long, value_name = "HZ", default_value_t = 1.0)]
+    pub sample_rate: f64,
+
     /// Seed of every workload input and of the simulated noise.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -161,9 +166,15 @@ pub struct RunArgs {
 /// Arguments of `kiln report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// A run's folder (the --out of `kiln run`), holding journal.jsonl.
-    #[arg(value_name = "DIR")]
-    pub dir: PathBuf,
+    /// Run folders (the --out of `kiln run`), each holding journal.jsonl;
+    /// each gets its results, charts and report.pdf rebuilt.
+    #[arg(value_name = "DIR", required = true)]
+    pub dirs: Vec<PathBuf>,
+
+    /// Also write one PDF summary across these runs: one line per node and
+    /// GPU.
+    #[arg(long, value_name = "FILE.pdf")]
+    pub fleet_out: Option<PathBuf>,
 
     /// Judge against this baseline file instead of the shipped one that
     /// matches each device's model.

@@ -24,11 +24,21 @@ pub fn list(args: &ListArgs) -> Result<ExitCode> {
     let sim = plan::sim_options(args.backend.sim_gpus, 1)?;
     let found = device::discover(args.backend.backend, &sim)?;
     let infos: Vec<_> = found.devices.iter().map(|d| d.info().clone()).collect();
+    let sensors: Vec<Vec<String>> = found.devices.iter().map(|d| d.sensor_inventory()).collect();
     if args.json {
+        let devices: Vec<serde_json::Value> = infos
+            .iter()
+            .zip(&sensors)
+            .map(|(i, s)| {
+                let mut v = serde_json::to_value(i).unwrap_or_default();
+                v["sensors"] = serde_json::json!(s);
+                v
+            })
+            .collect();
         let doc = serde_json::json!({
             "backend": found.backend,
             "note": found.note,
-            "devices": infos,
+            "devices": devices,
         });
         let text = serde_json::to_string_pretty(&doc)
             .map_err(|e| KilnError::output("standard output", e))?;
@@ -38,6 +48,11 @@ pub fn list(args: &ListArgs) -> Result<ExitCode> {
             eprintln!("kiln: {n}");
         }
         print!("{}", output::summary::devices(&infos));
+        for (i, s) in infos.iter().zip(&sensors) {
+            if !s.is_empty() && (i.backend != device::BackendKind::Sim || i.index == 0) {
+                println!("sensors of device {}: {}", i.index, s.join("; "));
+            }
+        }
     }
     Ok(ExitCode::Accepted)
 }
@@ -56,6 +71,18 @@ pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Result<ExitCode> {
         notes.push(n.clone());
     }
     let devices = run::select(&plan, found)?;
+    if backend == device::BackendKind::Cpu {
+        if let Some(d) = devices.first() {
+            let absent: Vec<String> = d
+                .sensor_inventory()
+                .into_iter()
+                .filter(|s| s.contains("absent") && !s.starts_with("ECC"))
+                .collect();
+            if !absent.is_empty() {
+                notes.push(format!("host sensors: {}", absent.join("; ")));
+            }
+        }
+    }
     let journal = run::prepare_out(&plan)?;
     eprintln!(
         "kiln: {} profile on {} {} device(s); results in {}",
@@ -76,21 +103,53 @@ pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Result<ExitCode> {
     finish(&results::load(&dir)?, &dir, baseline.as_ref())
 }
 
-/// `kiln report DIR`.
+/// `kiln report DIR...`.
 pub fn report(args: &ReportArgs) -> Result<ExitCode> {
-    if !args.dir.is_dir() {
-        return Err(KilnError::input(
-            &args.dir,
-            "not a folder; expected the folder of a kiln run (the --out of `kiln run`)",
-        ));
+    for dir in &args.dirs {
+        if !dir.is_dir() {
+            return Err(KilnError::input(
+                dir,
+                "not a folder; expected the folder of a kiln run (the --out of `kiln run`)",
+            ));
+        }
     }
     let baseline = args.baseline.as_deref().map(baseline::load).transpose()?;
-    let run = results::load(&args.dir)?;
-    finish(&run, &args.dir, baseline.as_ref())
+    // Read every journal before writing anything.
+    let runs = args
+        .dirs
+        .iter()
+        .map(|d| results::load(d))
+        .collect::<Result<Vec<_>>>()?;
+    let mut judged = Vec::new();
+    let mut code = ExitCode::Accepted;
+    for (run, dir) in runs.iter().zip(&args.dirs) {
+        let (c, judgement) = finish_judged(run, dir, baseline.as_ref())?;
+        code = match (code, c) {
+            (ExitCode::Rejected, _) | (_, ExitCode::Rejected) => ExitCode::Rejected,
+            (ExitCode::Incomplete, _) | (_, ExitCode::Incomplete) => ExitCode::Incomplete,
+            (c, _) => c,
+        };
+        judged.push(judgement);
+    }
+    if let Some(out) = &args.fleet_out {
+        let nodes: Vec<_> = runs.iter().zip(&judged).collect();
+        output::write_fleet(out, &nodes)?;
+        println!("fleet summary: {}", out.display());
+    }
+    Ok(code)
 }
 
 /// Judges a run, writes its outputs and prints the summary.
 fn finish(run: &RunResults, dir: &std::path::Path, forced: Option<&Baseline>) -> Result<ExitCode> {
+    finish_judged(run, dir, forced).map(|(code, _)| code)
+}
+
+/// [`finish`], also handing back the judgement.
+fn finish_judged(
+    run: &RunResults,
+    dir: &std::path::Path,
+    forced: Option<&Baseline>,
+) -> Result<(ExitCode, verdict::Judgement)> {
     let shipped = baseline::builtin();
     let choice = match forced {
         Some(b) => BaselineChoice::Force(b),
@@ -104,7 +163,7 @@ fn finish(run: &RunResults, dir: &std::path::Path, forced: Option<&Baseline>) ->
         output::summary::render(run, &judgement.verdicts, &notes)
     );
     println!("results: {}", dir.display());
-    Ok(verdict::exit_code(run, &judgement.verdicts))
+    Ok((verdict::exit_code(run, &judgement.verdicts), judgement))
 }
 
 /// `kiln baseline check|record`.

@@ -37,6 +37,8 @@ pub struct Plan {
     pub out: PathBuf,
     /// Seed of inputs and noise.
     pub seed: u64,
+    /// Time between two telemetry samples of a device.
+    pub sample_interval: Duration,
 }
 
 impl Plan {
@@ -69,6 +71,18 @@ impl Plan {
             (None, _) => None,
         };
         let devices = args.devices.as_deref().map(parse_devices).transpose()?;
+        if !(args.sample_rate >= 0.1 && args.sample_rate <= 10.0) {
+            return Err(KilnError::Usage(format!(
+                "--sample-rate {}: expected samples per second from 0.1 to 10",
+                args.sample_rate
+            )));
+        }
+        if args.profile == Profile::Burnin {
+            // A simulated workload computes in microseconds; in a burn-in it
+            // takes a second of wall time, so that faults and telemetry that
+            // depend on time behave as on hardware.
+            sim.pace = Duration::from_secs(1);
+        }
         let workloads = match args.workloads.as_deref() {
             Some(w) => parse_workloads(w)?,
             None => WorkloadKind::ALL.to_vec(),
@@ -86,6 +100,7 @@ impl Plan {
             workloads,
             out,
             seed: args.seed,
+            sample_interval: Duration::from_secs_f64(1.0 / args.sample_rate),
         })
     }
 }
@@ -101,6 +116,7 @@ pub fn sim_options(gpus: usize, seed: u64) -> Result<SimOptions> {
         gpus,
         seed,
         faults: Vec::new(),
+        pace: Duration::ZERO,
     })
 }
 

@@ -22,6 +22,21 @@ pub struct DeviceFailure {
     pub message: String,
     /// The device is gone (fell off the bus).
     pub lost: bool,
+    /// Seconds into the run.
+    pub at_s: Option<f64>,
+}
+
+/// When a device ran a workload.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct PhaseWindow {
+    /// The workload.
+    pub workload: WorkloadKind,
+    /// Burn-in cycle.
+    pub cycle: u32,
+    /// Start, seconds since the run started.
+    pub start_s: f64,
+    /// End, seconds since the run started.
+    pub end_s: f64,
 }
 
 /// A workload the watchdog found hung.
@@ -54,6 +69,18 @@ pub struct DeviceRun {
     pub hangs: Vec<HangRecord>,
     /// Sensor readings, in time order.
     pub telemetry: Vec<Sample>,
+    /// When each workload ran.
+    pub phases: Vec<PhaseWindow>,
+}
+
+impl DeviceRun {
+    /// When `workload` of `cycle` ended, in seconds since the run started.
+    pub fn phase_end(&self, workload: WorkloadKind, cycle: u32) -> Option<f64> {
+        self.phases
+            .iter()
+            .find(|p| p.workload == workload && p.cycle == cycle)
+            .map(|p| p.end_s)
+    }
 }
 
 impl DeviceRun {
@@ -126,6 +153,7 @@ pub fn from_journal(j: journal::Journal) -> Result<RunResults> {
             done: Vec::new(),
             hangs: Vec::new(),
             telemetry: Vec::new(),
+            phases: Vec::new(),
         })
         .collect();
     let mut finished_at = None;
@@ -163,6 +191,7 @@ pub fn from_journal(j: journal::Journal) -> Result<RunResults> {
                 cycle,
                 message,
                 lost,
+                at_s,
             } => {
                 if let Some(s) = slot(&mut devices, device) {
                     devices[s].failures.push(DeviceFailure {
@@ -170,6 +199,23 @@ pub fn from_journal(j: journal::Journal) -> Result<RunResults> {
                         cycle,
                         message,
                         lost,
+                        at_s,
+                    });
+                }
+            }
+            Event::Phase {
+                device,
+                workload,
+                cycle,
+                start_s,
+                end_s,
+            } => {
+                if let Some(s) = slot(&mut devices, device) {
+                    devices[s].phases.push(PhaseWindow {
+                        workload,
+                        cycle,
+                        start_s,
+                        end_s,
                     });
                 }
             }
@@ -213,4 +259,86 @@ pub fn from_journal(j: journal::Journal) -> Result<RunResults> {
         devices,
         torn_tail: j.torn_tail,
     })
+}
+
+/// Minimum, median and maximum of a sensor over a phase.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Range {
+    /// Lowest reading.
+    pub min: f64,
+    /// Median reading.
+    pub median: f64,
+    /// Highest reading.
+    pub max: f64,
+}
+
+/// What the sensors said while a device ran one workload.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PhaseTelemetry {
+    /// The workload.
+    pub workload: WorkloadKind,
+    /// Burn-in cycle.
+    pub cycle: u32,
+    /// Start and end, seconds since the run started.
+    pub start_s: f64,
+    /// End, seconds since the run started.
+    pub end_s: f64,
+    /// Samples taken during the phase.
+    pub samples: usize,
+    /// GPU temperature, C.
+    pub gpu_temp_c: Option<Range>,
+    /// Power draw, W.
+    pub power_w: Option<Range>,
+    /// SM (core) clock, MHz.
+    pub sm_clock_mhz: Option<Range>,
+    /// Seconds spent with each throttle reason active (a sample's reasons
+    /// count until the next sample).
+    pub throttled_s: std::collections::BTreeMap<String, f64>,
+}
+
+fn range(values: Vec<f64>) -> Option<Range> {
+    let s = crate::stats::summarize(&values)?;
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    Some(Range {
+        min,
+        median: s.median,
+        max,
+    })
+}
+
+impl DeviceRun {
+    /// The telemetry of each phase, summarised.
+    pub fn phase_telemetry(&self) -> Vec<PhaseTelemetry> {
+        let t = &self.telemetry;
+        self.phases
+            .iter()
+            .map(|p| {
+                let inside: Vec<usize> = (0..t.len())
+                    .filter(|&i| t[i].t_s >= p.start_s && t[i].t_s <= p.end_s)
+                    .collect();
+                let pick = |f: fn(&Sample) -> Option<f64>| {
+                    range(inside.iter().filter_map(|&i| f(&t[i])).collect())
+                };
+                let mut throttled_s = std::collections::BTreeMap::new();
+                for &i in &inside {
+                    let until = t.get(i + 1).map_or(p.end_s, |n| n.t_s.min(p.end_s));
+                    for r in &t[i].throttle {
+                        *throttled_s.entry(r.clone()).or_insert(0.0) += (until - t[i].t_s).max(0.0);
+                    }
+                }
+                PhaseTelemetry {
+                    workload: p.workload,
+                    cycle: p.cycle,
+                    start_s: p.start_s,
+                    end_s: p.end_s,
+                    samples: inside.len(),
+                    gpu_temp_c: pick(|s| s.gpu_temp_c),
+                    power_w: pick(|s| s.power_w),
+                    sm_clock_mhz: pick(|s| s.sm_clock_mhz),
+                    throttled_s,
+                }
+            })
+            .collect()
+    }
 }

@@ -18,6 +18,7 @@ fn clean_run(seed: u64, gpus: usize) -> Vec<(Decision, Vec<String>)> {
         gpus,
         seed,
         faults: Vec::new(),
+        pace: std::time::Duration::ZERO,
     };
     let plan = Plan {
         profile: Profile::Quick,
@@ -28,6 +29,7 @@ fn clean_run(seed: u64, gpus: usize) -> Vec<(Decision, Vec<String>)> {
         workloads: WorkloadKind::ALL.to_vec(),
         out: dir.path().to_path_buf(),
         seed,
+        sample_interval: std::time::Duration::from_secs(1),
     };
     let found = device::discover(BackendChoice::Sim, &sim).expect("sim devices");
     let devices = run::select(&plan, found).expect("all devices");

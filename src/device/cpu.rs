@@ -24,6 +24,7 @@ const CHUNK: usize = 1 << 16;
 /// The host CPU.
 pub struct CpuDevice {
     info: DeviceInfo,
+    sensor: std::sync::Arc<crate::telemetry::host::HostSensor>,
 }
 
 impl CpuDevice {
@@ -43,6 +44,7 @@ impl CpuDevice {
                 backend: BackendKind::Cpu,
                 simulated: false,
             },
+            sensor: std::sync::Arc::new(crate::telemetry::host::HostSensor::new()),
         }
     }
 }
@@ -82,6 +84,14 @@ impl Device for CpuDevice {
 
     fn memtest(&mut self, words: usize) -> DeviceResult<Box<dyn MemtestOp + '_>> {
         Ok(Box::new(CpuMemtest::new(words)))
+    }
+
+    fn sensor(&self) -> Option<std::sync::Arc<dyn crate::telemetry::Sensor>> {
+        Some(self.sensor.clone())
+    }
+
+    fn sensor_inventory(&self) -> Vec<String> {
+        self.sensor.inventory()
     }
 }
 

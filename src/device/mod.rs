@@ -284,6 +284,10 @@ pub trait Device: Send {
     fn sensor(&self) -> Option<std::sync::Arc<dyn crate::telemetry::Sensor>> {
         None
     }
+    /// Which sensors exist and which are absent, in words.
+    fn sensor_inventory(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Which backend the user asked for.
@@ -308,6 +312,8 @@ pub struct SimOptions {
     pub seed: u64,
     /// Faults to inject (`--inject`).
     pub faults: Vec<sim::Injection>,
+    /// Wall time each simulated workload takes at least (burn-in).
+    pub pace: std::time::Duration,
 }
 
 /// The devices found for a backend choice, with a note when `auto` fell back.

@@ -76,7 +76,9 @@ pub fn devices(opts: &SimOptions) -> Vec<SimDevice> {
                 .filter(|f| f.device == i)
                 .map(|f| (f.fault.clone(), f.at_s))
                 .collect();
-            SimDevice::new(i, opts.seed, faults)
+            let mut d = SimDevice::new(i, opts.seed, faults);
+            d.pace = opts.pace;
+            d
         })
         .collect()
 }
@@ -248,6 +250,8 @@ pub struct SimDevice {
     info: DeviceInfo,
     model: Model,
     state: Arc<SimState>,
+    /// Wall time each workload preparation takes at least.
+    pace: std::time::Duration,
 }
 
 /// What a simulated GPU's ops and its sensor share.
@@ -349,7 +353,7 @@ impl Sensor for SimState {
             ecc_uncorrected: Some(0),
             remapped_rows_pending: Some(0),
             remapped_rows_failed: Some(0),
-            xid: Vec::new(),
+            xid: Some(Vec::new()),
             pcie_gen: Some(5),
             pcie_width: Some(16),
             pcie_max_gen: Some(5),
@@ -386,7 +390,7 @@ impl Sensor for SimState {
                 Fault::Hot(t) => s.gpu_temp_c = Some(*t),
                 Fault::Ecc(n) => s.ecc_uncorrected = Some(*n),
                 Fault::Xid(code) if !self.xid_reported.swap(true, Ordering::SeqCst) => {
-                    s.xid.push(*code);
+                    s.xid.get_or_insert_with(Vec::new).push(*code);
                 }
                 Fault::Pcie(g, w) => {
                     s.pcie_gen = Some(*g);
@@ -468,6 +472,7 @@ impl SimDevice {
                 xid_reported: AtomicBool::new(false),
                 seed: device_seed,
             }),
+            pace: std::time::Duration::ZERO,
         }
     }
 }
@@ -479,6 +484,7 @@ impl Device for SimDevice {
 
     fn matmul(&mut self, shape: MatmulShape) -> DeviceResult<Box<dyn MatmulOp + '_>> {
         self.state.gate(WorkloadKind::Matmul)?;
+        std::thread::sleep(self.pace);
         let nominal = match shape.precision {
             Precision::F32 => NOMINAL.matmul_f32,
             Precision::F64 => NOMINAL.matmul_f64,
@@ -494,6 +500,7 @@ impl Device for SimDevice {
 
     fn stream(&mut self, len: usize, seed: u64) -> DeviceResult<Box<dyn StreamOp + '_>> {
         self.state.gate(WorkloadKind::Bandwidth)?;
+        std::thread::sleep(self.pace);
         Ok(Box::new(SimStream {
             inner: CpuStream::new(len, seed),
             model: &mut self.model,
@@ -503,6 +510,7 @@ impl Device for SimDevice {
 
     fn hasher(&mut self, job: &HashJob) -> DeviceResult<Box<dyn HashOp + '_>> {
         self.state.gate(WorkloadKind::Hash)?;
+        std::thread::sleep(self.pace);
         Ok(Box::new(SimHash {
             job: job.clone(),
             mid: hash::midstate(&job.header),
@@ -513,6 +521,7 @@ impl Device for SimDevice {
 
     fn memtest(&mut self, words: usize) -> DeviceResult<Box<dyn MemtestOp + '_>> {
         self.state.gate(WorkloadKind::Memtest)?;
+        std::thread::sleep(self.pace);
         Ok(Box::new(SimMemtest {
             inner: CpuMemtest::new(words),
             model: &mut self.model,
@@ -522,6 +531,10 @@ impl Device for SimDevice {
 
     fn sensor(&self) -> Option<Arc<dyn Sensor>> {
         Some(self.state.clone())
+    }
+
+    fn sensor_inventory(&self) -> Vec<String> {
+        vec!["simulated: temperatures, power, clocks, throttle reasons, ECC, row remapping, XID, PCIe link".into()]
     }
 }
 

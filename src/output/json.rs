@@ -58,6 +58,10 @@ pub struct DeviceDoc<'a> {
     pub integrity: &'a [Integrity],
     pub failures: &'a [DeviceFailure],
     pub hangs: &'a [HangRecord],
+    pub time_to_fault_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub burnin: Option<&'a crate::verdict::burnin::Burnin>,
+    pub phases: Vec<crate::results::PhaseTelemetry>,
     pub telemetry: &'a [Sample],
 }
 
@@ -119,6 +123,9 @@ pub fn document<'a>(run: &'a RunResults, judgement: &'a Judgement) -> Document<'
                 integrity: &d.integrity,
                 failures: &d.failures,
                 hangs: &d.hangs,
+                time_to_fault_s: v.time_to_fault_s,
+                burnin: v.burnin.as_ref(),
+                phases: d.phase_telemetry(),
                 telemetry: &d.telemetry,
             })
             .collect(),

@@ -57,6 +57,11 @@ impl Gate {
         }
     }
 
+    /// Seconds since the gate (the run) started.
+    pub fn elapsed_s(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
     fn decide(&self, phase: Phase) -> bool {
         if self.stop.load(Ordering::SeqCst) {
             return false;

@@ -49,6 +49,17 @@ pub enum Event {
         /// The device is gone (fell off the bus).
         #[serde(default)]
         lost: bool,
+        /// Seconds since the run started.
+        #[serde(default)]
+        at_s: Option<f64>,
+    },
+    /// When a device ran a workload, in seconds since the run started.
+    Phase {
+        device: usize,
+        workload: WorkloadKind,
+        cycle: u32,
+        start_s: f64,
+        end_s: f64,
     },
     /// The watchdog found a device hung in a workload and gave up on it.
     Hang {

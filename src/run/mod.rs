@@ -37,9 +37,6 @@ pub const WATCHDOG_MIN: Duration = Duration::from_secs(20);
 /// How many times the slowest peer's time a device may take on a workload.
 pub const WATCHDOG_FACTOR: u32 = 5;
 
-/// Seconds between telemetry samples.
-pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
-
 /// The longest one workload may take when no peer has finished it.
 pub fn ceiling(profile: Profile) -> Duration {
     match profile {
@@ -214,11 +211,11 @@ pub fn execute(
     let mut last_sample = Instant::now();
     while slots.iter().any(|s| !s.exited && !s.abandoned) {
         match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(msg) => state.handle(msg, &mut slots, &progress),
+            Ok(msg) => state.handle(msg, &mut slots, &progress, started),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
-        if last_sample.elapsed() >= SAMPLE_INTERVAL {
+        if last_sample.elapsed() >= plan.sample_interval {
             last_sample = Instant::now();
             state.sample_all(&slots, started);
         }
@@ -269,7 +266,7 @@ impl Coordinator<'_> {
         }
     }
 
-    fn handle(&mut self, msg: Msg, slots: &mut [Slot], progress: &Progress) {
+    fn handle(&mut self, msg: Msg, slots: &mut [Slot], progress: &Progress, started: Instant) {
         match msg {
             Msg::Started {
                 slot,
@@ -291,10 +288,24 @@ impl Coordinator<'_> {
                 label,
             } => progress.update(slot, cycle, step, fraction, &label),
             Msg::Finished { slot, cycle, step } => {
+                let mut phase = None;
                 if let Some(s) = slots.get_mut(slot) {
-                    if let Some((_, _, _, t)) = s.running.take() {
+                    if let Some((_, _, workload, t)) = s.running.take() {
                         s.took.push(((cycle, step), t.elapsed()));
+                        if !s.abandoned {
+                            let end_s = started.elapsed().as_secs_f64();
+                            phase = Some(Event::Phase {
+                                device: s.index,
+                                workload,
+                                cycle,
+                                start_s: end_s - t.elapsed().as_secs_f64(),
+                                end_s,
+                            });
+                        }
                     }
+                }
+                if let Some(p) = phase {
+                    self.append(&p);
                 }
             }
             Msg::Exit(slot) => {
@@ -459,6 +470,7 @@ fn device_thread(
                         cycle,
                         message: e.message.clone(),
                         lost: e.lost,
+                        at_s: Some(gate.elapsed_s()),
                     });
                     if e.lost {
                         // Nothing more can run on a device that is gone.

@@ -6,6 +6,8 @@
 //! engine reads them for the telemetry rules. A sensor a device does not have
 //! is `None`, never zero.
 
+pub mod host;
+
 use serde::{Deserialize, Serialize};
 
 /// One reading of a device's sensors. Counters are cumulative since boot.
@@ -50,9 +52,10 @@ pub struct Sample {
     /// Row remappings that failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remapped_rows_failed: Option<u64>,
-    /// XID error events since the previous sample.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub xid: Vec<u32>,
+    /// XID error events since the previous sample; `None` when the device
+    /// has no XID event source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xid: Option<Vec<u32>>,
     /// Current PCIe link generation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pcie_gen: Option<u32>,

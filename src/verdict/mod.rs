@@ -14,12 +14,16 @@
 //!   degraded PCIe link (`over_temperature`, `thermal_throttle`,
 //!   `power_throttle`, `hw_slowdown`, `ecc_uncorrectable`, `row_remap`,
 //!   `xid`, `pcie_degraded`); growing correctable ECC counts only warn;
+//! - **burn-in** (runs of several cycles): throughput that decays from the
+//!   first tenth of the run to the last by more than the peer tolerance
+//!   (`throughput_decay`), see [`burnin`];
 //! - **liveness**: a hung workload, a device that disappeared, a driver error
 //!   (`hang`, `device_lost`, `device_error`);
 //! - **completeness**: a device that did not finish every planned workload,
 //!   and failed nothing, is `incomplete`.
 
 pub mod baseline;
+pub mod burnin;
 pub mod peers;
 pub mod telemetry;
 
@@ -75,6 +79,9 @@ pub struct Check {
     /// Passed, but worth a look (e.g. growing correctable ECC).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub warn: bool,
+    /// When the failure was first seen, in seconds since the run started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_s: Option<f64>,
     /// What the check found, in words, with units.
     pub detail: String,
 }
@@ -102,8 +109,17 @@ impl Check {
                 reason.to_string()
             },
             warn: false,
+            at_s: None,
             detail,
         }
+    }
+
+    /// The same check, failing first at `at_s` seconds into the run.
+    pub fn at(mut self, at_s: Option<f64>) -> Self {
+        if !self.pass {
+            self.at_s = at_s;
+        }
+        self
     }
 }
 
@@ -118,6 +134,11 @@ pub struct DeviceVerdict {
     pub reasons: Vec<String>,
     /// The baseline the device was held to, when one matched.
     pub baseline: Option<String>,
+    /// Seconds into the run when the first failure was seen.
+    pub time_to_fault_s: Option<f64>,
+    /// Burn-in analysis, for runs of several cycles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub burnin: Option<burnin::Burnin>,
     /// Every check made.
     pub checks: Vec<Check>,
 }
@@ -192,15 +213,18 @@ fn integrity_checks(run: &RunResults, dev: &DeviceRun, checks: &mut Vec<Check>) 
                 i.errors, i.checked, i.detail
             )
         };
-        checks.push(Check::new(
-            "integrity",
-            i.check.clone(),
-            i.errors as f64,
-            0.0,
-            pass,
-            integrity_reason(i.workload),
-            detail,
-        ));
+        checks.push(
+            Check::new(
+                "integrity",
+                i.check.clone(),
+                i.errors as f64,
+                0.0,
+                pass,
+                integrity_reason(i.workload),
+                detail,
+            )
+            .at(dev.phase_end(i.workload, i.cycle)),
+        );
     }
 }
 
@@ -251,15 +275,18 @@ fn absolute_checks(
 
 fn liveness_checks(dev: &DeviceRun, checks: &mut Vec<Check>) {
     for h in &dev.hangs {
-        checks.push(Check::new(
-            "liveness",
-            h.workload.name(),
-            h.at_s,
-            0.0,
-            false,
-            "hang",
-            format!("hung at {:.0} s into the run: {}", h.at_s, h.message),
-        ));
+        checks.push(
+            Check::new(
+                "liveness",
+                h.workload.name(),
+                h.at_s,
+                0.0,
+                false,
+                "hang",
+                format!("hung at {:.0} s into the run: {}", h.at_s, h.message),
+            )
+            .at(Some(h.at_s)),
+        );
     }
     for f in &dev.failures {
         let reason = if f.lost {
@@ -267,15 +294,18 @@ fn liveness_checks(dev: &DeviceRun, checks: &mut Vec<Check>) {
         } else {
             "device_error"
         };
-        checks.push(Check::new(
-            "liveness",
-            f.workload.name(),
-            1.0,
-            0.0,
-            false,
-            reason,
-            format!("{} failed: {}", f.workload, f.message),
-        ));
+        checks.push(
+            Check::new(
+                "liveness",
+                f.workload.name(),
+                1.0,
+                0.0,
+                false,
+                reason,
+                format!("{} failed: {}", f.workload, f.message),
+            )
+            .at(f.at_s),
+        );
     }
     if dev.hangs.is_empty() && dev.failures.is_empty() {
         checks.push(Check::new(
@@ -368,7 +398,15 @@ pub fn judge(run: &RunResults, baselines: BaselineChoice<'_>) -> Judgement {
             checks.append(&mut peer_checks[i]);
             telemetry::checks(dev, bases[i], &mut checks);
             liveness_checks(dev, &mut checks);
-            finish(run, dev, bases[i], checks)
+            let burnin = (run.cycles >= burnin::MIN_CYCLES).then(|| {
+                let tol = |m: &str| {
+                    bases[i].map_or(peers::DEFAULT_TOLERANCE, |b| b.peer_tolerance_for(m))
+                };
+                burnin::analyse(dev, run.cycles, &tol, &mut checks)
+            });
+            let mut v = finish(run, dev, bases[i], checks);
+            v.burnin = burnin;
+            v
         })
         .collect();
     for name in unmatched {
@@ -413,11 +451,18 @@ fn finish(
     } else {
         Decision::Incomplete
     };
+    let time_to_fault_s = checks
+        .iter()
+        .filter(|c| !c.pass)
+        .filter_map(|c| c.at_s)
+        .min_by(f64::total_cmp);
     DeviceVerdict {
         device: dev.info.index,
         decision,
         reasons,
         baseline: base.map(|b| b.source.clone()),
+        time_to_fault_s,
+        burnin: None,
         checks,
     }
 }

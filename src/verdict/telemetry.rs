@@ -57,22 +57,28 @@ pub fn checks(dev: &DeviceRun, base: Option<&Baseline>, checks: &mut Vec<Check>)
     ] {
         if let (Some(limit), Some((max, at))) = (limit, max_of(samples, get)) {
             let pass = max <= limit;
-            checks.push(Check::new(
-                "telemetry",
-                metric,
-                max,
-                limit,
-                pass,
-                "over_temperature",
-                format!(
-                    "hottest reading {max:.0} C{} (limit {limit:.0} C, {n} samples)",
-                    if pass {
-                        String::new()
-                    } else {
-                        format!(" at {at:.0} s")
-                    }
-                ),
-            ));
+            checks.push(
+                Check::new(
+                    "telemetry",
+                    metric,
+                    max,
+                    limit,
+                    pass,
+                    "over_temperature",
+                    format!(
+                        "hottest reading {max:.0} C{} (limit {limit:.0} C, {n} samples)",
+                        if pass {
+                            String::new()
+                        } else {
+                            format!(" at {at:.0} s")
+                        }
+                    ),
+                )
+                .at(samples
+                    .iter()
+                    .find(|s| get(s).is_some_and(|v| v > limit))
+                    .map(|s| s.t_s)),
+            );
         }
     }
 
@@ -115,30 +121,39 @@ pub fn checks(dev: &DeviceRun, base: Option<&Baseline>, checks: &mut Vec<Check>)
         ));
     }
     for (reason, count, first) in bad {
-        checks.push(Check::new(
-            "telemetry",
-            format!("throttle:{reason}"),
-            *count as f64,
-            0.0,
-            false,
-            throttle_reason(reason),
-            format!("{reason} in {count} of {n} samples, first at {first:.0} s"),
-        ));
+        checks.push(
+            Check::new(
+                "telemetry",
+                format!("throttle:{reason}"),
+                *count as f64,
+                0.0,
+                false,
+                throttle_reason(reason),
+                format!("{reason} in {count} of {n} samples, first at {first:.0} s"),
+            )
+            .at(Some(*first)),
+        );
     }
 
     if let Some((first, last)) = delta(samples, |s| s.ecc_uncorrected) {
         let new = last.saturating_sub(first);
-        checks.push(Check::new(
-            "telemetry",
-            "ecc_uncorrected",
-            new as f64,
-            limits.max_ecc_uncorrectable as f64,
-            new <= limits.max_ecc_uncorrectable,
-            "ecc_uncorrectable",
-            format!(
+        checks.push(
+            Check::new(
+                "telemetry",
+                "ecc_uncorrected",
+                new as f64,
+                limits.max_ecc_uncorrectable as f64,
+                new <= limits.max_ecc_uncorrectable,
+                "ecc_uncorrectable",
+                format!(
                 "{new} new uncorrectable ECC errors during the run ({first} before, {last} after)"
             ),
-        ));
+            )
+            .at(samples
+                .iter()
+                .find(|s| s.ecc_uncorrected.is_some_and(|v| v > first))
+                .map(|s| s.t_s)),
+        );
     }
     if let Some((first, last)) = delta(samples, |s| s.ecc_corrected) {
         let new = last.saturating_sub(first);
@@ -170,20 +185,27 @@ pub fn checks(dev: &DeviceRun, base: Option<&Baseline>, checks: &mut Vec<Check>)
         ),
     ] {
         if let Some(max) = samples.iter().filter_map(get).max() {
-            checks.push(Check::new(
-                "telemetry",
-                metric,
-                max as f64,
-                limit as f64,
-                max <= limit,
-                "row_remap",
-                format!("{max} {} (limit {limit})", metric.replace('_', " ")),
-            ));
+            checks.push(
+                Check::new(
+                    "telemetry",
+                    metric,
+                    max as f64,
+                    limit as f64,
+                    max <= limit,
+                    "row_remap",
+                    format!("{max} {} (limit {limit})", metric.replace('_', " ")),
+                )
+                .at(samples
+                    .iter()
+                    .find(|s| get(s).is_some_and(|v| v > limit))
+                    .map(|s| s.t_s)),
+            );
         }
     }
+    let has_xid_source = samples.iter().any(|s| s.xid.is_some());
     let xids: Vec<(u32, f64)> = samples
         .iter()
-        .flat_map(|s| s.xid.iter().map(move |x| (*x, s.t_s)))
+        .flat_map(|s| s.xid.iter().flatten().map(move |x| (*x, s.t_s)))
         .collect();
     let xid_detail = if xids.is_empty() {
         "no XID event".to_string()
@@ -194,15 +216,20 @@ pub fn checks(dev: &DeviceRun, base: Option<&Baseline>, checks: &mut Vec<Check>)
             .collect();
         list.join(", ")
     };
-    checks.push(Check::new(
-        "telemetry",
-        "xid",
-        xids.len() as f64,
-        limits.max_xid as f64,
-        xids.len() as u64 <= limits.max_xid,
-        "xid",
-        xid_detail,
-    ));
+    if has_xid_source {
+        checks.push(
+            Check::new(
+                "telemetry",
+                "xid",
+                xids.len() as f64,
+                limits.max_xid as f64,
+                xids.len() as u64 <= limits.max_xid,
+                "xid",
+                xid_detail,
+            )
+            .at(xids.first().map(|x| x.1)),
+        );
+    }
 
     // PCIe: the best link seen (GPUs downshift when idle) against what the
     // baseline expects, or the device's own maximum.
@@ -256,6 +283,7 @@ mod tests {
             done: Vec::new(),
             hangs: Vec::new(),
             telemetry: samples,
+            phases: Vec::new(),
         }
     }
 
@@ -348,7 +376,7 @@ mod tests {
     #[test]
     fn xid_events_and_row_remaps_reject() {
         let mut s = sample(2.0);
-        s.xid = vec![79];
+        s.xid = Some(vec![79]);
         s.remapped_rows_pending = Some(1);
         assert_eq!(failed(vec![sample(0.0), s], None), vec!["row_remap", "xid"]);
     }

@@ -1,0 +1,158 @@
+//! Burn-in analysis: what a one-minute benchmark cannot see.
+//!
+//! Over the cycles of a burn-in, per device: throughput decay (the median of
+//! each metric over the first tenth of the cycles against the last tenth; a
+//! drop larger than the metric's peer tolerance rejects with
+//! `throughput_decay`), the time to the first throttle event, the temperature
+//! plateau (median GPU temperature over the last quarter of the samples), the
+//! first cycle in which a verification failed (an error that appears only
+//! after N cycles), and the correctable-ECC rate over the run.
+
+use serde::Serialize;
+
+use crate::results::DeviceRun;
+use crate::stats;
+use crate::verdict::Check;
+
+/// Fewest cycles for the analysis (and the decay rule) to apply.
+pub const MIN_CYCLES: u32 = 3;
+
+/// How one metric moved from the start of the burn-in to its end.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decay {
+    /// Metric name.
+    pub metric: String,
+    /// Unit of the two medians.
+    pub unit: String,
+    /// Median over the first tenth of the cycles (at least one).
+    pub first: f64,
+    /// Median over the last tenth of the cycles (at least one).
+    pub last: f64,
+    /// (last - first) / first, in percent.
+    pub change_pct: f64,
+}
+
+/// The burn-in findings of one device.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Burnin {
+    /// Cycles analysed.
+    pub cycles: u32,
+    /// Per metric, first tenth against last tenth.
+    pub decay: Vec<Decay>,
+    /// Seconds into the run of the first sample with any throttle reason
+    /// other than `gpu_idle`.
+    pub first_throttle_s: Option<f64>,
+    /// Median GPU temperature over the last quarter of the samples, C.
+    pub temp_plateau_c: Option<f64>,
+    /// First cycle (from 1) in which a verification found errors.
+    pub first_error_cycle: Option<u32>,
+    /// Correctable ECC errors per hour over the run.
+    pub ecc_corrected_per_hour: Option<f64>,
+}
+
+/// Analyses `dev` over `cycles` cycles and adds the decay checks.
+pub fn analyse(
+    dev: &DeviceRun,
+    cycles: u32,
+    tolerance: &dyn Fn(&str) -> f64,
+    checks: &mut Vec<Check>,
+) -> Burnin {
+    let tenth = (cycles / 10).max(1);
+    let mut names: Vec<(String, String)> = dev
+        .metrics
+        .iter()
+        .map(|m| (m.name.clone(), m.unit.clone()))
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut decay = Vec::new();
+    for (name, unit) in names {
+        let pick = |lo: u32, hi: u32| -> Vec<f64> {
+            dev.metrics
+                .iter()
+                .filter(|m| m.name == name && m.cycle >= lo && m.cycle < hi)
+                .map(|m| m.value)
+                .collect()
+        };
+        let (Some(first), Some(last)) = (
+            stats::median(&pick(0, tenth)),
+            stats::median(&pick(cycles.saturating_sub(tenth), cycles)),
+        ) else {
+            continue;
+        };
+        if first <= 0.0 {
+            continue;
+        }
+        let change = last / first - 1.0;
+        let tol = tolerance(&name);
+        let pass = change >= -tol;
+        let end = dev
+            .metrics
+            .iter()
+            .filter(|m| m.name == name)
+            .map(|m| m.cycle)
+            .max();
+        checks.push(
+            Check::new(
+                "burnin",
+                name.clone(),
+                last,
+                first * (1.0 - tol),
+                pass,
+                "throughput_decay",
+                format!(
+                    "{last:.1} {unit} over the last tenth of the cycles against {first:.1} {unit} over the first ({:+.1} %, tolerance {:.0} %)",
+                    change * 100.0,
+                    tol * 100.0
+                ),
+            )
+            .at(end.and_then(|c| {
+                dev.phases
+                    .iter()
+                    .filter(|p| p.cycle == c)
+                    .map(|p| p.end_s)
+                    .max_by(f64::total_cmp)
+            })),
+        );
+        decay.push(Decay {
+            metric: name,
+            unit,
+            first,
+            last,
+            change_pct: change * 100.0,
+        });
+    }
+    let t = &dev.telemetry;
+    let first_throttle_s = t
+        .iter()
+        .find(|s| s.throttle.iter().any(|r| r != "gpu_idle"))
+        .map(|s| s.t_s);
+    let temps: Vec<f64> = t[t.len() * 3 / 4..]
+        .iter()
+        .filter_map(|s| s.gpu_temp_c)
+        .collect();
+    let first_error_cycle = dev
+        .integrity
+        .iter()
+        .filter(|i| i.errors > 0)
+        .map(|i| i.cycle + 1)
+        .min();
+    let ecc: Vec<(f64, u64)> = t
+        .iter()
+        .filter_map(|s| Some((s.t_s, s.ecc_corrected?)))
+        .collect();
+    let ecc_corrected_per_hour = match (ecc.first(), ecc.last()) {
+        (Some(a), Some(b)) if b.0 > a.0 => {
+            Some(b.1.saturating_sub(a.1) as f64 / (b.0 - a.0) * 3600.0)
+        }
+        _ => None,
+    };
+    Burnin {
+        cycles,
+        decay,
+        first_throttle_s,
+        temp_plateau_c: stats::median(&temps),
+        first_error_cycle,
+        ecc_corrected_per_hour,
+    }
+}
