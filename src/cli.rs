@@ -47,6 +47,10 @@ pub enum Command {
     /// halfway); with --fleet-out, one PDF summary across them.
     #[command(after_help = EXIT_CODES)]
     Report(ReportArgs),
+    /// Run every primitive of every device at small sizes and compare each
+    /// result with the CPU reference implementation. Exit 0 only if all agree.
+    #[command(after_help = EXIT_CODES)]
+    Selftest(SelftestArgs),
     /// Check a baseline file, or derive one from runs of known-good nodes.
     #[command(subcommand)]
     Baseline(BaselineCommand),
@@ -159,6 +163,17 @@ pub struct RunArgs {
     pub sample_rate: f64,
 
     /// Seed of every workload input and of the simulated noise.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// Arguments of `kiln selftest`.
+#[derive(Debug, Args)]
+pub struct SelftestArgs {
+    #[command(flatten)]
+    pub backend: BackendArgs,
+
+    /// Seed of the inputs.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }

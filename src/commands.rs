@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::cli::{BaselineCommand, ListArgs, ReportArgs, RunArgs};
+use crate::cli::{BaselineCommand, ListArgs, ReportArgs, RunArgs, SelftestArgs};
 use crate::device;
 use crate::error::{ExitCode, KilnError, Result};
 use crate::output;
@@ -213,4 +213,40 @@ pub fn baseline(cmd: &BaselineCommand) -> Result<ExitCode> {
             Ok(ExitCode::Accepted)
         }
     }
+}
+
+/// `kiln selftest`.
+pub fn selftest(args: &SelftestArgs) -> Result<ExitCode> {
+    let sim = plan::sim_options(args.backend.sim_gpus, args.seed)?;
+    let found = device::discover(args.backend.backend, &sim)?;
+    if let Some(n) = &found.note {
+        eprintln!("kiln: {n}");
+    }
+    let mut all_pass = true;
+    for mut dev in found.devices {
+        let info = dev.info().clone();
+        println!("device {} ({}, {}):", info.index, info.name, found.backend);
+        for o in crate::workload::selftest::run(dev.as_mut(), args.seed) {
+            all_pass &= o.pass;
+            println!(
+                "  {:<4} {:<32} {}",
+                if o.pass { "ok" } else { "FAIL" },
+                o.what,
+                o.detail
+            );
+        }
+    }
+    println!(
+        "selftest: {}",
+        if all_pass {
+            "every device agrees with the CPU reference"
+        } else {
+            "DISAGREEMENT: do not trust this backend's results"
+        }
+    );
+    Ok(if all_pass {
+        ExitCode::Accepted
+    } else {
+        ExitCode::Rejected
+    })
 }

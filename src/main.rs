@@ -26,6 +26,7 @@ fn main() {
         Command::Run(a) => commands::run(a, stop),
         Command::Report(a) => commands::report(a),
         Command::Baseline(b) => commands::baseline(b),
+        Command::Selftest(a) => commands::selftest(a),
     };
     let code = match outcome {
         Ok(code) => code,

@@ -512,3 +512,23 @@ mod help {
         assert!(text.contains("Exit codes:") && text.contains("4  the run was interrupted"));
     }
 }
+
+mod selftest {
+    use super::*;
+
+    #[test]
+    fn sim_devices_agree_with_the_cpu_reference() {
+        let o = kiln(&["selftest", "--backend", "sim", "--sim-gpus", "2"]);
+        assert_eq!(code(&o), 0, "{}", stdout(&o));
+        let text = stdout(&o);
+        assert_eq!(text.matches("  ok ").count(), 10, "{text}");
+        assert!(text.contains("every device agrees"));
+    }
+
+    #[test]
+    fn cuda_without_a_driver_is_code_3() {
+        let o = kiln(&["selftest", "--backend", "cuda"]);
+        assert_eq!(code(&o), 3);
+        assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
+    }
+}

@@ -352,9 +352,15 @@ pub fn discover(choice: BackendChoice, sim: &SimOptions) -> crate::error::Result
                 devices,
                 note: None,
             }),
-            Err(why) => Err(crate::error::KilnError::NoDevice(format!(
-                "CUDA backend unavailable: {why}"
-            ))),
+            Err(why) => {
+                let nvml = match crate::telemetry::nvml::open() {
+                    Ok(_) => "NVML is available".to_string(),
+                    Err(e) => e.split(';').next().unwrap_or(&e).to_string(),
+                };
+                Err(crate::error::KilnError::NoDevice(format!(
+                    "CUDA backend unavailable: {why}; {nvml}"
+                )))
+            }
         },
         BackendChoice::Auto => match cuda::probe() {
             Ok(devices) if !devices.is_empty() => Ok(Discovery {

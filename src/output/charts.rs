@@ -388,12 +388,14 @@ fn draw<DB: DrawingBackend>(
             } else {
                 1.0
             };
+            // Few GPUs: keep the bars as wide as with four.
+            let pad = (4usize.saturating_sub(n)) as f64 / 2.0;
             let mut chart = ChartBuilder::on(&top)
                 .caption(title, caption)
                 .margin((12.0 * s) as i32)
                 .x_label_area_size((44.0 * s) as i32)
                 .y_label_area_size((80.0 * s) as i32)
-                .build_cartesian_2d(0f64..n as f64, 0f64..y_max)?;
+                .build_cartesian_2d(-pad..n as f64 + pad, 0f64..y_max)?;
             chart
                 .configure_mesh()
                 .disable_x_mesh()
@@ -436,13 +438,16 @@ fn draw<DB: DrawingBackend>(
                 ))?;
                 match c.value {
                     Some(v) if n <= 8 && v > 0.0 => {
-                        // Inside the top of the bar, clear of the lines.
+                        // Halfway up the bar, clear of the floor and median
+                        // lines near its top.
                         let (_, y) = chart.backend_coord(&(i as f64 + 0.5, v));
                         if y0 - y > (40.0 * s) as i32 {
                             top.draw(&Text::new(
                                 short(v),
-                                (x, y + (24.0 * s) as i32),
-                                small.color(&WHITE).pos(Pos::new(HPos::Center, VPos::Top)),
+                                (x, (y + y0) / 2),
+                                small
+                                    .color(&WHITE)
+                                    .pos(Pos::new(HPos::Center, VPos::Center)),
                             ))?;
                         }
                     }
@@ -711,4 +716,45 @@ pub fn render(run: &RunResults, judgement: &Judgement) -> Result<Vec<Chart>> {
         SIZE,
     )?);
     Ok(charts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(t_s: f64, throttle: &[&str]) -> Sample {
+        Sample {
+            t_s,
+            throttle: throttle.iter().map(|s| s.to_string()).collect(),
+            ..Sample::default()
+        }
+    }
+
+    #[test]
+    fn throttled_periods_merge_and_ignore_an_idle_gpu() {
+        let s = [
+            sample(0.0, &["gpu_idle"]),
+            sample(1.0, &["sw_thermal_slowdown"]),
+            sample(2.0, &["hw_power_brake_slowdown"]),
+            sample(3.0, &[]),
+            sample(4.0, &["sw_power_cap"]),
+        ];
+        let p = throttled_periods(&s);
+        assert_eq!(p.len(), 2);
+        assert_eq!((p[0].from_s, p[0].to_s), (1.0, 3.0));
+        assert_eq!(
+            p[0].reasons,
+            ["sw_thermal_slowdown", "hw_power_brake_slowdown"]
+        );
+        // The last sample lasts as long as the interval before it.
+        assert_eq!((p[1].from_s, p[1].to_s), (4.0, 5.0));
+        assert!(throttled_periods(&[sample(f64::NAN, &["hw_slowdown"])]).is_empty());
+    }
+
+    #[test]
+    fn tick_labels_keep_the_digits_the_range_needs() {
+        assert_eq!(tick(50000.0, 60000.0), "50000");
+        assert_eq!(tick(0.25, 0.5), "0.25");
+        assert_eq!(short(f64::NAN), "-");
+    }
 }

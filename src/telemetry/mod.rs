@@ -7,6 +7,7 @@
 //! is `None`, never zero.
 
 pub mod host;
+pub mod nvml;
 
 use serde::{Deserialize, Serialize};
 

@@ -11,6 +11,7 @@ pub mod gen;
 pub mod hash;
 pub mod matmul;
 pub mod memtest;
+pub mod selftest;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

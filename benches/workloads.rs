@@ -1,0 +1,159 @@
+//! kiln's workloads as criterion benchmarks, on the CPU backend (and on CUDA
+//! when a GPU is usable; otherwise one line says so and they are skipped).
+//!
+//! Throughput is labelled honestly: matmul counts 2 n^3 floating-point
+//! operations as "elements" (criterion prints elem/s: read FLOP/s), bandwidth
+//! counts bytes read + written, hashing counts double SHA-256 nonces, the
+//! memory test counts bytes written + read. Every timed call runs the same
+//! device primitive `kiln run` runs; outputs are verified once per group, so
+//! a fast wrong answer cannot pass.
+//!
+//! `cargo bench` runs them fully; `cargo bench -- --test` runs each once (CI).
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use kiln::device::cpu::{CpuMatmul, CpuMemtest, CpuStream};
+use kiln::device::{MatmulOp, MatmulShape, MemtestOp, Precision, StreamKernel};
+use kiln::workload::{bandwidth, hash, matmul, memtest};
+
+fn matmul_benches(c: &mut Criterion) {
+    let mut g = c.benchmark_group("cpu/matmul");
+    g.sample_size(10).measurement_time(Duration::from_secs(5));
+    for precision in [Precision::F32, Precision::F64] {
+        for n in [512usize, 1024] {
+            let shape = MatmulShape {
+                n,
+                precision,
+                seed: 7,
+            };
+            let mut op = CpuMatmul::new(shape);
+            op.compute();
+            let pos = matmul::sample_positions(7, n);
+            let vals = op.read(&pos).expect("cpu read");
+            let (_, errors, detail) = matmul::verify_samples(7, n, precision, &pos, &vals);
+            assert_eq!(errors, 0, "{detail}");
+            g.throughput(Throughput::Elements(2 * (n as u64).pow(3)));
+            g.bench_function(BenchmarkId::new(precision.name(), n), |b| {
+                b.iter(|| black_box(op.compute()))
+            });
+        }
+    }
+    g.finish();
+}
+
+fn bandwidth_benches(c: &mut Criterion) {
+    let mut g = c.benchmark_group("cpu/bandwidth");
+    g.sample_size(20).measurement_time(Duration::from_secs(3));
+    let len = 16 << 20; // 128 MiB per buffer: 4x a 32 MiB last-level cache
+    let mut op = CpuStream::new(len, 3);
+    let sum_a = bandwidth::expected_sum_a(3, len);
+    for kernel in StreamKernel::ALL {
+        let first = op.pass(kernel);
+        let sums: Vec<f64> = first.into_iter().collect();
+        let (_, errors, detail) =
+            bandwidth::verify(&mut op, kernel, 3, sum_a, &sums).expect("verify");
+        assert_eq!(errors, 0, "{detail}");
+        g.throughput(Throughput::Bytes(kernel.bytes_per_element() * len as u64));
+        g.bench_function(kernel.name(), |b| b.iter(|| black_box(op.pass(kernel))));
+    }
+    g.finish();
+}
+
+fn hash_benches(c: &mut Criterion) {
+    let mut g = c.benchmark_group("cpu/sha256d");
+    g.sample_size(10).measurement_time(Duration::from_secs(4));
+    let job = hash::HashJob::from_seed(11, 16, 1 << 14);
+    let nonces = 1u32 << 20;
+    let r = hash::scan_parallel(&job, 0, nonces);
+    let check = hash::verify_scan(&job, 0, nonces, &r);
+    assert_eq!(check.errors, 0, "{}", check.detail);
+    g.throughput(Throughput::Elements(u64::from(nonces)));
+    g.bench_function("all_cores", |b| {
+        b.iter(|| black_box(hash::scan_parallel(&job, 0, nonces)))
+    });
+    let mid = hash::midstate(&job.header);
+    g.throughput(Throughput::Elements(1 << 18));
+    g.bench_function("one_core", |b| {
+        b.iter(|| black_box(hash::scan_range(&job, &mid, 0, 1 << 18)))
+    });
+    g.finish();
+}
+
+fn memtest_benches(c: &mut Criterion) {
+    let mut g = c.benchmark_group("cpu/memtest");
+    g.sample_size(10).measurement_time(Duration::from_secs(3));
+    let words = 16 << 20; // 128 MiB
+    let mut op = CpuMemtest::new(words);
+    for (name, pattern) in [
+        ("fixed", memtest::Pattern::Fixed(0x5555_5555_5555_5555)),
+        (
+            "random",
+            memtest::Pattern::Random {
+                seed: 5,
+                invert: false,
+            },
+        ),
+    ] {
+        op.fill(pattern).expect("fill");
+        let (e, _) = op.verify(pattern, 4).expect("verify");
+        assert!(e.is_clean());
+        g.throughput(Throughput::Bytes(2 * 8 * words as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                op.fill(pattern).expect("fill");
+                black_box(op.verify(pattern, 4).expect("verify"))
+            })
+        });
+    }
+    g.finish();
+}
+
+fn cuda_benches(c: &mut Criterion) {
+    let devices = match kiln::device::cuda::probe() {
+        Ok(d) if !d.is_empty() => d,
+        Ok(_) => {
+            println!("cuda benches skipped: no CUDA GPU found");
+            return;
+        }
+        Err(why) => {
+            println!("cuda benches skipped: {why}");
+            return;
+        }
+    };
+    let mut g = c.benchmark_group("cuda/bandwidth");
+    g.sample_size(20);
+    for mut dev in devices {
+        let index = dev.info().index;
+        let len = 1 << 28; // 2 GiB per buffer
+        let Ok(mut op) = dev.stream(len, 3) else {
+            println!("cuda benches skipped on GPU {index}: allocation failed");
+            continue;
+        };
+        for kernel in StreamKernel::ALL {
+            g.throughput(Throughput::Bytes(kernel.bytes_per_element() * len as u64));
+            g.bench_function(BenchmarkId::new(kernel.name(), index), |b| {
+                // Device time from CUDA events, summed over the iterations.
+                b.iter_custom(|iters| {
+                    let mut total = 0.0;
+                    for _ in 0..iters {
+                        total += op.run(kernel).map(|(t, _)| t).unwrap_or(f64::NAN);
+                    }
+                    Duration::from_secs_f64(total)
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    matmul_benches,
+    bandwidth_benches,
+    hash_benches,
+    memtest_benches,
+    cuda_benches
+);
+criterion_main!(benches);

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The one prepared script for a machine with an NVIDIA GPU and no Rust
+# toolchain (it has the driver, CUDA, PyTorch and nvcc). It takes a release
+# binary built elsewhere (target/release/kiln, carried over), and in one call:
+#   1. kiln list and kiln selftest (every kernel against the CPU reference);
+#   2. kiln run --profile quick on every GPU (results, telemetry trace);
+#   3. the same quantities measured with PyTorch on the same GPU, same call:
+#      torch.matmul bf16 8192^3 and a large device-to-device copy, for ratios;
+#   4. a short table last. Everything goes under $OUT (default ./gpu-validation).
+# Usage: scripts/gpu-validate.sh [KILN_BINARY]
+set -uo pipefail
+kiln="${1:-target/release/kiln}"
+out="${OUT:-./gpu-validation}"
+mkdir -p "$out"
+log="$out/validate.log"
+exec > >(tee -a "$log") 2>&1
+echo "== $(date -u +%FT%TZ) kiln GPU validation on $(hostname)"
+nvidia-smi --query-gpu=index,name,pci.bus_id,driver_version,memory.total,power.limit,clocks.max.sm --format=csv 2>&1 || true
+# cuBLASLt from a CUDA or PyTorch installation, when kiln's own search misses it.
+torch_libs=$(python3 -c 'import os, nvidia, glob; r=os.path.dirname(nvidia.__path__[0]); print(":".join(sorted(set(os.path.dirname(p) for p in glob.glob(r+"/nvidia/*/lib/*.so*")))))' 2>/dev/null || true)
+export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}${torch_libs}:/usr/local/cuda/lib64"
+
+echo "== kiln list"
+"$kiln" list --backend cuda; echo "exit $?"
+echo "== kiln selftest"
+"$kiln" selftest --backend cuda; selftest_rc=$?; echo "exit $selftest_rc"
+echo "== kiln run --profile quick"
+"$kiln" run --backend cuda --profile quick --out "$out/quick" --sample-rate 1; run_rc=$?; echo "exit $run_rc"
+cp "$out/quick/telemetry.csv" "$out/telemetry-quick.csv" 2>/dev/null || true
+
+echo "== PyTorch reference on the same GPU"
+python3 - "$out/torch.json" <<'PY'
+import json, sys, time
+try:
+    import torch
+except Exception as e:
+    print("torch unavailable:", e); json.dump({}, open(sys.argv[1], "w")); sys.exit(0)
+res = {}
+dev = torch.device("cuda:0")
+def timed(fn, reps=20):
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    for _ in range(3): fn()
+    torch.cuda.synchronize(); ts = []
+    for _ in range(reps):
+        s.record(); fn(); e.record(); torch.cuda.synchronize(); ts.append(s.elapsed_time(e) / 1e3)
+    ts.sort(); return ts[len(ts) // 2]
+n = 8192
+a = torch.randn(n, n, device=dev, dtype=torch.bfloat16); b = torch.randn(n, n, device=dev, dtype=torch.bfloat16)
+res["torch_matmul_bf16_tflops"] = 2 * n**3 / timed(lambda: a @ b) / 1e12
+for name, dt in (("fp32", torch.float32), ("fp64", torch.float64)):
+    torch.backends.cuda.matmul.allow_tf32 = False
+    x = torch.randn(n, n, device=dev, dtype=dt); y = torch.randn(n, n, device=dev, dtype=dt)
+    res[f"torch_matmul_{name}_tflops"] = 2 * n**3 / timed(lambda: x @ y, 5) / 1e12
+    del x, y
+del a, b
+elems = 1 << 28  # 2 GiB of f64
+src = torch.ones(elems, device=dev, dtype=torch.float64); dst = torch.empty_like(src)
+res["torch_copy_gbps"] = 16 * elems / timed(lambda: dst.copy_(src)) / 1e9
+res["torch_sum_gbps"] = 8 * elems / timed(lambda: src.sum()) / 1e9
+res["gpu"] = torch.cuda.get_device_name(0)
+print(json.dumps(res, indent=1)); json.dump(res, open(sys.argv[1], "w"))
+PY
+
+echo "== summary"
+python3 - "$out" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+try:
+    k = json.load(open(os.path.join(out, "quick", "results.json")))
+except Exception as e:
+    print("no kiln results:", e); sys.exit(0)
+t = json.load(open(os.path.join(out, "torch.json"))) if os.path.exists(os.path.join(out, "torch.json")) else {}
+d0 = k["devices"][0]
+m = {x["name"]: (x["value"], x["unit"]) for x in d0["metrics"]}
+def row(name, kv, ref, unit):
+    r = f"{kv / ref:.2f}" if kv and ref else "-"
+    print(f"{name:<22} {kv if kv is not None else '-':>12} {ref if ref is not None else '-':>12} {r:>6} {unit}")
+print(f"{'metric (GPU 0)':<22} {'kiln':>12} {'torch':>12} {'ratio':>6} unit")
+row("matmul_f32", m.get("matmul_f32", (None,))[0], t.get("torch_matmul_fp32_tflops", 0) * 1e3 or None, "GFLOP/s")
+row("matmul_f64", m.get("matmul_f64", (None,))[0], t.get("torch_matmul_fp64_tflops", 0) * 1e3 or None, "GFLOP/s")
+row("bw_copy", m.get("bw_copy", (None,))[0], t.get("torch_copy_gbps"), "GB/s")
+row("bw_read", m.get("bw_read", (None,))[0], t.get("torch_sum_gbps"), "GB/s")
+row("sha256d", m.get("sha256d", (None,))[0], None, "MH/s")
+print("torch bf16 8192^3:", round(t.get("torch_matmul_bf16_tflops", 0), 1), "TFLOP/s")
+for d in k["devices"]:
+    print(f"GPU {d['index']} {d['name']} {d.get('pci_bus_id')}: {d['verdict'].upper()} {' '.join(d['reasons'])}")
+PY
+echo "== done: selftest exit $selftest_rc, run exit $run_rc; full output in $out"

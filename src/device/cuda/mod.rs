@@ -1,0 +1,273 @@
+//! The CUDA backend: NVIDIA GPUs through the driver API (cudarc), loaded at
+//! run time.
+//!
+//! - **One binary for every node.** libcuda is opened with dlopen when kiln
+//!   runs (cudarc's `dynamic-loading`), so building needs no CUDA and a node
+//!   without the driver falls back to the CPU with one line saying why.
+//!   cudarc panics on the first call into a library it cannot open, so
+//!   [`probe`] checks that libcuda is there first
+//!   (`cudarc::driver::sys::is_culib_present`), and runs every first touch of
+//!   the driver (the device query, each context's creation, cuBLASLt's
+//!   handle) inside `catch_unwind` as well: belt and braces against a driver
+//!   too old to export a symbol, which would otherwise abort the whole run
+//!   (the panic message is still printed once by the default hook).
+//! - **Identity** ([`identity`]): a device's index is its CUDA ordinal as this
+//!   process sees it (after `CUDA_VISIBLE_DEVICES`, in `CUDA_DEVICE_ORDER`);
+//!   every device also carries the PCI bus id and UUID the driver reports for
+//!   that ordinal, so a subset or a reordering is never ambiguous.
+//! - **Work**: each device retains its primary context (lazily, on its first
+//!   workload, so `kiln list` allocates nothing) and queues everything on one
+//!   stream of its own; kiln's kernels (`kernels/ptx`, embedded) are loaded
+//!   once per module on first use and cached ([`gpu`]). Inputs are generated
+//!   on the device from the seed, outputs verified on the device, and only
+//!   counts, partial sums and sampled elements come back.
+//! - **Timing**: CUDA events (timing enabled) around the timed launches
+//!   only; the shared driver in [`crate::workload`] does warm-up, repetition
+//!   and statistics.
+//! - **Errors** name the device, the kernel and its PTX file and the driver's
+//!   error; errors that leave the context unusable make the device lost
+//!   ([`gpu::is_fatal`]).
+//! - **Matmul**: f32 and f64 through cuBLASLt ([`blaslt`]) when it loads;
+//!   without it `Device::matmul` fails with one line and every other
+//!   workload still runs.
+
+pub mod identity;
+
+mod blaslt;
+mod gpu;
+mod kernels;
+mod matmul;
+mod memtest;
+mod sha;
+mod stream;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::device::{
+    BackendKind, Device, DeviceError, DeviceInfo, DeviceResult, HashOp, MatmulOp, MatmulShape,
+    MemtestOp, StreamOp,
+};
+use crate::workload::hash::HashJob;
+
+use self::gpu::{describe, Gpu};
+use self::identity::{format_bus_id, format_uuid, Identity, IdentityTable};
+
+/// What [`probe`] says when the driver library is missing.
+pub const NO_LIBCUDA: &str =
+    "libcuda.so not found: the NVIDIA driver is not installed or not on the library path";
+
+/// The CUDA devices of this node, one per visible ordinal, or one line
+/// saying why there are none.
+pub fn probe() -> Result<Vec<Box<dyn Device>>, String> {
+    // SAFETY: only opens and closes the candidate library names; no symbol
+    // is used.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err(NO_LIBCUDA.into());
+    }
+    let infos = guarded(query_devices).map_err(|p| format!("the CUDA driver failed: {p}"))??;
+    Ok(infos
+        .into_iter()
+        .map(|info| {
+            Box::new(CudaDevice {
+                ordinal: info.index,
+                info,
+                gpu: None,
+            }) as Box<dyn Device>
+        })
+        .collect())
+}
+
+/// Runs `f`, turning a panic (cudarc's answer to a missing library or
+/// symbol) into its message's first line.
+fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|p| {
+        let text = p
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| p.downcast_ref::<&str>().copied())
+            .unwrap_or("panic in the CUDA bindings");
+        text.lines().next().unwrap_or_default().to_string()
+    })
+}
+
+/// `" (CUDA_VISIBLE_DEVICES=...)"` when it is set, for messages about
+/// missing devices.
+fn visible_note() -> String {
+    std::env::var("CUDA_VISIBLE_DEVICES")
+        .map(|v| format!(" (CUDA_VISIBLE_DEVICES={v:?})"))
+        .unwrap_or_default()
+}
+
+/// `GPU 3 (00000000:5d:00.0)`: how messages name a device.
+fn label(info: &DeviceInfo) -> String {
+    match &info.pci_bus_id {
+        Some(bus) => format!("GPU {} ({bus})", info.index),
+        None => format!("GPU {}", info.index),
+    }
+}
+
+/// Initialises the driver and reads every visible device's identity (no
+/// context is created).
+fn query_devices() -> Result<Vec<DeviceInfo>, String> {
+    use cudarc::driver::result::{self, device};
+    use cudarc::driver::sys::CUdevice_attribute as A;
+    result::init().map_err(|e| format!("cuInit failed: {}{}", describe(e), visible_note()))?;
+    let count =
+        device::get_count().map_err(|e| format!("cuDeviceGetCount failed: {}", describe(e)))?;
+    if count <= 0 {
+        return Err(format!("no CUDA device found{}", visible_note()));
+    }
+    let mut infos = Vec::new();
+    let mut ids = Vec::new();
+    for ordinal in 0..count {
+        let fail = |call: &str, e| format!("CUDA device {ordinal}: {call} failed: {}", describe(e));
+        let dev = device::get(ordinal).map_err(|e| fail("cuDeviceGet", e))?;
+        let name = device::get_name(dev).map_err(|e| fail("cuDeviceGetName", e))?;
+        let uuid = device::get_uuid(dev).map_err(|e| fail("cuDeviceGetUuid", e))?;
+        let attr = |a: A| -> Result<u32, String> {
+            // SAFETY: `dev` was returned by cuDeviceGet.
+            let v = unsafe { device::get_attribute(dev, a) }
+                .map_err(|e| fail("cuDeviceGetAttribute", e))?;
+            Ok(u32::try_from(v).unwrap_or(0))
+        };
+        let bus_id = format_bus_id(
+            attr(A::CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID)?,
+            attr(A::CU_DEVICE_ATTRIBUTE_PCI_BUS_ID)?,
+            attr(A::CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID)?,
+        );
+        let sms = attr(A::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?;
+        // SAFETY: `dev` was returned by cuDeviceGet.
+        let memory = unsafe { device::total_mem(dev) }.map_err(|e| fail("cuDeviceTotalMem", e))?;
+        let uuid = format_uuid(uuid.bytes.map(|b| b as u8));
+        let ordinal = ordinal as usize;
+        ids.push(Identity {
+            ordinal,
+            bus_id: bus_id.clone(),
+            uuid: uuid.clone(),
+        });
+        infos.push(DeviceInfo {
+            index: ordinal,
+            name,
+            uuid: Some(uuid),
+            serial: None,
+            pci_bus_id: Some(bus_id),
+            pci_device_id: None,
+            memory_bytes: memory as u64,
+            compute_units: sms,
+            backend: BackendKind::Cuda,
+            simulated: false,
+        });
+    }
+    IdentityTable::new(ids)?;
+    Ok(infos)
+}
+
+/// One NVIDIA GPU.
+pub struct CudaDevice {
+    info: DeviceInfo,
+    ordinal: usize,
+    /// Context, stream and kernels, created on the first workload.
+    gpu: Option<Gpu>,
+}
+
+impl CudaDevice {
+    /// The device's context, created on first use.
+    fn gpu(&mut self) -> DeviceResult<&mut Gpu> {
+        if self.gpu.is_none() {
+            let label = label(&self.info);
+            let (ordinal, sms) = (self.ordinal, self.info.compute_units);
+            let gpu = guarded(|| Gpu::open(ordinal, &label, sms)).map_err(|p| {
+                DeviceError::failed(format!("{label}: creating the CUDA context failed: {p}"))
+            })??;
+            self.gpu = Some(gpu);
+        }
+        self.gpu
+            .as_mut()
+            .ok_or_else(|| DeviceError::failed("the CUDA context is missing"))
+    }
+}
+
+impl Device for CudaDevice {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn matmul(&mut self, shape: MatmulShape) -> DeviceResult<Box<dyn MatmulOp + '_>> {
+        let label = label(&self.info);
+        let gpu = self.gpu()?;
+        let op = guarded(|| matmul::CudaMatmul::new(gpu, shape)).map_err(|p| {
+            DeviceError::failed(format!("{label}: preparing the GEMM failed: {p}"))
+        })??;
+        Ok(Box::new(op))
+    }
+
+    fn stream(&mut self, len: usize, seed: u64) -> DeviceResult<Box<dyn StreamOp + '_>> {
+        Ok(Box::new(stream::CudaStreamOp::new(self.gpu()?, len, seed)?))
+    }
+
+    fn hasher(&mut self, job: &HashJob) -> DeviceResult<Box<dyn HashOp + '_>> {
+        Ok(Box::new(sha::CudaHashOp::new(self.gpu()?, job)?))
+    }
+
+    fn memtest(&mut self, words: usize) -> DeviceResult<Box<dyn MemtestOp + '_>> {
+        Ok(Box::new(memtest::CudaMemtestOp::new(self.gpu()?, words)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_answers_in_one_line_without_panicking() {
+        // SAFETY: as in probe.
+        let present = unsafe { cudarc::driver::sys::is_culib_present() };
+        match probe() {
+            Err(why) => {
+                assert!(!why.is_empty() && !why.contains('\n'), "{why:?}");
+                if !present {
+                    assert_eq!(why, NO_LIBCUDA);
+                }
+            }
+            Ok(devices) => {
+                assert!(present);
+                for (k, d) in devices.iter().enumerate() {
+                    let i = d.info();
+                    assert_eq!(
+                        (i.index, i.backend, i.simulated),
+                        (k, BackendKind::Cuda, false)
+                    );
+                    assert!(i.uuid.as_deref().is_some_and(|u| u.starts_with("GPU-")));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn panics_in_the_bindings_become_one_line() {
+        let r: Result<(), String> = guarded(|| panic!("Unable to load \"cuda\"\nsecond line"));
+        assert_eq!(r.unwrap_err(), "Unable to load \"cuda\"");
+        let owned = guarded(|| std::panic::panic_any(String::from("owned")));
+        assert_eq!(owned.unwrap_err(), "owned");
+        assert_eq!(guarded(|| 5), Ok(5));
+    }
+
+    #[test]
+    fn labels_name_ordinal_and_bus() {
+        let mut info = DeviceInfo {
+            index: 3,
+            name: "x".into(),
+            uuid: None,
+            serial: None,
+            pci_bus_id: Some("00000000:5d:00.0".into()),
+            pci_device_id: None,
+            memory_bytes: 0,
+            compute_units: 132,
+            backend: BackendKind::Cuda,
+            simulated: false,
+        };
+        assert_eq!(label(&info), "GPU 3 (00000000:5d:00.0)");
+        info.pci_bus_id = None;
+        assert_eq!(label(&info), "GPU 3");
+    }
+}

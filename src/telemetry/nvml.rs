@@ -1,0 +1,270 @@
+//! GPU sensors through NVML (`libnvidia-ml.so`, loaded at run time by
+//! `nvml-wrapper`): temperatures, power and its enforced limit, clocks,
+//! utilisation, clock throttle (event) reasons decoded bit by bit, ECC
+//! counters, remapped rows, XID events and the PCIe link. Each sensor is
+//! matched to its CUDA device by PCI bus id.
+//!
+//! When the library is absent, [`open`] says so in one line and the run
+//! continues with the checks it can do. A reading NVML refuses (not
+//! supported on this board, no permission) is absent, never zero.
+
+use std::sync::{Mutex, OnceLock};
+
+use nvml_wrapper::bitmasks::event::EventTypes;
+use nvml_wrapper::enum_wrappers::device::{Clock, EccCounter, MemoryError, TemperatureSensor};
+use nvml_wrapper::event::EventSet;
+use nvml_wrapper::Nvml;
+
+use crate::telemetry::{Sample, Sensor};
+
+/// NVML's clock throttle (event) reason bits, from nvml.h, with kiln's
+/// names for them (the names baselines use in `tolerated_throttle`).
+pub const THROTTLE_BITS: [(u64, &str); 9] = [
+    (0x0000_0001, "gpu_idle"),
+    (0x0000_0002, "applications_clocks_setting"),
+    (0x0000_0004, "sw_power_cap"),
+    (0x0000_0008, "hw_slowdown"),
+    (0x0000_0010, "sync_boost"),
+    (0x0000_0020, "sw_thermal_slowdown"),
+    (0x0000_0040, "hw_thermal_slowdown"),
+    (0x0000_0080, "hw_power_brake_slowdown"),
+    (0x0000_0100, "display_clock_setting"),
+];
+
+/// Decodes a throttle reason mask bit by bit (never by comparing whole
+/// masks: several reasons are often active at once). Unknown bits are named
+/// `bit_N` so they are never silently dropped.
+pub fn decode_throttle(mask: u64) -> Vec<String> {
+    let mut out: Vec<String> = THROTTLE_BITS
+        .iter()
+        .filter(|(bit, _)| mask & bit != 0)
+        .map(|(_, name)| (*name).to_string())
+        .collect();
+    let known: u64 = THROTTLE_BITS.iter().map(|(b, _)| b).fold(0, |a, b| a | b);
+    for bit in 0..64 {
+        if mask & !known & (1 << bit) != 0 {
+            out.push(format!("bit_{bit}"));
+        }
+    }
+    out
+}
+
+/// NVML, opened once for the process and kept open (its handles borrow it).
+pub fn open() -> Result<&'static Nvml, String> {
+    static NVML: OnceLock<Result<&'static Nvml, String>> = OnceLock::new();
+    NVML.get_or_init(|| {
+        Nvml::init()
+            .map(|n| &*Box::leak(Box::new(n)))
+            .map_err(|e| format!("NVML unavailable ({e}); GPU telemetry (temperature, power, clocks, throttling, ECC, XID, PCIe) is skipped"))
+    })
+    .clone()
+}
+
+/// NVML's bus id form ("00000000:18:00.0") of a CUDA bus id, which may use
+/// 4 or 8 domain digits and any case.
+pub fn normalize_bus_id(bus: &str) -> String {
+    let lower = bus.trim().to_ascii_lowercase();
+    match lower.split_once(':') {
+        Some((domain, rest)) if domain.len() < 8 => format!("{domain:0>8}:{rest}"),
+        _ => lower,
+    }
+}
+
+/// Identity details only NVML knows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NvmlIdentity {
+    /// Board serial number.
+    pub serial: Option<String>,
+    /// PCI device id (upper 16 bits of NVML's combined id).
+    pub pci_device_id: Option<u16>,
+    /// VBIOS version.
+    pub vbios: Option<String>,
+    /// Driver version.
+    pub driver: Option<String>,
+}
+
+/// Reads what NVML knows about the GPU at `bus_id`.
+pub fn identity(bus_id: &str) -> Result<NvmlIdentity, String> {
+    let nvml = open()?;
+    let dev = nvml
+        .device_by_pci_bus_id(normalize_bus_id(bus_id))
+        .map_err(|e| format!("NVML has no GPU at {bus_id}: {e}"))?;
+    Ok(NvmlIdentity {
+        serial: dev.serial().ok(),
+        pci_device_id: dev.pci_info().ok().map(|p| (p.pci_device_id >> 16) as u16),
+        vbios: dev.vbios_version().ok(),
+        driver: nvml.sys_driver_version().ok(),
+    })
+}
+
+/// The NVML sensors of one GPU.
+pub struct NvmlSensor {
+    nvml: &'static Nvml,
+    bus_id: String,
+    events: Mutex<Option<EventSet<'static>>>,
+}
+
+impl NvmlSensor {
+    /// The sensors of the GPU at `bus_id`, with XID events registered.
+    pub fn for_bus_id(bus_id: &str) -> Result<Self, String> {
+        let nvml = open()?;
+        let bus_id = normalize_bus_id(bus_id);
+        let dev = nvml
+            .device_by_pci_bus_id(bus_id.as_str())
+            .map_err(|e| format!("NVML has no GPU at {bus_id}: {e}"))?;
+        let events = nvml.create_event_set().ok().and_then(|set| {
+            dev.register_events(EventTypes::CRITICAL_XID_ERROR, set)
+                .ok()
+        });
+        Ok(NvmlSensor {
+            nvml,
+            bus_id,
+            events: Mutex::new(events),
+        })
+    }
+
+    fn xid_events(&self) -> Option<Vec<u32>> {
+        let guard = self.events.lock().ok()?;
+        let set = guard.as_ref()?;
+        let mut out = Vec::new();
+        // Drain what arrived since the last sample without blocking.
+        while let Ok(e) = set.wait(0) {
+            if let Some(nvml_wrapper::enums::event::XidError::Value(v)) = e.event_data {
+                out.push(u32::try_from(v).unwrap_or(u32::MAX));
+            }
+        }
+        Some(out)
+    }
+}
+
+impl Sensor for NvmlSensor {
+    fn sample(&self, t_s: f64) -> Sample {
+        let Ok(dev) = self.nvml.device_by_pci_bus_id(self.bus_id.as_str()) else {
+            // A GPU that fell off the bus answers nothing.
+            return Sample {
+                t_s,
+                ..Sample::default()
+            };
+        };
+        let (pending, failed) = remapped_rows(self.nvml, &dev);
+        Sample {
+            t_s,
+            gpu_temp_c: dev.temperature(TemperatureSensor::Gpu).ok().map(f64::from),
+            mem_temp_c: None,
+            power_w: dev.power_usage().ok().map(|mw| f64::from(mw) / 1000.0),
+            power_limit_w: dev
+                .enforced_power_limit()
+                .ok()
+                .map(|mw| f64::from(mw) / 1000.0),
+            sm_clock_mhz: dev.clock_info(Clock::SM).ok().map(f64::from),
+            mem_clock_mhz: dev.clock_info(Clock::Memory).ok().map(f64::from),
+            util_pct: dev.utilization_rates().ok().map(|u| f64::from(u.gpu)),
+            throttle: dev
+                .current_throttle_reasons()
+                .map(|r| decode_throttle(r.bits()))
+                .unwrap_or_default(),
+            ecc_corrected: dev
+                .total_ecc_errors(MemoryError::Corrected, EccCounter::Volatile)
+                .ok(),
+            ecc_uncorrected: dev
+                .total_ecc_errors(MemoryError::Uncorrected, EccCounter::Volatile)
+                .ok(),
+            remapped_rows_pending: pending,
+            remapped_rows_failed: failed,
+            xid: self.xid_events(),
+            pcie_gen: dev.current_pcie_link_gen().ok(),
+            pcie_width: dev.current_pcie_link_width().ok(),
+            pcie_max_gen: dev.max_pcie_link_gen().ok(),
+            pcie_max_width: dev.max_pcie_link_width().ok(),
+        }
+    }
+}
+
+/// (pending, failed) row remapping, through the raw NVML call (Ampere and
+/// later; absent elsewhere).
+fn remapped_rows(nvml: &Nvml, dev: &nvml_wrapper::Device<'_>) -> (Option<u64>, Option<u64>) {
+    let Ok(f) = nvml.lib().nvmlDeviceGetRemappedRows.as_ref() else {
+        return (None, None);
+    };
+    let (mut corr, mut unc, mut pending, mut failed) = (0u32, 0u32, 0u32, 0u32);
+    // SAFETY: the handle belongs to the live, leaked NVML instance; the four
+    // out-pointers are valid u32s for the duration of the call.
+    let rc = unsafe { f(dev.handle(), &mut corr, &mut unc, &mut pending, &mut failed) };
+    if rc == 0 {
+        (Some(u64::from(pending)), Some(u64::from(failed)))
+    } else {
+        (None, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nvml_wrapper::bitmasks::device::ThrottleReasons;
+
+    #[test]
+    fn several_bits_decode_each_on_its_own() {
+        // Thermal + power brake + power cap at once, plus an unknown bit.
+        let mask = 0x20 | 0x80 | 0x4 | (1 << 40);
+        assert_eq!(
+            decode_throttle(mask),
+            vec![
+                "sw_power_cap",
+                "sw_thermal_slowdown",
+                "hw_power_brake_slowdown",
+                "bit_40"
+            ]
+        );
+        assert!(decode_throttle(0).is_empty());
+        assert_eq!(decode_throttle(0x1), vec!["gpu_idle"]);
+    }
+
+    #[test]
+    fn our_bit_table_matches_nvml_wrapper() {
+        let pairs = [
+            (ThrottleReasons::GPU_IDLE, "gpu_idle"),
+            (
+                ThrottleReasons::APPLICATIONS_CLOCKS_SETTING,
+                "applications_clocks_setting",
+            ),
+            (ThrottleReasons::SW_POWER_CAP, "sw_power_cap"),
+            (ThrottleReasons::HW_SLOWDOWN, "hw_slowdown"),
+            (ThrottleReasons::SYNC_BOOST, "sync_boost"),
+            (ThrottleReasons::SW_THERMAL_SLOWDOWN, "sw_thermal_slowdown"),
+            (ThrottleReasons::HW_THERMAL_SLOWDOWN, "hw_thermal_slowdown"),
+            (
+                ThrottleReasons::HW_POWER_BRAKE_SLOWDOWN,
+                "hw_power_brake_slowdown",
+            ),
+            (
+                ThrottleReasons::DISPLAY_CLOCK_SETTING,
+                "display_clock_setting",
+            ),
+        ];
+        for (flag, name) in pairs {
+            assert_eq!(decode_throttle(flag.bits()), vec![name]);
+        }
+        // Every name is one the baselines accept.
+        for (_, name) in THROTTLE_BITS {
+            assert!(
+                crate::verdict::baseline::THROTTLE_REASONS.contains(&name),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn bus_ids_are_normalised_to_nvml_form() {
+        assert_eq!(normalize_bus_id("0000:18:00.0"), "00000000:18:00.0");
+        assert_eq!(normalize_bus_id("00000000:5D:00.0"), "00000000:5d:00.0");
+    }
+
+    #[test]
+    fn without_the_driver_nvml_is_unavailable_in_one_line() {
+        // This machine has no NVIDIA driver; on one that has, this is skipped.
+        if let Err(e) = open() {
+            assert!(e.starts_with("NVML unavailable"), "{e}");
+            assert!(!e.contains('\n'));
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! `kiln selftest`: every primitive of a device at small sizes, each result
+//! compared with the CPU backend's reference implementation. It is the first
+//! thing to run on new hardware or a new driver: a backend that disagrees
+//! with the reference must not be trusted to judge anything.
+
+use crate::device::cpu::{CpuMemtest, CpuStream};
+use crate::device::{Device, MatmulShape, Precision, StreamBuffer, StreamKernel, StreamOp};
+use crate::workload::{bandwidth, hash, matmul, memtest};
+
+/// The outcome of one comparison.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// What was compared, e.g. "bandwidth copy".
+    pub what: String,
+    /// True when the device agreed with the reference.
+    pub pass: bool,
+    /// What was found, in words.
+    pub detail: String,
+}
+
+fn outcome(what: impl Into<String>, result: Result<String, String>) -> Outcome {
+    match result {
+        Ok(detail) => Outcome {
+            what: what.into(),
+            pass: true,
+            detail,
+        },
+        Err(detail) => Outcome {
+            what: what.into(),
+            pass: false,
+            detail,
+        },
+    }
+}
+
+/// Runs every comparison on `device`; never stops at the first failure.
+pub fn run(device: &mut dyn Device, seed: u64) -> Vec<Outcome> {
+    let mut out = Vec::new();
+    for precision in [Precision::F32, Precision::F64] {
+        let n = 256;
+        let what = format!("matmul {} n={n}", precision.name());
+        out.push(outcome(what, matmul_check(device, n, precision, seed)));
+    }
+    out.push(outcome(
+        "bandwidth read/write/copy/triad",
+        stream_check(device, seed),
+    ));
+    out.push(outcome("sha256d scan", hash_check(device, seed)));
+    out.push(outcome("memtest patterns", memtest_check(device, seed)));
+    out
+}
+
+fn matmul_check(
+    device: &mut dyn Device,
+    n: usize,
+    precision: Precision,
+    seed: u64,
+) -> Result<String, String> {
+    let mut op = device
+        .matmul(MatmulShape { n, precision, seed })
+        .map_err(|e| e.to_string())?;
+    op.run().map_err(|e| e.to_string())?;
+    let first = op.checksum().map_err(|e| e.to_string())?;
+    op.run().map_err(|e| e.to_string())?;
+    let second = op.checksum().map_err(|e| e.to_string())?;
+    if first != second {
+        return Err(format!(
+            "output differs between two identical products ({first:#x} vs {second:#x})"
+        ));
+    }
+    // Every element of the first rows and sampled elements elsewhere,
+    // against the f64 reference within the precision's bound.
+    let mut pos: Vec<(usize, usize)> = (0..n).flat_map(|j| [(0, j), (n - 1, j)]).collect();
+    pos.extend(matmul::sample_positions(seed, n));
+    let vals = op.read(&pos).map_err(|e| e.to_string())?;
+    let (checked, errors, detail) = matmul::verify_samples(seed, n, precision, &pos, &vals);
+    if errors > 0 {
+        return Err(format!(
+            "{errors} of {checked} elements outside the rounding bound: {detail}"
+        ));
+    }
+    Ok(format!(
+        "{checked} elements within the rounding bound; deterministic"
+    ))
+}
+
+fn stream_check(device: &mut dyn Device, seed: u64) -> Result<String, String> {
+    let len = (1 << 20) + 3; // an odd tail on purpose
+    let mut op = device.stream(len, seed).map_err(|e| e.to_string())?;
+    let mut reference = CpuStream::new(len, seed);
+    let sum_a = bandwidth::expected_sum_a(seed, len);
+    for kernel in StreamKernel::ALL {
+        let (_, sum) = op.run(kernel).map_err(|e| e.to_string())?;
+        let ref_sum = reference.pass(kernel);
+        if sum != ref_sum {
+            return Err(format!(
+                "{}: returned {sum:?}, reference {ref_sum:?}",
+                kernel.name()
+            ));
+        }
+        for buf in [StreamBuffer::A, StreamBuffer::B, StreamBuffer::C] {
+            let d = op.digest(buf).map_err(|e| e.to_string())?;
+            let r = reference.digest(buf).map_err(|e| e.to_string())?;
+            if d != r {
+                return Err(format!(
+                    "after {}: buffer {buf:?} digest {:?} differs from the reference {:?}",
+                    kernel.name(),
+                    d,
+                    r
+                ));
+            }
+        }
+        let reads = if kernel == StreamKernel::Read {
+            vec![sum_a]
+        } else {
+            Vec::new()
+        };
+        let (_, errors, detail) = bandwidth::verify(op.as_mut(), kernel, seed, sum_a, &reads)
+            .map_err(|e| e.to_string())?;
+        if errors > 0 {
+            return Err(format!("{}: {detail}", kernel.name()));
+        }
+    }
+    Ok(format!(
+        "{len} elements: sums, digests and samples equal to the reference"
+    ))
+}
+
+fn hash_check(device: &mut dyn Device, seed: u64) -> Result<String, String> {
+    let job = hash::HashJob::from_seed(seed, 8, 1 << 8);
+    let mut op = device.hasher(&job).map_err(|e| e.to_string())?;
+    // A range that crosses a 2^16 boundary, with an odd length.
+    let (start, count) = (65_000u32, 70_001u32);
+    let (got, _) = op.scan(start, count).map_err(|e| e.to_string())?;
+    let want = hash::scan_range(&job, &hash::midstate(&job.header), start, count);
+    if got != want {
+        return Err(format!(
+            "scan of {count} nonces differs from the reference: {} hits vs {}, fold {:08x?} vs {:08x?}",
+            got.hit_count, want.hit_count, got.fold, want.fold
+        ));
+    }
+    let c = hash::verify_scan(&job, start, count, &got);
+    if c.errors > 0 {
+        return Err(c.detail);
+    }
+    Ok(format!(
+        "{count} nonces: hits, fold and {} sampled digests equal to the reference",
+        got.samples.len()
+    ))
+}
+
+fn memtest_check(device: &mut dyn Device, seed: u64) -> Result<String, String> {
+    let words = (1 << 18) + 5;
+    let mut op = device.memtest(words).map_err(|e| e.to_string())?;
+    let mut reference = CpuMemtest::new(words);
+    let steps = memtest::algorithm(&[0, 33, 63], 1, seed);
+    for (label, step) in &steps {
+        let (got, want) = match *step {
+            memtest::Step::Fill(p) => {
+                op.fill(p).map_err(|e| e.to_string())?;
+                reference.apply(*step, 16);
+                continue;
+            }
+            memtest::Step::Verify(p) => (
+                op.verify(p, 16).map_err(|e| e.to_string())?.0,
+                reference.apply(*step, 16),
+            ),
+            memtest::Step::VerifyAndWrite {
+                expect,
+                next,
+                descending,
+            } => (
+                op.verify_and_write(expect, next, descending, 16)
+                    .map_err(|e| e.to_string())?
+                    .0,
+                reference.apply(*step, 16),
+            ),
+        };
+        if got != want {
+            return Err(format!("{label}: device found {got:?}, reference {want:?}"));
+        }
+    }
+    Ok(format!(
+        "{} steps over {words} words agree with the reference, no errors",
+        steps.len()
+    ))
+}
