@@ -156,3 +156,94 @@ pub fn analyse(
         ecc_corrected_per_hour,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::{BackendKind, DeviceInfo};
+    use crate::workload::{Integrity, Metric, WorkloadKind};
+
+    fn dev(values: &[f64], bad_cycle: Option<u32>) -> DeviceRun {
+        let metric = |cycle: u32, value: f64| Metric {
+            workload: WorkloadKind::Matmul,
+            name: "matmul_f32".into(),
+            value,
+            unit: "GFLOP/s".into(),
+            median: value,
+            p05: value,
+            p95: value,
+            cv: 0.0,
+            iterations: 5,
+            counted: String::new(),
+            simulated: true,
+            cycle,
+        };
+        DeviceRun {
+            info: DeviceInfo {
+                index: 0,
+                name: "GPU".into(),
+                uuid: None,
+                serial: None,
+                pci_bus_id: None,
+                pci_device_id: None,
+                memory_bytes: 0,
+                compute_units: 1,
+                backend: BackendKind::Sim,
+                simulated: true,
+            },
+            metrics: values
+                .iter()
+                .enumerate()
+                .map(|(c, v)| metric(c as u32, *v))
+                .collect(),
+            integrity: (0..values.len() as u32)
+                .map(|c| Integrity {
+                    workload: WorkloadKind::Memtest,
+                    check: "memtest".into(),
+                    checked: 10,
+                    errors: u64::from(bad_cycle.is_some_and(|b| c >= b)),
+                    detail: String::new(),
+                    first_bad_offsets: Vec::new(),
+                    cycle: c,
+                })
+                .collect(),
+            failures: Vec::new(),
+            done: Vec::new(),
+            hangs: Vec::new(),
+            telemetry: Vec::new(),
+            phases: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_steady_device_shows_no_decay() {
+        let values: Vec<f64> = (0..20).map(|i| 100.0 + (i % 3) as f64 * 0.5).collect();
+        let mut checks = Vec::new();
+        let b = analyse(&dev(&values, None), 20, &|_| 0.05, &mut checks);
+        assert!(checks.iter().all(|c| c.pass), "{checks:?}");
+        assert_eq!(b.first_error_cycle, None);
+        assert!(b.decay[0].change_pct.abs() < 2.0);
+    }
+
+    #[test]
+    fn a_device_that_slows_down_as_it_heats_is_rejected() {
+        // 100 at the start, 90 by the end: -10 % against a 5 % tolerance.
+        let values: Vec<f64> = (0..20).map(|i| 100.0 - i as f64 * 10.0 / 19.0).collect();
+        let mut checks = Vec::new();
+        let b = analyse(&dev(&values, None), 20, &|_| 0.05, &mut checks);
+        let c = checks
+            .iter()
+            .find(|c| c.rule == "burnin")
+            .expect("decay check");
+        assert!(!c.pass && c.reason == "throughput_decay", "{c:?}");
+        assert!(b.decay[0].change_pct < -8.0);
+    }
+
+    #[test]
+    fn an_error_that_appears_late_is_dated() {
+        let values = vec![100.0; 12];
+        let mut checks = Vec::new();
+        let b = analyse(&dev(&values, Some(7)), 12, &|_| 0.05, &mut checks);
+        assert_eq!(b.first_error_cycle, Some(8), "cycles count from 1");
+    }
+}
