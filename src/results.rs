@@ -71,6 +71,8 @@ pub struct DeviceRun {
     pub telemetry: Vec<Sample>,
     /// When each workload ran.
     pub phases: Vec<PhaseWindow>,
+    /// Workloads skipped because they cannot run on this node, with why.
+    pub skipped: Vec<(WorkloadKind, String)>,
 }
 
 impl DeviceRun {
@@ -154,6 +156,7 @@ pub fn from_journal(j: journal::Journal) -> Result<RunResults> {
             hangs: Vec::new(),
             telemetry: Vec::new(),
             phases: Vec::new(),
+            skipped: Vec::new(),
         })
         .collect();
     let mut finished_at = None;
@@ -201,6 +204,21 @@ pub fn from_journal(j: journal::Journal) -> Result<RunResults> {
                         lost,
                         at_s,
                     });
+                }
+            }
+            Event::Skipped {
+                device,
+                workload,
+                cycle,
+                reason,
+            } => {
+                cycles = cycles.max(cycle + 1);
+                if let Some(s) = slot(&mut devices, device) {
+                    // A skipped workload is done: it cannot run here.
+                    devices[s].done.push((workload, cycle));
+                    if !devices[s].skipped.iter().any(|(w, _)| *w == workload) {
+                        devices[s].skipped.push((workload, reason));
+                    }
                 }
             }
             Event::Phase {

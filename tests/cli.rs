@@ -532,3 +532,35 @@ mod selftest {
         assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
     }
 }
+
+mod skipped {
+    use super::*;
+
+    #[test]
+    fn a_workload_that_cannot_run_here_is_skipped_with_a_note_not_rejected() {
+        // As on a node without cuBLASLt: device 1's matmul was skipped.
+        let d = tmp();
+        assert_eq!(code(&sim_run(d.path(), &["--sim-gpus", "3"])), 0);
+        let path = d.path().join("journal.jsonl");
+        let text = std::fs::read_to_string(&path).expect("journal");
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| !(l.contains("\"device\":1") && l.contains("matmul")))
+            .map(String::from)
+            .collect();
+        let end = lines.pop().expect("end line");
+        lines.push(
+            r#"{"event":"skipped","device":1,"workload":"matmul","cycle":0,"reason":"cuBLASLt not found"}"#
+                .into(),
+        );
+        lines.push(end);
+        std::fs::write(&path, lines.join("\n") + "\n").expect("write");
+        let o = kiln(&["report", d.path().to_str().expect("utf-8")]);
+        assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+        let v = read_json(&d.path().join("results.json"));
+        assert_eq!(v["devices"][1]["verdict"], "accept");
+        assert!(v["notes"]
+            .to_string()
+            .contains("matmul skipped on device 1: cuBLASLt not found"));
+    }
+}

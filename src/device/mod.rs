@@ -80,6 +80,10 @@ pub struct DeviceError {
     /// True when the device is gone (fell off the bus, lost by the driver):
     /// nothing more can run on it.
     pub lost: bool,
+    /// True when the workload cannot run on this node for a reason that is
+    /// not the device's fault (e.g. cuBLASLt is not installed): the workload
+    /// is skipped with a note, and the device is judged on the rest.
+    pub unsupported: bool,
 }
 
 impl DeviceError {
@@ -88,6 +92,16 @@ impl DeviceError {
         DeviceError {
             message: message.into(),
             lost: false,
+            unsupported: false,
+        }
+    }
+
+    /// The workload cannot run here (a library is missing); skip it.
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        DeviceError {
+            message: message.into(),
+            lost: false,
+            unsupported: true,
         }
     }
 
@@ -96,6 +110,7 @@ impl DeviceError {
         DeviceError {
             message: message.into(),
             lost: true,
+            unsupported: false,
         }
     }
 }

@@ -77,6 +77,11 @@ pub fn notes(run: &RunResults, judgement: &Judgement) -> Vec<String> {
         notes.push("the run was stopped early by the user".into());
     }
     notes.extend(judgement.notes.iter().cloned());
+    for d in &run.devices {
+        for (w, why) in &d.skipped {
+            notes.push(format!("{w} skipped on device {}: {why}", d.info.index));
+        }
+    }
     if run.torn_tail {
         notes
             .push("the journal's last line was cut off by the interruption and was skipped".into());

@@ -61,6 +61,14 @@ pub enum Event {
         start_s: f64,
         end_s: f64,
     },
+    /// A workload could not run on this node (a library is missing); the
+    /// device is judged on the others.
+    Skipped {
+        device: usize,
+        workload: WorkloadKind,
+        cycle: u32,
+        reason: String,
+    },
     /// The watchdog found a device hung in a workload and gave up on it.
     Hang {
         device: usize,

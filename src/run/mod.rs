@@ -463,6 +463,12 @@ fn device_thread(
                     cycle,
                 }),
                 Err(WorkloadError::Interrupted) => {}
+                Err(WorkloadError::Device(e)) if e.unsupported => send(Event::Skipped {
+                    device: index,
+                    workload: kind,
+                    cycle,
+                    reason: e.message.clone(),
+                }),
                 Err(WorkloadError::Device(e)) => {
                     send(Event::DeviceError {
                         device: index,

@@ -212,6 +212,7 @@ mod tests {
             hangs: Vec::new(),
             telemetry: Vec::new(),
             phases: Vec::new(),
+            skipped: Vec::new(),
         }
     }
 

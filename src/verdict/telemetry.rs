@@ -284,6 +284,7 @@ mod tests {
             hangs: Vec::new(),
             telemetry: samples,
             phases: Vec::new(),
+            skipped: Vec::new(),
         }
     }
 

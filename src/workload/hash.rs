@@ -1011,23 +1011,21 @@ mod shani {
     }
 
     /// Rounds 16..63 on every lane, message words W0..W15 given as four
-    /// vectors per lane.
-    #[inline]
-    #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
-    fn rounds_16_to_63(
-        abef: &mut [__m128i; LANES],
-        cdgh: &mut [__m128i; LANES],
-        w: &mut [[__m128i; 4]; LANES],
-    ) {
-        for j in 4..16 {
+    /// vectors per lane in `$w` (overwritten). Written out as a macro so that
+    /// the twelve steps are unrolled and the schedule stays in registers.
+    macro_rules! rounds_16_to_63 {
+        ($abef:ident, $cdgh:ident, $w:ident) => {
+            rounds_16_to_63!(@steps $abef, $cdgh, $w; 4 5 6 7 8 9 10 11 12 13 14 15)
+        };
+        (@steps $abef:ident, $cdgh:ident, $w:ident; $($j:literal)+) => {$({
             let mut wk = [_mm_setzero_si128(); LANES];
             for l in 0..LANES {
-                let next = schedule(&w[l]);
-                w[l] = [w[l][1], w[l][2], w[l][3], next];
-                wk[l] = _mm_add_epi32(next, k4(j));
+                let next = schedule(&$w[l]);
+                $w[l] = [$w[l][1], $w[l][2], $w[l][3], next];
+                wk[l] = _mm_add_epi32(next, k4($j));
             }
-            rounds4(abef, cdgh, wk);
-        }
+            rounds4(&mut $abef, &mut $cdgh, wk);
+        })+};
     }
 
     /// What [`digests`] needs of a job.
@@ -1079,7 +1077,7 @@ mod shani {
         rounds4(&mut abef, &mut cdgh, [_mm_add_epi32(pad1, k4(1)); LANES]);
         rounds4(&mut abef, &mut cdgh, [k4(2); LANES]);
         rounds4(&mut abef, &mut cdgh, [_mm_add_epi32(len1, k4(3)); LANES]);
-        rounds_16_to_63(&mut abef, &mut cdgh, &mut w);
+        rounds_16_to_63!(abef, cdgh, w);
 
         // Second hash: the 32-byte first digest, 0x80, zeros, length 256.
         let pad2 = vec4([0x8000_0000, 0, 0, 0]);
@@ -1105,7 +1103,7 @@ mod shani {
         rounds4(&mut abef, &mut cdgh, wk);
         rounds4(&mut abef, &mut cdgh, [_mm_add_epi32(pad2, k4(2)); LANES]);
         rounds4(&mut abef, &mut cdgh, [_mm_add_epi32(len2, k4(3)); LANES]);
-        rounds_16_to_63(&mut abef, &mut cdgh, &mut w);
+        rounds_16_to_63!(abef, cdgh, w);
 
         let mut out = [[zero; 2]; LANES];
         for l in 0..LANES {
@@ -1195,6 +1193,33 @@ mod tests {
 
     fn sha2_single(m: &[u8]) -> [u8; 32] {
         Sha256::digest(m).into()
+    }
+
+    /// The implementations this CPU runs, each to be tested explicitly. An
+    /// unavailable one is skipped with a note, never failed.
+    fn impls() -> Vec<HashImpl> {
+        HashImpl::ALL
+            .into_iter()
+            .filter(|&imp| {
+                let available = imp.is_available();
+                if !available {
+                    eprintln!("note: {} not available on this CPU, skipped", imp.name());
+                }
+                available
+            })
+            .collect()
+    }
+
+    /// The digest of one nonce through `imp`'s scan (sampling every nonce).
+    fn scanned_digest(imp: HashImpl, job: &HashJob, mid: &Midstate, nonce: u32) -> [u8; 32] {
+        let every = HashJob {
+            sample_every: 1,
+            ..job.clone()
+        };
+        let r = scan_range_with(imp, &every, mid, nonce, 1);
+        assert_eq!(r.samples.len(), 1, "{}", imp.name());
+        assert_eq!(r.samples[0].0, nonce);
+        r.samples[0].1
     }
 
     /// First 64 primes.
@@ -1323,10 +1348,17 @@ mod tests {
         let mut twice = sha256(&sha256(&header));
         twice.reverse();
         assert_eq!(twice, digest);
-        // A one-nonce scan finds it as a hit.
-        let r = scan_range(&job, &mid, nonce, 1);
-        assert_eq!((r.hit_count, r.hits.clone()), (1, vec![nonce]));
-        assert!(verify_scan(&job, nonce, 1, &r).passed());
+        // A one-nonce scan finds it as a hit, with every implementation.
+        digest.reverse();
+        for imp in impls() {
+            let r = scan_range_with(imp, &job, &mid, nonce, 1);
+            assert_eq!((r.hit_count, r.hits.clone()), (1, vec![nonce]), "{imp:?}");
+            assert!(verify_scan(&job, nonce, 1, &r).passed());
+            assert_eq!(scanned_digest(imp, &job, &mid, nonce), digest, "{imp:?}");
+            // A range around it finds it and nothing else.
+            let r = scan_range_with(imp, &job, &mid, nonce - 2, 5);
+            assert_eq!((r.hit_count, r.hits.clone()), (1, vec![nonce]), "{imp:?}");
+        }
     }
 
     #[test]
@@ -1387,6 +1419,111 @@ mod tests {
     }
 
     #[test]
+    fn every_impl_matches_reference_on_random_headers() {
+        for imp in impls() {
+            for seed in 0..40u64 {
+                let job = HashJob::from_seed(seed, 0, 0);
+                let mid = midstate(&job.header);
+                for i in 0..20u64 {
+                    let nonce = gen::random_u64(seed, 99, i) as u32;
+                    assert_eq!(
+                        scanned_digest(imp, &job, &mid, nonce),
+                        reference_digest(&job, nonce),
+                        "{} seed {seed} nonce {nonce}",
+                        imp.name()
+                    );
+                }
+                for nonce in [0, 1, 0xff, 0x100, u32::MAX] {
+                    assert_eq!(
+                        scanned_digest(imp, &job, &mid, nonce),
+                        reference_digest(&job, nonce),
+                        "{} seed {seed} nonce {nonce}",
+                        imp.name()
+                    );
+                }
+                // Short ranges of every length up to a few interleaved
+                // steps, from a random start: every sampled digest matches.
+                let every = HashJob {
+                    sample_every: 1,
+                    ..job.clone()
+                };
+                let start = gen::random_u64(seed, 98, 0) as u32;
+                for count in 0..10 {
+                    let r = scan_range_with(imp, &every, &mid, start, count);
+                    assert_eq!(r.nonces, u64::from(count));
+                    assert_eq!(r.samples.len(), count as usize);
+                    for &(nonce, d) in &r.samples {
+                        assert_eq!(d, reference_digest(&job, nonce), "{}", imp.name());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn implementations_agree_on_2_16_nonces() {
+        let available = impls();
+        for (seed, target, every) in [(1u64, 8, 1000), (2, 0, 4096), (3, 12, 1), (4, 33, 7)] {
+            let job = HashJob::from_seed(seed, target, every);
+            let mid = midstate(&job.header);
+            let start = 12_345;
+            let scalar = scan_range_with(HashImpl::Scalar, &job, &mid, start, 1 << 16);
+            assert_eq!(scalar.nonces, 1 << 16);
+            assert_ne!(scalar.fold, [0; 8]);
+            for &imp in &available {
+                let r = scan_range_with(imp, &job, &mid, start, 1 << 16);
+                assert_eq!(r.hit_count, scalar.hit_count, "{} seed {seed}", imp.name());
+                assert_eq!(r.hits, scalar.hits, "{} seed {seed}", imp.name());
+                assert_eq!(r.fold, scalar.fold, "{} seed {seed}", imp.name());
+                assert_eq!(r.samples, scalar.samples, "{} seed {seed}", imp.name());
+                assert_eq!(r, scalar);
+                // Odd lengths and starts leave partial interleaved steps.
+                for (s, c) in [
+                    (start + 1, 1),
+                    (start + 3, 5),
+                    (start, 7),
+                    (u32::MAX - 2, 9),
+                ] {
+                    assert_eq!(
+                        scan_range_with(imp, &job, &mid, s, c),
+                        scan_range_with(HashImpl::Scalar, &job, &mid, s, c),
+                        "{} [{s}, +{c})",
+                        imp.name()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn best_impl_is_available_and_named() {
+        let best = best_impl();
+        assert!(best.is_available());
+        assert_eq!(impl_name(), best.name());
+        assert!(HashImpl::Scalar.is_available());
+        // SHA-NI is preferred wherever the CPU has it.
+        assert_eq!(best == HashImpl::ShaNi, HashImpl::ShaNi.is_available());
+        if !HashImpl::ShaNi.is_available() {
+            eprintln!(
+                "note: sha-ni not available on this CPU, best is {}",
+                best.name()
+            );
+        }
+    }
+
+    #[test]
+    fn unavailable_impl_panics_instead_of_running() {
+        if HashImpl::ShaNi.is_available() {
+            eprintln!("note: sha-ni is available here; nothing to check");
+            return;
+        }
+        let job = HashJob::from_seed(1, 8, 0);
+        let mid = midstate(&job.header);
+        let r = std::panic::catch_unwind(|| scan_range_with(HashImpl::ShaNi, &job, &mid, 0, 4));
+        assert!(r.is_err());
+    }
+
+    #[test]
     fn from_seed_is_deterministic_and_leaves_nonce_zero() {
         let a = HashJob::from_seed(7, 16, 1024);
         assert_eq!(a, HashJob::from_seed(7, 16, 1024));
@@ -1426,23 +1563,26 @@ mod tests {
         let job = HashJob::from_seed(2024, 8, 1000);
         let start = 5;
         let count = 1 << 16;
-        let scanned = scan_range(&job, &midstate(&job.header), start, count);
         let reference = brute_force(&job, start, count);
         assert!(
             reference.hit_count > MAX_HITS as u64,
             "target too strict for the test"
         );
-        assert_eq!(scanned, reference);
-        assert_eq!(scanned.hits.len(), MAX_HITS);
-        assert_eq!(scanned.samples.len(), 65); // 1000, 2000, ..., 65000
-                                               // A stricter target keeps every hit in the list.
+        // A stricter target keeps every hit in the list.
         let strict = HashJob {
             target_zero_bits: 12,
             ..job.clone()
         };
-        let scanned = scan_range(&strict, &midstate(&strict.header), start, count);
-        assert_eq!(scanned, brute_force(&strict, start, count));
-        assert!(scanned.hit_count > 0 && scanned.hit_count < MAX_HITS as u64);
+        let strict_reference = brute_force(&strict, start, count);
+        for imp in impls() {
+            let scanned = scan_range_with(imp, &job, &midstate(&job.header), start, count);
+            assert_eq!(scanned, reference, "{}", imp.name());
+            assert_eq!(scanned.hits.len(), MAX_HITS);
+            assert_eq!(scanned.samples.len(), 65); // 1000, 2000, ..., 65000
+            let scanned = scan_range_with(imp, &strict, &midstate(&strict.header), start, count);
+            assert_eq!(scanned, strict_reference, "{}", imp.name());
+            assert!(scanned.hit_count > 0 && scanned.hit_count < MAX_HITS as u64);
+        }
     }
 
     #[test]
@@ -1450,7 +1590,15 @@ mod tests {
         let job = HashJob::from_seed(77, 8, 4096);
         let start = 1000;
         let count = 3 * PARALLEL_CHUNK + 777;
-        let serial = scan_range(&job, &midstate(&job.header), start, count);
+        let serial = scan_range_with(HashImpl::Scalar, &job, &midstate(&job.header), start, count);
+        for imp in impls() {
+            assert_eq!(
+                scan_parallel_with(imp, &job, start, count),
+                serial,
+                "{}",
+                imp.name()
+            );
+        }
         let parallel = scan_parallel(&job, start, count);
         assert_eq!(parallel, serial);
         assert_eq!(parallel.nonces, u64::from(count));
@@ -1466,39 +1614,48 @@ mod tests {
     fn merge_of_halves_equals_whole() {
         let job = HashJob::from_seed(5, 8, 333);
         let mid = midstate(&job.header);
-        let whole = scan_range(&job, &mid, 100, 40_000);
-        let split = 100 + 17_321;
-        let left = scan_range(&job, &mid, 100, 17_321);
-        let right = scan_range(&job, &mid, split, 40_000 - 17_321);
-        assert_ne!(left, whole);
-        let mut forward = left.clone();
-        forward.merge(right.clone());
-        assert_eq!(forward, whole);
-        // Merging in the other order gives the same result.
-        let mut backward = right;
-        backward.merge(left);
-        assert_eq!(backward, whole);
-        // Interleaved pieces too.
-        let mut pieces = ScanResult::default();
-        for k in [3u32, 0, 2, 1] {
-            pieces.merge(scan_range(&job, &mid, 100 + k * 10_000, 10_000));
+        for imp in impls() {
+            let scan = |start, count| scan_range_with(imp, &job, &mid, start, count);
+            let whole = scan(100, 40_000);
+            let split = 100 + 17_321;
+            let left = scan(100, 17_321);
+            let right = scan(split, 40_000 - 17_321);
+            assert_ne!(left, whole);
+            let mut forward = left.clone();
+            forward.merge(right.clone());
+            assert_eq!(forward, whole, "{}", imp.name());
+            // Merging in the other order gives the same result.
+            let mut backward = right;
+            backward.merge(left);
+            assert_eq!(backward, whole, "{}", imp.name());
+            // Interleaved pieces too.
+            let mut pieces = ScanResult::default();
+            for k in [3u32, 0, 2, 1] {
+                pieces.merge(scan(100 + k * 10_000, 10_000));
+            }
+            assert_eq!(pieces, whole, "{}", imp.name());
         }
-        assert_eq!(pieces, whole);
     }
 
     #[test]
     fn range_is_clamped_at_the_top_of_the_nonce_space() {
         let job = HashJob::from_seed(9, 0, 2);
         let mid = midstate(&job.header);
-        let r = scan_range(&job, &mid, u32::MAX - 5, 100);
-        assert_eq!(r.nonces, 6);
-        assert_eq!(r.hit_count, 6); // target 0: every nonce is a hit
-        assert_eq!(*r.hits.last().expect("six hits"), u32::MAX);
-        assert_eq!(r.samples.len(), 3);
-        assert_eq!(r, scan_parallel(&job, u32::MAX - 5, 100));
-        let check = verify_scan(&job, u32::MAX - 5, 100, &r);
-        assert!(check.passed(), "{}", check.detail);
-        assert_eq!(check.checked, 9);
+        for imp in impls() {
+            let r = scan_range_with(imp, &job, &mid, u32::MAX - 5, 100);
+            assert_eq!(r.nonces, 6);
+            assert_eq!(r.hit_count, 6); // target 0: every nonce is a hit
+            assert_eq!(*r.hits.last().expect("six hits"), u32::MAX);
+            assert_eq!(r.samples.len(), 3);
+            assert_eq!(r, scan_parallel_with(imp, &job, u32::MAX - 5, 100));
+            let check = verify_scan(&job, u32::MAX - 5, 100, &r);
+            assert!(check.passed(), "{}: {}", imp.name(), check.detail);
+            assert_eq!(check.checked, 9);
+            // An odd count at the very top.
+            let r = scan_range_with(imp, &job, &mid, u32::MAX, 7);
+            assert_eq!((r.nonces, r.hits.clone()), (1, vec![u32::MAX]));
+            assert!(verify_scan(&job, u32::MAX, 7, &r).passed());
+        }
     }
 
     /// A clean result with samples, hits below MAX_HITS and its check.

@@ -1,4 +1,4 @@
-//! f32 and f64 GEMM through cuBLASLt, loaded at run time.
+//! f32 and f64 GEMM through cuBLASLt, loaded at run time by kiln itself.
 //!
 //! Why not cudarc's safe `Matmul<f32>`: it computes with
 //! `CUBLAS_COMPUTE_32F_FAST_TF32` (10-bit mantissas), which is not the fp32
@@ -7,14 +7,21 @@
 //! algorithm once when the product is prepared, and times only
 //! `cublasLtMatmul`.
 //!
-//! Finding the library: cudarc opens `libcublasLt.so` or `libcublasLt.so.12`
-//! (the CUDA 12 ABI its bindings are for) from the library path. When
-//! `KILN_CUBLASLT` names a file (or a folder holding `libcublasLt.so.12`),
-//! kiln opens that file first with `RTLD_GLOBAL`, so that cudarc's open by
-//! name finds it already loaded (the loader matches the file's soname). It
-//! also looks in the usual CUDA 12 folders and PyTorch's `nvidia-cublas-cu12`
-//! wheel. When none is found the f32/f64 GEMMs fail with one line saying so;
-//! every other workload still runs.
+//! Why kiln opens the library itself (dlopen/dlsym of the eleven functions it
+//! calls) rather than through cudarc's `cublaslt` module: cudarc looks only
+//! for the sonames of the CUDA version it was built for (12) and panics when
+//! a symbol is missing, while kiln's validation nodes run CUDA 13
+//! (`libcublasLt.so.13`). The functions used and their structures
+//! (`cublasLtMatmulAlgo_t`, the heuristic result) have the same ABI in
+//! cuBLASLt 12 and 13; statuses and enums travel as `int`, so a value this
+//! code does not know is reported, never undefined behaviour.
+//!
+//! Where it looks, first found wins: `$KILN_CUBLASLT` (the library file, or a
+//! folder holding it), then `libcublasLt.so.13`, `.so.12` and `.so` on the
+//! library path, then the usual CUDA install folders and Python wheels
+//! (`nvidia/cublas/lib` under system, user, virtualenv and conda
+//! site-packages). Without it the f32/f64 GEMMs fail with one line and every
+//! other workload still runs.
 //!
 //! Row-major through a column-major library: a row-major `M x K` matrix is,
 //! read column-major, its transpose. So `C = A B` (row-major) is computed as
@@ -23,12 +30,10 @@
 //! output is kiln's row-major C ([`ColMajorGemm::for_row_major`], tested on
 //! the host below).
 
-use std::ffi::c_void;
+use std::ffi::{c_char, c_int, c_void, CString};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use cudarc::cublaslt::result as lt;
-use cudarc::cublaslt::sys;
 use cudarc::driver::{CudaSlice, DevicePtr};
 
 use crate::device::cuda::gpu::{Handle, Timer};
@@ -37,69 +42,235 @@ use crate::device::{DeviceError, DeviceResult, Precision, Seconds};
 /// Workspace given to cuBLASLt: 32 MiB, NVIDIA's recommendation for Hopper.
 const WORKSPACE_BYTES: usize = 32 << 20;
 
-/// The soname whose ABI cudarc's `cuda-12080` bindings match.
-const SONAME: &str = "libcublasLt.so.12";
+/// Library file names, newest first.
+const SONAMES: [&str; 3] = ["libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"];
 
 /// Environment variable naming the cuBLASLt library (a file or a folder).
 pub(crate) const ENV: &str = "KILN_CUBLASLT";
 
-/// Whether cuBLASLt can be loaded, decided once per process; the error is
-/// the one line the GEMMs fail with.
-pub(crate) fn available() -> Result<(), String> {
-    static FOUND: OnceLock<Result<(), String>> = OnceLock::new();
-    FOUND
-        .get_or_init(|| {
-            let env = std::env::var(ENV).ok();
-            for path in candidates(env.as_deref()) {
-                if path.is_file() && preload(&path) {
-                    break;
-                }
-            }
-            // SAFETY: only opens and closes candidate libraries by name.
-            if unsafe { sys::is_culib_present() } {
-                Ok(())
-            } else {
-                Err(format!(
-                    "f32/f64 GEMM needs cuBLASLt, which was not found ({SONAME} or libcublasLt.so \
-                     on the library path, or {ENV}=/path/to/{SONAME})"
-                ))
-            }
-        })
-        .clone()
+// cuBLASLt's C enums and constants (cublasLt.h, library_types.h; the same in
+// CUDA 12 and 13).
+const CUDA_R_32F: c_int = 0;
+const CUDA_R_64F: c_int = 1;
+const CUBLAS_COMPUTE_32F: c_int = 68;
+const CUBLAS_COMPUTE_64F: c_int = 70;
+const CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES: c_int = 1;
+
+type Opaque = *mut c_void;
+
+/// `cublasLtMatmulAlgo_t`: 8 opaque u64.
+type Algo = [u64; 8];
+
+/// `cublasLtMatmulHeuristicResult_t`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct HeuristicResult {
+    algo: Algo,
+    workspace_size: usize,
+    state: c_int,
+    waves_count: f32,
+    reserved: [c_int; 4],
 }
 
-/// Files to try before the library path, in order: `$KILN_CUBLASLT` (a
-/// file, or a folder holding [`SONAME`]), then the CUDA 12 installations
-/// and Python wheels in their usual places.
-fn candidates(env: Option<&str>) -> Vec<PathBuf> {
-    let mut out = Vec::new();
+type FnNew = unsafe extern "C" fn(*mut Opaque) -> c_int;
+type FnFree = unsafe extern "C" fn(Opaque) -> c_int;
+type FnDesc = unsafe extern "C" fn(*mut Opaque, c_int, c_int) -> c_int;
+type FnLayout = unsafe extern "C" fn(*mut Opaque, c_int, u64, u64, i64) -> c_int;
+type FnPrefSet = unsafe extern "C" fn(Opaque, c_int, *const c_void, usize) -> c_int;
+type FnHeuristic = unsafe extern "C" fn(
+    Opaque,
+    Opaque,
+    Opaque,
+    Opaque,
+    Opaque,
+    Opaque,
+    Opaque,
+    c_int,
+    *mut HeuristicResult,
+    *mut c_int,
+) -> c_int;
+type FnMatmul = unsafe extern "C" fn(
+    Opaque,
+    Opaque,
+    *const c_void,
+    *const c_void,
+    Opaque,
+    *const c_void,
+    Opaque,
+    *const c_void,
+    *const c_void,
+    Opaque,
+    *mut c_void,
+    Opaque,
+    *const Algo,
+    *mut c_void,
+    usize,
+    *mut c_void,
+) -> c_int;
+
+/// The cuBLASLt functions kiln calls (signatures from cublasLt.h).
+struct Lib {
+    path: String,
+    create: FnNew,
+    destroy: FnFree,
+    desc_create: FnDesc,
+    desc_destroy: FnFree,
+    layout_create: FnLayout,
+    layout_destroy: FnFree,
+    pref_create: FnNew,
+    pref_set: FnPrefSet,
+    pref_destroy: FnFree,
+    heuristic: FnHeuristic,
+    matmul: FnMatmul,
+}
+
+// SAFETY: the function pointers are plain addresses in a library that stays
+// loaded for the life of the process.
+unsafe impl Send for Lib {}
+// SAFETY: as above; calling them is what needs care, not sharing them.
+unsafe impl Sync for Lib {}
+
+#[cfg_attr(all(target_os = "linux", target_env = "gnu"), link(name = "dl"))]
+extern "C" {
+    fn dlopen(filename: *const c_char, flag: c_int) -> *mut c_void;
+    fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+    fn dlclose(handle: *mut c_void) -> c_int;
+}
+const RTLD_NOW: c_int = 2;
+
+/// Opens `name` (a path, or a bare name for the library search path) and
+/// resolves every function; None when the file or a symbol is missing.
+fn open(name: &str) -> Option<Lib> {
+    let c = CString::new(name).ok()?;
+    // SAFETY: dlopen with a valid NUL-terminated name; the handle is kept
+    // open for the life of the process when every symbol resolves, closed
+    // otherwise.
+    let handle = unsafe { dlopen(c.as_ptr(), RTLD_NOW) };
+    if handle.is_null() {
+        return None;
+    }
+    let sym = |s: &str| -> Option<*mut c_void> {
+        let cs = CString::new(s).ok()?;
+        // SAFETY: a live handle and a NUL-terminated symbol name.
+        let p = unsafe { dlsym(handle, cs.as_ptr()) };
+        (!p.is_null()).then_some(p)
+    };
+    macro_rules! f {
+        ($ty:ty, $name:literal) => {
+            // SAFETY: the symbol is the cuBLASLt function of that name, whose
+            // C signature (cublasLt.h) is the field's type.
+            unsafe { std::mem::transmute::<*mut c_void, $ty>(sym($name)?) }
+        };
+    }
+    let lib = (|| {
+        Some(Lib {
+            path: name.to_string(),
+            create: f!(FnNew, "cublasLtCreate"),
+            destroy: f!(FnFree, "cublasLtDestroy"),
+            desc_create: f!(FnDesc, "cublasLtMatmulDescCreate"),
+            desc_destroy: f!(FnFree, "cublasLtMatmulDescDestroy"),
+            layout_create: f!(FnLayout, "cublasLtMatrixLayoutCreate"),
+            layout_destroy: f!(FnFree, "cublasLtMatrixLayoutDestroy"),
+            pref_create: f!(FnNew, "cublasLtMatmulPreferenceCreate"),
+            pref_set: f!(FnPrefSet, "cublasLtMatmulPreferenceSetAttribute"),
+            pref_destroy: f!(FnFree, "cublasLtMatmulPreferenceDestroy"),
+            heuristic: f!(FnHeuristic, "cublasLtMatmulAlgoGetHeuristic"),
+            matmul: f!(FnMatmul, "cublasLtMatmul"),
+        })
+    })();
+    if lib.is_none() {
+        // SAFETY: the handle came from dlopen above and nothing from it is
+        // kept.
+        unsafe { dlclose(handle) };
+    }
+    lib
+}
+
+/// cuBLASLt, loaded once per process; the error is the one line the GEMMs
+/// fail with.
+fn library() -> Result<&'static Lib, String> {
+    static LIB: OnceLock<Result<Lib, String>> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let env = std::env::var(ENV).ok();
+        candidates(env.as_deref(), &env_dirs())
+            .iter()
+            .find_map(|c| open(c))
+            .ok_or_else(|| {
+                format!(
+                    "f32/f64 GEMM needs cuBLASLt, which was not found (libcublasLt.so.13 or .so.12 \
+                     on the library path, or {ENV}=/path/to/libcublasLt.so.N)"
+                )
+            })
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+/// Python prefixes from the environment: `$VIRTUAL_ENV`, `$CONDA_PREFIX`
+/// and `$HOME/.local`.
+fn env_dirs() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = ["VIRTUAL_ENV", "CONDA_PREFIX"]
+        .iter()
+        .filter_map(std::env::var_os)
+        .map(PathBuf::from)
+        .collect();
+    if let Some(home) = std::env::var_os("HOME") {
+        v.push(PathBuf::from(home).join(".local"));
+    }
+    v
+}
+
+/// Names to try, in order: `$KILN_CUBLASLT` (a file, or a folder holding
+/// one of [`SONAMES`]), the bare [`SONAMES`] (library path), then the CUDA
+/// installations and Python wheels in their usual places (`prefixes` adds
+/// Python prefixes such as a virtualenv).
+fn candidates(env: Option<&str>, prefixes: &[PathBuf]) -> Vec<String> {
+    let mut files: Vec<PathBuf> = Vec::new();
     if let Some(v) = env.map(str::trim).filter(|v| !v.is_empty()) {
         let p = PathBuf::from(v);
         if p.is_dir() {
-            out.push(p.join(SONAME));
+            files.extend(SONAMES.iter().map(|s| p.join(s)));
         } else {
-            out.push(p);
+            files.push(p);
         }
     }
+    let mut out: Vec<String> = files
+        .into_iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    out.extend(SONAMES.iter().map(|s| s.to_string()));
     let mut dirs: Vec<PathBuf> = vec![
         "/usr/local/cuda/lib64".into(),
         "/usr/local/cuda/targets/x86_64-linux/lib".into(),
     ];
-    dirs.extend(glob_dirs("/usr/local", "cuda-12", "lib64"));
-    for base in ["/usr/lib", "/usr/local/lib", "/opt/conda/lib"] {
-        for py in glob_dirs(base, "python3", "") {
+    dirs.extend(glob_dirs(Path::new("/usr/local"), "cuda-", "lib64"));
+    let mut py_bases: Vec<PathBuf> = ["/usr/lib", "/usr/local/lib", "/opt/conda/lib"]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+    py_bases.extend(prefixes.iter().map(|p| p.join("lib")));
+    for base in py_bases {
+        for py in glob_dirs(&base, "python3", "") {
             for sub in ["site-packages", "dist-packages"] {
                 dirs.push(py.join(sub).join("nvidia/cublas/lib"));
+                dirs.push(py.join(sub).join("nvidia/cu13/lib"));
             }
         }
     }
-    out.extend(dirs.into_iter().map(|d| d.join(SONAME)));
+    for d in dirs {
+        for s in SONAMES {
+            let p = d.join(s);
+            if p.is_file() {
+                out.push(p.to_string_lossy().into_owned());
+            }
+        }
+    }
     out
 }
 
-/// `base/<name starting with prefix>/sub` for every such entry of `base`,
-/// sorted (so the newest version comes last).
-fn glob_dirs(base: &str, prefix: &str, sub: &str) -> Vec<PathBuf> {
+/// `base/<entry starting with prefix>/sub` for every such entry of `base`,
+/// newest (highest sorting) first.
+fn glob_dirs(base: &Path, prefix: &str, sub: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(base)
         .map(|rd| {
             rd.filter_map(Result::ok)
@@ -109,30 +280,34 @@ fn glob_dirs(base: &str, prefix: &str, sub: &str) -> Vec<PathBuf> {
         })
         .unwrap_or_default();
     v.sort();
+    v.reverse();
     v
 }
 
-#[cfg(target_os = "linux")]
-fn preload(path: &Path) -> bool {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    extern "C" {
-        fn dlopen(filename: *const std::ffi::c_char, flag: std::ffi::c_int) -> *mut c_void;
+/// A cuBLAS status as its name (cublas_api.h).
+fn status_name(s: c_int) -> String {
+    match s {
+        0 => "CUBLAS_STATUS_SUCCESS".into(),
+        1 => "CUBLAS_STATUS_NOT_INITIALIZED".into(),
+        3 => "CUBLAS_STATUS_ALLOC_FAILED".into(),
+        7 => "CUBLAS_STATUS_INVALID_VALUE".into(),
+        8 => "CUBLAS_STATUS_ARCH_MISMATCH".into(),
+        11 => "CUBLAS_STATUS_MAPPING_ERROR".into(),
+        13 => "CUBLAS_STATUS_EXECUTION_FAILED".into(),
+        14 => "CUBLAS_STATUS_INTERNAL_ERROR".into(),
+        15 => "CUBLAS_STATUS_NOT_SUPPORTED".into(),
+        16 => "CUBLAS_STATUS_LICENSE_ERROR".into(),
+        other => format!("cuBLAS status {other}"),
     }
-    const RTLD_NOW: std::ffi::c_int = 2;
-    const RTLD_GLOBAL: std::ffi::c_int = 0x100;
-    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: dlopen with a valid NUL-terminated path; the handle is kept
-    // open for the life of the process on purpose (cudarc uses the library
-    // from then on).
-    !unsafe { dlopen(c.as_ptr(), RTLD_NOW | RTLD_GLOBAL) }.is_null()
 }
 
-#[cfg(not(target_os = "linux"))]
-fn preload(_path: &Path) -> bool {
-    false
+/// Ok for `CUBLAS_STATUS_SUCCESS`, else `"{call}: {status}"`.
+fn check(call: &str, s: c_int) -> Result<(), String> {
+    if s == 0 {
+        Ok(())
+    } else {
+        Err(format!("{call}: {}", status_name(s)))
+    }
 }
 
 /// A column-major GEMM `D = op_a x op_b`, m x k times k x n, as cuBLASLt
@@ -169,38 +344,38 @@ impl ColMajorGemm {
 
 /// A prepared cuBLASLt GEMM of square n x n matrices.
 pub(crate) struct Gemm {
+    lib: &'static Lib,
     h: Handle,
-    handle: sys::cublasLtHandle_t,
-    desc: sys::cublasLtMatmulDesc_t,
-    layouts: [sys::cublasLtMatrixLayout_t; 3],
-    algo: Option<sys::cublasLtMatmulAlgo_t>,
+    handle: Opaque,
+    desc: Opaque,
+    layouts: [Opaque; 3],
+    algo: Option<Algo>,
     workspace: Option<CudaSlice<u8>>,
     precision: Precision,
-}
-
-fn status(e: lt::CublasError) -> String {
-    format!("{:?}", e.0)
 }
 
 impl Gemm {
     /// Creates the handle, descriptors and workspace and picks the
     /// algorithm for an n x n product in `precision`.
     pub fn new(h: &Handle, n: usize, precision: Precision) -> DeviceResult<Gemm> {
-        available().map_err(|why| DeviceError::failed(format!("{}: {why}", h.label)))?;
-        let what = format!("preparing the cuBLASLt {} GEMM", precision.name());
-        let fail = |why: String| h.failed(&what, &why);
+        let lib = library().map_err(|why| {
+            DeviceError::unsupported(format!(
+                "{}: cuBLASLt not found ({why}); the f32/f64 GEMMs are skipped (set KILN_CUBLASLT to its file or folder)",
+                h.label
+            ))
+        })?;
+        let what = format!(
+            "preparing the cuBLASLt {} GEMM ({})",
+            precision.name(),
+            lib.path
+        );
         h.ctx.bind_to_thread().map_err(|e| h.fail(&what, e))?;
         let (data, compute) = match precision {
-            Precision::F32 => (
-                sys::cudaDataType_t::CUDA_R_32F,
-                sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
-            ),
-            Precision::F64 => (
-                sys::cudaDataType_t::CUDA_R_64F,
-                sys::cublasComputeType_t::CUBLAS_COMPUTE_64F,
-            ),
+            Precision::F32 => (CUDA_R_32F, CUBLAS_COMPUTE_32F),
+            Precision::F64 => (CUDA_R_64F, CUBLAS_COMPUTE_64F),
         };
         let mut g = Gemm {
+            lib,
             h: h.clone(),
             handle: std::ptr::null_mut(),
             desc: std::ptr::null_mut(),
@@ -209,59 +384,91 @@ impl Gemm {
             workspace: None,
             precision,
         };
-        g.handle =
-            lt::create_handle().map_err(|e| fail(format!("cublasLtCreate: {}", status(e))))?;
-        // The scale type (alpha, beta) is the data type for both precisions.
-        g.desc = lt::create_matmul_desc(compute, data)
-            .map_err(|e| fail(format!("cublasLtMatmulDescCreate: {}", status(e))))?;
-        let dims = ColMajorGemm::for_row_major(n as u64, n as u64, n as u64);
-        for (slot, (rows, cols, ld)) in [
-            (dims.m, dims.k, dims.lda),
-            (dims.k, dims.n, dims.ldb),
-            (dims.m, dims.n, dims.ldc),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            g.layouts[slot] = lt::create_matrix_layout(data, rows, cols, ld)
-                .map_err(|e| fail(format!("cublasLtMatrixLayoutCreate: {}", status(e))))?;
-        }
         g.workspace = Some(h.alloc::<u8>(WORKSPACE_BYTES, "the cuBLASLt workspace")?);
-        let pref =
-            lt::create_matmul_pref().map_err(|e| fail(format!("preference: {}", status(e))))?;
-        let ws = WORKSPACE_BYTES;
-        // SAFETY: `pref` is a live preference; the attribute is a usize read
-        // from a live local of that size.
-        let picked = unsafe {
-            lt::set_matmul_pref_attribute(
-                pref,
-                sys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                (&ws) as *const usize as *const c_void,
-                std::mem::size_of::<usize>(),
+        g.prepare(n, data, compute)
+            .map_err(|why| h.failed(&what, &why))?;
+        Ok(g)
+    }
+
+    fn prepare(&mut self, n: usize, data: c_int, compute: c_int) -> Result<(), String> {
+        let lib = self.lib;
+        // SAFETY: each call gets pointers to live locals or fields of the
+        // types cublasLt.h declares; every object created is stored in `self`
+        // at once, so Drop destroys it whatever fails later.
+        unsafe {
+            check("cublasLtCreate", (lib.create)(&mut self.handle))?;
+            // The scale type (alpha, beta) is the data type in both
+            // precisions.
+            check(
+                "cublasLtMatmulDescCreate",
+                (lib.desc_create)(&mut self.desc, compute, data),
+            )?;
+            let d = ColMajorGemm::for_row_major(n as u64, n as u64, n as u64);
+            let shapes = [(d.m, d.k, d.lda), (d.k, d.n, d.ldb), (d.m, d.n, d.ldc)];
+            for (slot, (rows, cols, ld)) in shapes.into_iter().enumerate() {
+                check(
+                    "cublasLtMatrixLayoutCreate",
+                    (lib.layout_create)(&mut self.layouts[slot], data, rows, cols, ld),
+                )?;
+            }
+            let mut pref: Opaque = std::ptr::null_mut();
+            check(
+                "cublasLtMatmulPreferenceCreate",
+                (lib.pref_create)(&mut pref),
+            )?;
+            let ws = WORKSPACE_BYTES;
+            let mut result = HeuristicResult {
+                algo: [0; 8],
+                workspace_size: 0,
+                state: 0,
+                waves_count: 0.0,
+                reserved: [0; 4],
+            };
+            let mut found: c_int = 0;
+            let picked = check(
+                "cublasLtMatmulPreferenceSetAttribute",
+                (lib.pref_set)(
+                    pref,
+                    CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                    (&ws) as *const usize as *const c_void,
+                    std::mem::size_of::<usize>(),
+                ),
             )
             .and_then(|()| {
-                lt::get_matmul_algo_heuristic(
-                    g.handle,
-                    g.desc,
-                    g.layouts[0],
-                    g.layouts[1],
-                    g.layouts[2],
-                    g.layouts[2],
-                    pref,
+                check(
+                    "cublasLtMatmulAlgoGetHeuristic",
+                    (lib.heuristic)(
+                        self.handle,
+                        self.desc,
+                        self.layouts[0],
+                        self.layouts[1],
+                        self.layouts[2],
+                        self.layouts[2],
+                        pref,
+                        1,
+                        &mut result,
+                        &mut found,
+                    ),
                 )
-            })
-        };
-        // SAFETY: `pref` was created above and is not used after this.
-        let _ = unsafe { lt::destroy_matmul_pref(pref) };
-        let heuristic = picked.map_err(|e| {
-            fail(format!(
-                "no cuBLASLt algorithm for a {n} x {n} {} product: {}",
-                precision.name(),
-                status(e)
-            ))
-        })?;
-        g.algo = Some(heuristic.algo);
-        Ok(g)
+            });
+            (lib.pref_destroy)(pref);
+            picked?;
+            if found < 1 {
+                return Err(format!(
+                    "cuBLASLt has no algorithm for a {n} x {n} {} product",
+                    self.precision.name()
+                ));
+            }
+            check("the chosen algorithm", result.state)?;
+            if result.workspace_size > WORKSPACE_BYTES {
+                return Err(format!(
+                    "the chosen algorithm wants {} bytes of workspace",
+                    result.workspace_size
+                ));
+            }
+            self.algo = Some(result.algo);
+        }
+        Ok(())
     }
 
     /// Runs `C = A x B` (row-major; see the module documentation) and
@@ -302,29 +509,30 @@ impl Gemm {
             // SAFETY: handle, descriptor, layouts and algorithm were created
             // for this n and precision and are alive; a, b and c hold n*n
             // elements of the precision (CudaMatmul allocates them so), the
-            // workspace WORKSPACE_BYTES, all on this context; alpha and beta
-            // point to live scalars of the scale type.
-            unsafe {
-                lt::matmul(
+            // workspace WORKSPACE_BYTES, all on this context, which is
+            // current; alpha and beta point to live scalars of the scale
+            // type; the stream belongs to this context.
+            let s = unsafe {
+                (self.lib.matmul)(
                     self.handle,
                     self.desc,
                     alpha,
-                    beta,
                     first as *const c_void,
                     self.layouts[0],
                     second as *const c_void,
                     self.layouts[1],
+                    beta,
                     pc as *const c_void,
                     self.layouts[2],
                     pc as *mut c_void,
                     self.layouts[2],
-                    algo as *const sys::cublasLtMatmulAlgo_t,
+                    algo as *const Algo,
                     pw as *mut c_void,
                     WORKSPACE_BYTES,
-                    stream.cu_stream() as sys::cudaStream_t,
+                    stream.cu_stream() as *mut c_void,
                 )
-            }
-            .map_err(|e| h.failed(&what, &status(e)))
+            };
+            check("cublasLtMatmul", s).map_err(|why| h.failed(&what, &why))
         })
     }
 }
@@ -338,14 +546,14 @@ impl Drop for Gemm {
         unsafe {
             for l in self.layouts {
                 if !l.is_null() {
-                    let _ = lt::destroy_matrix_layout(l);
+                    (self.lib.layout_destroy)(l);
                 }
             }
             if !self.desc.is_null() {
-                let _ = lt::destroy_matmul_desc(self.desc);
+                (self.lib.desc_destroy)(self.desc);
             }
             if !self.handle.is_null() {
-                let _ = lt::destroy_handle(self.handle);
+                (self.lib.destroy)(self.handle);
             }
         }
     }
@@ -394,16 +602,36 @@ mod tests {
 
     #[test]
     fn library_candidates_start_with_the_environment() {
-        let c = candidates(Some("/opt/x/libcublasLt.so.12"));
-        assert_eq!(c[0], PathBuf::from("/opt/x/libcublasLt.so.12"));
-        assert!(c.iter().skip(1).all(|p| p.ends_with(SONAME)));
+        let c = candidates(Some("/opt/x/libcublasLt.so.12"), &[]);
+        assert_eq!(c[0], "/opt/x/libcublasLt.so.12");
+        assert_eq!(c[1..4], SONAMES, "then the library path, newest first");
         let dir = std::env::temp_dir();
-        assert_eq!(
-            candidates(dir.to_str())[0],
-            dir.join(SONAME),
-            "a folder names the soname inside it"
+        let in_dir = candidates(dir.to_str(), &[]);
+        assert_eq!(in_dir[0], dir.join(SONAMES[0]).to_string_lossy());
+        assert_eq!(candidates(Some("  "), &[])[..3], SONAMES);
+        assert!(open("/nonexistent/libcublasLt.so.12").is_none());
+        assert!(
+            open("libc.so.6").is_none(),
+            "a library without cuBLASLt's symbols"
         );
-        assert!(candidates(Some("  ")).iter().all(|p| p.ends_with(SONAME)));
-        assert!(!preload(Path::new("/nonexistent/libcublasLt.so.12")));
+    }
+
+    #[test]
+    fn statuses_have_names() {
+        assert_eq!(check("x", 0), Ok(()));
+        assert_eq!(
+            check("cublasLtMatmul", 15).unwrap_err(),
+            "cublasLtMatmul: CUBLAS_STATUS_NOT_SUPPORTED"
+        );
+        assert_eq!(status_name(99), "cuBLAS status 99");
+    }
+
+    #[test]
+    fn heuristic_result_has_the_c_layout() {
+        // cublasLtMatmulHeuristicResult_t: 64-byte algo, size_t, int, float,
+        // int[4].
+        assert_eq!(std::mem::size_of::<HeuristicResult>(), 96);
+        assert_eq!(std::mem::offset_of!(HeuristicResult, workspace_size), 64);
+        assert_eq!(std::mem::offset_of!(HeuristicResult, state), 72);
     }
 }

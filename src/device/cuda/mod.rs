@@ -42,6 +42,7 @@ mod sha;
 mod stream;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 use crate::device::{
     BackendKind, Device, DeviceError, DeviceInfo, DeviceResult, HashOp, MatmulOp, MatmulShape,
@@ -67,11 +68,22 @@ pub fn probe() -> Result<Vec<Box<dyn Device>>, String> {
     let infos = guarded(query_devices).map_err(|p| format!("the CUDA driver failed: {p}"))??;
     Ok(infos
         .into_iter()
-        .map(|info| {
+        .map(|mut info| {
+            // NVML knows what the driver API does not: serial and PCI device
+            // id (which picks the baseline). Without NVML both stay unknown.
+            let bus = info.pci_bus_id.clone().unwrap_or_default();
+            if let Ok(id) = crate::telemetry::nvml::identity(&bus) {
+                info.serial = id.serial;
+                info.pci_device_id = id.pci_device_id;
+            }
+            let sensor = crate::telemetry::nvml::NvmlSensor::for_bus_id(&bus)
+                .ok()
+                .map(|s| Arc::new(s) as Arc<dyn crate::telemetry::Sensor>);
             Box::new(CudaDevice {
                 ordinal: info.index,
                 info,
                 gpu: None,
+                sensor,
             }) as Box<dyn Device>
         })
         .collect())
@@ -168,6 +180,8 @@ pub struct CudaDevice {
     ordinal: usize,
     /// Context, stream and kernels, created on the first workload.
     gpu: Option<Gpu>,
+    /// NVML sensors, matched by PCI bus id, when NVML is there.
+    sensor: Option<Arc<dyn crate::telemetry::Sensor>>,
 }
 
 impl CudaDevice {
@@ -190,6 +204,19 @@ impl CudaDevice {
 impl Device for CudaDevice {
     fn info(&self) -> &DeviceInfo {
         &self.info
+    }
+
+    fn sensor(&self) -> Option<Arc<dyn crate::telemetry::Sensor>> {
+        self.sensor.clone()
+    }
+
+    fn sensor_inventory(&self) -> Vec<String> {
+        match &self.sensor {
+            Some(_) => vec!["NVML: temperature, power, clocks, throttle reasons, ECC, remapped rows, XID, PCIe link".into()],
+            None => vec![crate::telemetry::nvml::open()
+                .err()
+                .unwrap_or_else(|| "NVML has no entry for this GPU's bus id".into())],
+        }
     }
 
     fn matmul(&mut self, shape: MatmulShape) -> DeviceResult<Box<dyn MatmulOp + '_>> {
