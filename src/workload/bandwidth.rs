@@ -15,9 +15,7 @@
 //!   sampled elements equal 4 a\[i\].
 
 use crate::device::{Device, StreamBuffer, StreamKernel, StreamOp};
-use crate::workload::{
-    gen, metric_from_rates, seconds, Context, Integrity, Record, WorkloadError, WorkloadKind,
-};
+use crate::workload::{gen, seconds, Context, WorkloadError, WorkloadKind};
 
 /// Sampled elements read back per check.
 pub const SAMPLES: usize = 64;
@@ -162,26 +160,22 @@ pub(crate) fn execute(
             "bytes read + written: {} B per element x {len} elements of f64",
             kernel.bytes_per_element()
         );
-        if let Some(m) = metric_from_rates(
+        ctx.metric(
             WorkloadKind::Bandwidth,
             &name,
             "GB/s",
             counted,
             &rates,
             simulated,
-            ctx.cycle,
-        ) {
-            (ctx.sink)(Record::Metric(m));
-        }
-        (ctx.sink)(Record::Integrity(Integrity {
-            workload: WorkloadKind::Bandwidth,
-            check: name,
+        );
+        ctx.integrity(
+            WorkloadKind::Bandwidth,
+            name,
             checked,
             errors,
             detail,
-            first_bad_offsets: Vec::new(),
-            cycle: ctx.cycle,
-        }));
+            Vec::new(),
+        );
     }
     Ok(())
 }

@@ -19,9 +19,7 @@
 //!    low mantissa bit the tolerance would allow, changes the checksum.
 
 use crate::device::{Device, MatmulShape, Precision};
-use crate::workload::{
-    gen, metric_from_rates, seconds, Context, Integrity, Record, WorkloadError, WorkloadKind,
-};
+use crate::workload::{gen, seconds, Context, WorkloadError, WorkloadKind};
 
 /// Number of output elements compared with the f64 reference per precision.
 pub const SAMPLES: usize = 48;
@@ -158,26 +156,22 @@ pub(crate) fn execute(
             "2*n^3 FLOP per product, n = {n}, {} in and out",
             precision.name()
         );
-        if let Some(m) = metric_from_rates(
+        ctx.metric(
             WorkloadKind::Matmul,
             &name,
             "GFLOP/s",
             counted,
             &rates,
             simulated,
-            ctx.cycle,
-        ) {
-            (ctx.sink)(Record::Metric(m));
-        }
-        (ctx.sink)(Record::Integrity(Integrity {
-            workload: WorkloadKind::Matmul,
-            check: name,
+        );
+        ctx.integrity(
+            WorkloadKind::Matmul,
+            name,
             checked,
             errors,
             detail,
-            first_bad_offsets: Vec::new(),
-            cycle: ctx.cycle,
-        }));
+            Vec::new(),
+        );
     }
     Ok(())
 }

@@ -294,6 +294,44 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
+    /// Sends the metric of per-iteration `rates`, when there are any.
+    pub fn metric(
+        &mut self,
+        workload: WorkloadKind,
+        name: &str,
+        unit: &str,
+        counted: String,
+        rates: &[f64],
+        simulated: bool,
+    ) {
+        if let Some(m) =
+            metric_from_rates(workload, name, unit, counted, rates, simulated, self.cycle)
+        {
+            (self.sink)(Record::Metric(m));
+        }
+    }
+
+    /// Sends the outcome of a verification.
+    pub fn integrity(
+        &mut self,
+        workload: WorkloadKind,
+        check: impl Into<String>,
+        checked: u64,
+        errors: u64,
+        detail: String,
+        first_bad_offsets: Vec<u64>,
+    ) {
+        (self.sink)(Record::Integrity(Integrity {
+            workload,
+            check: check.into(),
+            checked,
+            errors,
+            detail,
+            first_bad_offsets,
+            cycle: self.cycle,
+        }));
+    }
+
     /// Fails with [`WorkloadError::Interrupted`] once a stop was requested.
     pub fn check_stop(&self) -> Result<(), WorkloadError> {
         if self.stop.load(Ordering::Relaxed) {
@@ -430,26 +468,22 @@ fn hash_driver(
     let counted = format!(
         "double SHA-256 nonces per second (2 compressions each, midstate precomputed), {nonces} nonces per iteration"
     );
-    if let Some(m) = metric_from_rates(
+    ctx.metric(
         WorkloadKind::Hash,
         "sha256d",
         "MH/s",
         counted,
         &rates,
         simulated,
-        ctx.cycle,
-    ) {
-        (ctx.sink)(Record::Metric(m));
-    }
-    (ctx.sink)(Record::Integrity(Integrity {
-        workload: WorkloadKind::Hash,
-        check: "sha256d".into(),
-        checked: check.checked,
-        errors: check.errors,
-        detail: check.detail,
-        first_bad_offsets: Vec::new(),
-        cycle: ctx.cycle,
-    }));
+    );
+    ctx.integrity(
+        WorkloadKind::Hash,
+        "sha256d",
+        check.checked,
+        check.errors,
+        check.detail,
+        Vec::new(),
+    );
     Ok(())
 }
 
@@ -501,17 +535,14 @@ fn memtest_driver(
         steps.len(),
         (words * 8) >> 20
     );
-    if let Some(m) = metric_from_rates(
+    ctx.metric(
         WorkloadKind::Memtest,
         "memtest",
         "GB/s",
         counted,
         &[rate],
         simulated,
-        ctx.cycle,
-    ) {
-        (ctx.sink)(Record::Metric(m));
-    }
+    );
     let detail = if errors.errors == 0 {
         String::new()
     } else {
@@ -535,14 +566,13 @@ fn memtest_driver(
             first.join("; ")
         )
     };
-    (ctx.sink)(Record::Integrity(Integrity {
-        workload: WorkloadKind::Memtest,
-        check: "memtest".into(),
-        checked: errors.checked,
-        errors: errors.errors,
+    ctx.integrity(
+        WorkloadKind::Memtest,
+        "memtest",
+        errors.checked,
+        errors.errors,
         detail,
-        first_bad_offsets: errors.first_bad.iter().map(|b| b.index * 8).collect(),
-        cycle: ctx.cycle,
-    }));
+        errors.first_bad.iter().map(|b| b.index * 8).collect(),
+    );
     Ok(())
 }
