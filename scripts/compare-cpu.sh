@@ -15,9 +15,9 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check numpy threadpoolctl
 fi
-cargo build --release --quiet
+cargo build --release --quiet --bin kiln --example overhead
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 gcc -O3 -march=native -fopenmp -o "$work/triad" scripts/compare/triad.c
 exec "$venv/bin/python" scripts/compare/compare.py --rounds "$rounds" --work "$work" \
-  --kiln target/release/kiln --triad "$work/triad"
+  --kiln target/release/kiln --triad "$work/triad" --overhead target/release/examples/overhead

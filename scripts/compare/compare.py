@@ -78,6 +78,7 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--kiln", required=True)
     ap.add_argument("--triad", required=True)
+    ap.add_argument("--overhead", required=True)
     a = ap.parse_args()
     cores = os.cpu_count() or 1
     n, elems = 2048, 16 << 20  # kiln quick: matmul n=2048, 128 MiB bandwidth buffers
@@ -89,6 +90,11 @@ def main():
         r["ref"].append(ref_v)
 
     blas_info = None
+    cvs = {}
+
+    def rows_unit(name):
+        return "GFLOP/s" if name.startswith("matmul") else "GB/s"
+
     for rnd in range(a.rounds):
         for threads in sorted({1, cores}):
             k = kiln_run(a.kiln, a.work, f"r{rnd}t{threads}", threads)
@@ -101,15 +107,26 @@ def main():
                 add(f"bw_copy {threads}T", "GB/s", k["bw_copy"], copy, "numpy.copyto (memcpy)")
                 triad = float(run([a.triad, str(elems), "15"], env_with(threads)))
                 add(f"bw_triad {threads}T", "GB/s", k["bw_triad"], triad, "C triad, gcc -O3 -fopenmp")
+            if threads == cores:
+                alone = {}
+                for w in ("matmul", "bandwidth"):
+                    for line in run([a.overhead, w], env_with(threads)).splitlines():
+                        name, value, cv = line.split()
+                        alone[name] = (float(value), float(cv))
+                for name in ("matmul_f32", "bw_copy", "bw_triad"):
+                    add(f"{name} in run", rows_unit(name), k[name], alone[name][0], "same workload alone (no runner)")
+                    cvs.setdefault(name, []).append(alone[name][1])
             comp = k["sha256d"] * 2  # 2 compressions per nonce
             add(f"sha256 {threads}T", "M compressions/s", comp, openssl(threads), "openssl speed -evp sha256")
         print(f"round {rnd + 1}/{a.rounds} done", file=sys.stderr)
 
     print(f"machine: {os.uname().nodename}, {cores} cores; OpenBLAS: {blas_info}")
-    print(f"{'metric':<16} {'unit':<17} {'kiln':>9} {'reference':>10} {'ratio':>6}  reference")
+    print(f"{'metric':<18} {'unit':<17} {'kiln':>9} {'reference':>10} {'ratio':>6}  reference")
     for name, r in rows.items():
         km, rm = statistics.median(r["kiln"]), statistics.median(r["ref"])
-        print(f"{name:<16} {r['unit']:<17} {km:>9.2f} {rm:>10.2f} {km / rm:>6.2f}  {r['ref_name']}")
+        print(f"{name:<18} {r['unit']:<17} {km:>9.2f} {rm:>10.2f} {km / rm:>6.2f}  {r['ref_name']}")
+    for name, v in cvs.items():
+        print(f"coefficient of variation of {name} over its iterations (workload alone): median {100 * statistics.median(v):.2f} %")
 
 
 if __name__ == "__main__":
