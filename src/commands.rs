@@ -98,6 +98,16 @@ pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Result<ExitCode> {
         quiet: false,
         operator: args.operator.clone(),
         asset: args.asset.clone(),
+        driver: (backend == device::BackendKind::Cuda)
+            .then(|| {
+                crate::telemetry::nvml::open()
+                    .ok()
+                    .and_then(|n| n.sys_driver_version().ok())
+            })
+            .flatten(),
+        cuda: (backend == device::BackendKind::Cuda)
+            .then(device::cuda::driver_cuda_version)
+            .flatten(),
     };
     let dir = run::execute(&plan, journal, devices, about, stop)?;
     finish(&results::load(&dir)?, &dir, baseline.as_ref())

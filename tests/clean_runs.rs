@@ -41,6 +41,8 @@ fn clean_run(seed: u64, gpus: usize) -> Vec<(Decision, Vec<String>)> {
         quiet: true,
         operator: None,
         asset: None,
+        driver: None,
+        cuda: None,
     };
     run::execute(
         &plan,

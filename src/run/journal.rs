@@ -119,6 +119,12 @@ pub struct RunHeader {
     /// Asset or rack tag of the node (`--asset`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub asset: Option<String>,
+    /// NVIDIA driver version (CUDA runs with NVML).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// CUDA version the driver supports (CUDA runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuda: Option<String>,
 }
 
 /// Appends events to a journal, syncing each to disk.

@@ -101,6 +101,10 @@ pub struct About {
     pub operator: Option<String>,
     /// Asset or rack tag of the node.
     pub asset: Option<String>,
+    /// NVIDIA driver version.
+    pub driver: Option<String>,
+    /// CUDA version the driver supports.
+    pub cuda: Option<String>,
 }
 
 enum Msg {
@@ -153,6 +157,8 @@ pub fn execute(
         quiet,
         operator,
         asset,
+        driver,
+        cuda,
     } = about;
     let infos: Vec<_> = devices.iter().map(|d| d.info().clone()).collect();
     journal.append(&Event::Start(RunHeader {
@@ -169,6 +175,8 @@ pub fn execute(
         notes,
         operator,
         asset,
+        driver,
+        cuda,
     }))?;
     let progress = if quiet {
         Progress::Silent

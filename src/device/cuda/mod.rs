@@ -89,6 +89,24 @@ pub fn probe() -> Result<Vec<Box<dyn Device>>, String> {
         .collect())
 }
 
+/// The CUDA version the installed driver supports (e.g. "13.0"), when
+/// there is a driver.
+pub fn driver_cuda_version() -> Option<String> {
+    // SAFETY: only opens and closes the candidate library names.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return None;
+    }
+    guarded(|| {
+        let mut v = 0i32;
+        // SAFETY: cuDriverGetVersion writes one int; it needs no cuInit.
+        let rc = unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut v) };
+        (rc == cudarc::driver::sys::CUresult::CUDA_SUCCESS)
+            .then(|| format!("{}.{}", v / 1000, (v % 1000) / 10))
+    })
+    .ok()
+    .flatten()
+}
+
 /// Runs `f`, turning a panic (cudarc's answer to a missing library or
 /// symbol) into its message's first line.
 fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {

@@ -210,11 +210,13 @@ fn front_page(doc: &mut Doc, run: &RunResults, judgement: &Judgement) {
             .filter(|v| v.decision == d)
             .count()
     };
-    let driver = match h.backend {
-        crate::device::BackendKind::Sim => "none (simulated devices)".to_string(),
-        crate::device::BackendKind::Cpu => "none (CPU backend)".to_string(),
-        _ => "not recorded".to_string(),
+    let none = match h.backend {
+        crate::device::BackendKind::Sim => "none (simulated devices)",
+        crate::device::BackendKind::Cpu => "none (CPU backend)",
+        crate::device::BackendKind::Cuda => "not recorded (NVML unavailable)",
     };
+    let driver = h.driver.clone().unwrap_or_else(|| none.to_string());
+    let cuda = h.cuda.clone().unwrap_or_else(|| none.to_string());
     facts(
         doc,
         &[
@@ -235,7 +237,7 @@ fn front_page(doc: &mut Doc, run: &RunResults, judgement: &Judgement) {
             ),
             ("Backend", h.backend.to_string()),
             ("Driver", driver.clone()),
-            ("CUDA", driver),
+            ("CUDA", cuda),
             ("Baseline", baselines_used(judgement)),
             (
                 "Result",
