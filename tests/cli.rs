@@ -564,3 +564,41 @@ mod skipped {
             .contains("matmul skipped on device 1: cuBLASLt not found"));
     }
 }
+
+mod cross_device {
+    use super::*;
+
+    #[test]
+    fn a_device_that_computes_a_different_product_than_its_peers_is_rejected() {
+        // A fault that gives the same wrong answer every time passes the
+        // device's own self-consistency check; only its peers expose it.
+        let d = tmp();
+        assert_eq!(code(&sim_run(d.path(), &["--sim-gpus", "4"])), 0);
+        let path = d.path().join("journal.jsonl");
+        let text = std::fs::read_to_string(&path).expect("journal");
+        let mut done = false;
+        let edited: Vec<String> = text
+            .lines()
+            .map(|l| {
+                if !done && l.contains("\"device\":2") && l.contains("\"check\":\"matmul_f32\"") {
+                    done = true;
+                    let at = l.find("\"checksum\":\"").expect("checksum recorded") + 12;
+                    format!("{}deadbeefdeadbeef{}", &l[..at], &l[at + 16..])
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        assert!(done);
+        std::fs::write(&path, edited.join("\n") + "\n").expect("write");
+        let o = kiln(&["report", d.path().to_str().expect("utf-8")]);
+        assert_eq!(code(&o), 1, "{}", stdout(&o));
+        let v = read_json(&d.path().join("results.json"));
+        assert_eq!(v["devices"][2]["reasons"][0], "sdc_matmul");
+        let checks = v["devices"][2]["checks"].to_string();
+        assert!(checks.contains("which 3 of 4 devices computed from the same inputs"), "{checks}");
+        for dev in [0, 1, 3] {
+            assert_eq!(v["devices"][dev]["verdict"], "accept");
+        }
+    }
+}

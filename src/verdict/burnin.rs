@@ -204,6 +204,7 @@ mod tests {
                     errors: u64::from(bad_cycle.is_some_and(|b| c >= b)),
                     detail: String::new(),
                     first_bad_offsets: Vec::new(),
+                    checksum: None,
                     cycle: c,
                 })
                 .collect(),

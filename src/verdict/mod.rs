@@ -379,6 +379,11 @@ pub fn judge(run: &RunResults, baselines: BaselineChoice<'_>) -> Judgement {
         }
     }
 
+    let mut cross = vec![Vec::new(); run.devices.len()];
+    for members in groups.values() {
+        cross_device_checks(run, members, &mut cross);
+    }
+
     let mut unmatched: Vec<&str> = Vec::new();
     let verdicts = run
         .devices
@@ -387,6 +392,7 @@ pub fn judge(run: &RunResults, baselines: BaselineChoice<'_>) -> Judgement {
         .map(|(i, dev)| {
             let mut checks = Vec::new();
             integrity_checks(run, dev, &mut checks);
+            checks.append(&mut cross[i]);
             match bases[i] {
                 Some(b) => absolute_checks(&values[i], b, &mut checks),
                 None => {
@@ -415,6 +421,80 @@ pub fn judge(run: &RunResults, baselines: BaselineChoice<'_>) -> Judgement {
         ));
     }
     Judgement { verdicts, notes }
+}
+
+/// Cross-device agreement: every device of a model computes the same
+/// product from the same inputs, so their output checksums must agree. With
+/// at least [`peers::MIN_PEERS`] devices and a strict majority on one value,
+/// a device with another value computed a different answer (`sdc_matmul`),
+/// even if it is self-consistent and within the rounding bound: a fault that
+/// flips the same bit every time. Without a majority nothing is concluded.
+fn cross_device_checks(run: &RunResults, members: &[usize], out: &mut [Vec<Check>]) {
+    if members.len() < peers::MIN_PEERS {
+        return;
+    }
+    let mut keys: Vec<(String, u32)> = members
+        .iter()
+        .flat_map(|&i| run.devices[i].integrity.iter())
+        .filter(|x| x.checksum.is_some())
+        .map(|x| (x.check.clone(), x.cycle))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    for (check, cycle) in keys {
+        let sums: Vec<(usize, &str)> = members
+            .iter()
+            .filter_map(|&i| {
+                run.devices[i]
+                    .integrity
+                    .iter()
+                    .find(|x| x.check == check && x.cycle == cycle)
+                    .and_then(|x| x.checksum.as_deref())
+                    .map(|c| (i, c))
+            })
+            .collect();
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for (_, c) in &sums {
+            *counts.entry(c).or_insert(0) += 1;
+        }
+        let Some((&majority, &agree)) = counts.iter().max_by_key(|(_, n)| **n) else {
+            continue;
+        };
+        if sums.len() < peers::MIN_PEERS || agree * 2 <= sums.len() {
+            continue;
+        }
+        let workload = run.devices[sums[0].0]
+            .integrity
+            .iter()
+            .find(|x| x.check == check)
+            .map_or(WorkloadKind::Matmul, |x| x.workload);
+        for (i, c) in sums {
+            let pass = c == majority;
+            let detail = if pass {
+                format!(
+                    "output checksum {c} agrees with {agree} of {} devices",
+                    counts.values().sum::<usize>()
+                )
+            } else {
+                format!(
+                    "output checksum {c} differs from {majority}, which {agree} of {} devices computed from the same inputs",
+                    counts.values().sum::<usize>()
+                )
+            };
+            out[i].push(
+                Check::new(
+                    "integrity",
+                    format!("{check} across devices"),
+                    f64::from(u8::from(!pass)),
+                    0.0,
+                    pass,
+                    integrity_reason(workload),
+                    detail,
+                )
+                .at(run.devices[i].phase_end(workload, cycle)),
+            );
+        }
+    }
 }
 
 fn finish(

@@ -168,14 +168,7 @@ pub(crate) fn execute(
             &rates,
             simulated,
         );
-        ctx.integrity(
-            WorkloadKind::Bandwidth,
-            name,
-            checked,
-            errors,
-            detail,
-            Vec::new(),
-        );
+        ctx.integrity(WorkloadKind::Bandwidth, name, checked, errors, detail);
     }
     Ok(())
 }

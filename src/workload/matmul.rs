@@ -19,7 +19,7 @@
 //!    low mantissa bit the tolerance would allow, changes the checksum.
 
 use crate::device::{Device, MatmulShape, Precision};
-use crate::workload::{gen, seconds, Context, WorkloadError, WorkloadKind};
+use crate::workload::{gen, seconds, Context, Integrity, WorkloadError, WorkloadKind};
 
 /// Number of output elements compared with the f64 reference per precision.
 pub const SAMPLES: usize = 48;
@@ -164,14 +164,16 @@ pub(crate) fn execute(
             &rates,
             simulated,
         );
-        ctx.integrity(
-            WorkloadKind::Matmul,
-            name,
+        ctx.send_integrity(Integrity {
+            workload: WorkloadKind::Matmul,
+            check: name,
             checked,
             errors,
             detail,
-            Vec::new(),
-        );
+            first_bad_offsets: Vec::new(),
+            checksum: Some(format!("{last_sum:016x}")),
+            cycle: 0,
+        });
     }
     Ok(())
 }

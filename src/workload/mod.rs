@@ -254,6 +254,10 @@ pub struct Integrity {
     /// Byte offsets of the first bad words (memory test only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub first_bad_offsets: Vec<u64>,
+    /// Hash of every output bit (matmul), in hex: every device of a model
+    /// computes the same product, so the checksums must agree across devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
     /// Burn-in cycle (0 for single-pass profiles).
     #[serde(default)]
     pub cycle: u32,
@@ -319,17 +323,23 @@ impl Context<'_> {
         checked: u64,
         errors: u64,
         detail: String,
-        first_bad_offsets: Vec<u64>,
     ) {
-        (self.sink)(Record::Integrity(Integrity {
+        self.send_integrity(Integrity {
             workload,
             check: check.into(),
             checked,
             errors,
             detail,
-            first_bad_offsets,
-            cycle: self.cycle,
-        }));
+            first_bad_offsets: Vec::new(),
+            checksum: None,
+            cycle: 0,
+        });
+    }
+
+    /// Sends a verification record, stamped with the current cycle.
+    pub fn send_integrity(&mut self, mut record: Integrity) {
+        record.cycle = self.cycle;
+        (self.sink)(Record::Integrity(record));
     }
 
     /// Fails with [`WorkloadError::Interrupted`] once a stop was requested.
@@ -482,7 +492,6 @@ fn hash_driver(
         check.checked,
         check.errors,
         check.detail,
-        Vec::new(),
     );
     Ok(())
 }
@@ -566,13 +575,15 @@ fn memtest_driver(
             first.join("; ")
         )
     };
-    ctx.integrity(
-        WorkloadKind::Memtest,
-        "memtest",
-        errors.checked,
-        errors.errors,
+    ctx.send_integrity(Integrity {
+        workload: WorkloadKind::Memtest,
+        check: "memtest".into(),
+        checked: errors.checked,
+        errors: errors.errors,
         detail,
-        errors.first_bad.iter().map(|b| b.index * 8).collect(),
-    );
+        first_bad_offsets: errors.first_bad.iter().map(|b| b.index * 8).collect(),
+        checksum: None,
+        cycle: 0,
+    });
     Ok(())
 }
