@@ -596,7 +596,10 @@ mod cross_device {
         let v = read_json(&d.path().join("results.json"));
         assert_eq!(v["devices"][2]["reasons"][0], "sdc_matmul");
         let checks = v["devices"][2]["checks"].to_string();
-        assert!(checks.contains("which 3 of 4 devices computed from the same inputs"), "{checks}");
+        assert!(
+            checks.contains("which 3 of 4 devices computed from the same inputs"),
+            "{checks}"
+        );
         for dev in [0, 1, 3] {
             assert_eq!(v["devices"][dev]["verdict"], "accept");
         }
