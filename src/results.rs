@@ -76,6 +76,33 @@ pub struct DeviceRun {
 }
 
 impl DeviceRun {
+    /// A device that produced nothing yet, for unit tests of the rules.
+    #[cfg(test)]
+    pub(crate) fn blank() -> Self {
+        DeviceRun {
+            info: DeviceInfo {
+                index: 0,
+                name: "GPU".into(),
+                uuid: None,
+                serial: None,
+                pci_bus_id: None,
+                pci_device_id: None,
+                memory_bytes: 0,
+                compute_units: 1,
+                backend: crate::device::BackendKind::Sim,
+                simulated: true,
+            },
+            metrics: Vec::new(),
+            integrity: Vec::new(),
+            failures: Vec::new(),
+            done: Vec::new(),
+            hangs: Vec::new(),
+            telemetry: Vec::new(),
+            phases: Vec::new(),
+            skipped: Vec::new(),
+        }
+    }
+
     /// When `workload` of `cycle` ended, in seconds since the run started.
     pub fn phase_end(&self, workload: WorkloadKind, cycle: u32) -> Option<f64> {
         self.phases

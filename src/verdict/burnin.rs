@@ -160,7 +160,6 @@ pub fn analyse(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::{BackendKind, DeviceInfo};
     use crate::workload::{Integrity, Metric, WorkloadKind};
 
     fn dev(values: &[f64], bad_cycle: Option<u32>) -> DeviceRun {
@@ -179,18 +178,6 @@ mod tests {
             cycle,
         };
         DeviceRun {
-            info: DeviceInfo {
-                index: 0,
-                name: "GPU".into(),
-                uuid: None,
-                serial: None,
-                pci_bus_id: None,
-                pci_device_id: None,
-                memory_bytes: 0,
-                compute_units: 1,
-                backend: BackendKind::Sim,
-                simulated: true,
-            },
             metrics: values
                 .iter()
                 .enumerate()
@@ -208,12 +195,7 @@ mod tests {
                     cycle: c,
                 })
                 .collect(),
-            failures: Vec::new(),
-            done: Vec::new(),
-            hangs: Vec::new(),
-            telemetry: Vec::new(),
-            phases: Vec::new(),
-            skipped: Vec::new(),
+            ..DeviceRun::blank()
         }
     }
 

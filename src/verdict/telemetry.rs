@@ -261,30 +261,11 @@ pub fn checks(dev: &DeviceRun, base: Option<&Baseline>, checks: &mut Vec<Check>)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::{BackendKind, DeviceInfo};
 
     fn dev(samples: Vec<Sample>) -> DeviceRun {
         DeviceRun {
-            info: DeviceInfo {
-                index: 0,
-                name: "GPU".into(),
-                uuid: None,
-                serial: None,
-                pci_bus_id: None,
-                pci_device_id: None,
-                memory_bytes: 0,
-                compute_units: 1,
-                backend: BackendKind::Sim,
-                simulated: true,
-            },
-            metrics: Vec::new(),
-            integrity: Vec::new(),
-            failures: Vec::new(),
-            done: Vec::new(),
-            hangs: Vec::new(),
             telemetry: samples,
-            phases: Vec::new(),
-            skipped: Vec::new(),
+            ..DeviceRun::blank()
         }
     }
 
