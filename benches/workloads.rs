@@ -15,27 +15,27 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use kiln::device::cpu::{CpuMatmul, CpuMemtest, CpuStream};
-use kiln::device::{MatmulOp, MatmulShape, MemtestOp, Precision, StreamKernel};
+use kiln::device::{MatmulOp, MatmulShape, MatmulVariant, MemtestOp, StreamKernel};
 use kiln::workload::{bandwidth, hash, matmul, memtest};
 
 fn matmul_benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("cpu/matmul");
     g.sample_size(10).measurement_time(Duration::from_secs(5));
-    for precision in [Precision::F32, Precision::F64] {
+    for variant in MatmulVariant::CPU {
         for n in [512usize, 1024] {
             let shape = MatmulShape {
                 n,
-                precision,
+                variant,
                 seed: 7,
             };
             let mut op = CpuMatmul::new(shape);
             op.compute();
             let pos = matmul::sample_positions(7, n);
             let vals = op.read(&pos).expect("cpu read");
-            let (_, errors, detail) = matmul::verify_samples(7, n, precision, &pos, &vals);
+            let (_, errors, detail) = matmul::verify_samples(7, n, variant, &pos, &vals);
             assert_eq!(errors, 0, "{detail}");
             g.throughput(Throughput::Elements(2 * (n as u64).pow(3)));
-            g.bench_function(BenchmarkId::new(precision.name(), n), |b| {
+            g.bench_function(BenchmarkId::new(variant.name(), n), |b| {
                 b.iter(|| black_box(op.compute()))
             });
         }

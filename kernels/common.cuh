@@ -165,6 +165,39 @@ KILN_HD u16 kiln_f32_to_f16_bits(u32 x) {
     return (u16)(sign | ((r + 0xfffu + lsb) >> 13));
 }
 
+// f32 -> fp8 e4m3 bits (src/workload/numeric.rs, e4m3_bits): 4 significant
+// bits, exponent bias 7, subnormals below 2^-6 (unit 2^-9), round to nearest
+// even, saturating at +-448 (what cvt.rn.satfinite.e4m3x2.f32 does; e4m3
+// has no infinity); NaN becomes 0x7f with the sign.
+KILN_HD unsigned char kiln_f32_to_e4m3_bits(u32 x) {
+    u32 sign = (x >> 24) & 0x80u;
+    u32 ax = x & 0x7fffffffu;
+    if (ax > 0x7f800000u) {  // NaN
+        return (unsigned char)(sign | 0x7fu);
+    }
+    if (ax >= 0x43e00000u) {  // 448 and up, infinity included
+        return (unsigned char)(sign | 0x7eu);
+    }
+    if (ax < 0x3c800000u) {  // below 2^-6: a subnormal (unit 2^-9) or zero
+        if (ax < 0x3a800000u) {  // below 2^-10: rounds to zero
+            return (unsigned char)sign;
+        }
+        u32 e = ax >> 23;                      // 117 ..= 120
+        u32 m = (ax & 0x7fffffu) | 0x800000u;  // 24-bit significand
+        u32 shift = 141u - e;                  // 21 ..= 24
+        u32 q = m >> shift;
+        u32 rem = m & ((1u << shift) - 1u);
+        u32 half = 1u << (shift - 1u);
+        if (rem > half || (rem == half && (q & 1u))) {
+            q += 1u;  // may carry into the smallest normal: still right
+        }
+        return (unsigned char)(sign | q);
+    }
+    u32 r = ax - 0x3c000000u;  // rebias the exponent from 127 to 7
+    u32 lsb = (r >> 20) & 1u;
+    return (unsigned char)(sign | ((r + 0x7ffffu + lsb) >> 20));
+}
+
 // ---------------------------------------------------------------------------
 // Memory-test pattern words: src/workload/memtest.rs, Pattern::word.
 //

@@ -57,6 +57,17 @@ extern "C" __global__ void kiln_gen_matrix_f16(u16* out, u64 rows, u64 cols, u64
     }
 }
 
+// fp8 e4m3 bits of matrix_value rounded to nearest even (the values lie in
+// [-1, 1): no saturation; below 2^-6 they become subnormal).
+extern "C" __global__ void kiln_gen_matrix_e4m3(unsigned char* out, u64 rows, u64 cols, u64 seed,
+                                                u64 stream, u32 col_major) {
+    const u64 len = rows * cols;
+    for (u64 p = kiln_thread_id(); p < len; p += kiln_thread_count()) {
+        float v = kiln_matrix_value_f32(seed, stream, kiln_value_index(p, rows, cols, col_major));
+        out[p] = kiln_f32_to_e4m3_bits(kiln_f32_bits(v));
+    }
+}
+
 // Bandwidth input: out[i] = gen::stream_value(seed, i).
 extern "C" __global__ void kiln_gen_stream_f64(double* out, u64 len, u64 seed) {
     for (u64 i = kiln_thread_id(); i < len; i += kiln_thread_count()) {

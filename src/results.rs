@@ -238,12 +238,20 @@ pub fn from_journal(j: journal::Journal) -> Result<RunResults> {
                 workload,
                 cycle,
                 reason,
+                partial,
             } => {
                 cycles = cycles.max(cycle + 1);
                 if let Some(s) = slot(&mut devices, device) {
-                    // A skipped workload is done: it cannot run here.
-                    devices[s].done.push((workload, cycle));
-                    if !devices[s].skipped.iter().any(|(w, _)| *w == workload) {
+                    // A skipped workload is done: it cannot run here. A
+                    // partly skipped one is done when it says so.
+                    if !partial {
+                        devices[s].done.push((workload, cycle));
+                    }
+                    let known = devices[s]
+                        .skipped
+                        .iter()
+                        .any(|(w, r)| *w == workload && (*r == reason || !partial));
+                    if !known {
                         devices[s].skipped.push((workload, reason));
                     }
                 }

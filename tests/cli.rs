@@ -169,8 +169,8 @@ mod run {
         assert!(csv.starts_with("device,name,uuid"));
         assert_eq!(
             csv.lines().count(),
-            1 + 8 * 8,
-            "one row per device x metric"
+            1 + 8 * 14,
+            "one row per device x metric (8 matmul variants, 4 bandwidth, sha256d, memtest)"
         );
         assert!(d.path().join("journal.jsonl").is_file());
         let out = stdout(&o);
@@ -228,8 +228,8 @@ mod run {
             .filter_map(|m| m["name"].as_str())
             .collect();
         for n in [
-            "matmul_f32",
-            "matmul_f64",
+            "matmul_fp32",
+            "matmul_fp64",
             "bw_read",
             "bw_write",
             "bw_copy",
@@ -340,7 +340,7 @@ mod exit_codes {
         assert_eq!(v["devices"][0]["verdict"], "incomplete");
         let metrics = v["devices"][0]["metrics"].as_array().expect("metrics");
         assert!(
-            metrics.iter().any(|m| m["name"] == "matmul_f32"),
+            metrics.iter().any(|m| m["name"] == "matmul_fp32"),
             "finished measurement kept"
         );
         assert!(stdout(&o).contains("INCOMPLETE"));
@@ -521,7 +521,8 @@ mod selftest {
         let o = kiln(&["selftest", "--backend", "sim", "--sim-gpus", "2"]);
         assert_eq!(code(&o), 0, "{}", stdout(&o));
         let text = stdout(&o);
-        assert_eq!(text.matches("  ok ").count(), 10, "{text}");
+        // Per device: 8 matmul variants, bandwidth, sha256d, memtest.
+        assert_eq!(text.matches("  ok ").count(), 2 * 11, "{text}");
         assert!(text.contains("every device agrees"));
     }
 
@@ -580,7 +581,7 @@ mod cross_device {
         let edited: Vec<String> = text
             .lines()
             .map(|l| {
-                if !done && l.contains("\"device\":2") && l.contains("\"check\":\"matmul_f32\"") {
+                if !done && l.contains("\"device\":2") && l.contains("\"check\":\"matmul_fp32\"") {
                     done = true;
                     let at = l.find("\"checksum\":\"").expect("checksum recorded") + 12;
                     format!("{}deadbeefdeadbeef{}", &l[..at], &l[at + 16..])

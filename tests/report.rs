@@ -180,7 +180,7 @@ fn kiln_report_rebuilds_the_pdf_and_charts_and_writes_a_fleet_summary() {
     ]);
     assert_eq!(o.status.code(), Some(1), "a device of b is rejected");
     assert!(a.join("report.pdf").is_file());
-    assert!(a.join("charts/metric-matmul_f32.svg").is_file());
+    assert!(a.join("charts/metric-matmul_bf16.svg").is_file());
     check_report(&a);
     check_report(&b);
     let text = pages(&fleet).concat();

@@ -6,8 +6,8 @@ use std::sync::atomic::AtomicBool;
 
 use kiln::device::cpu::{CpuDevice, CpuMatmul, CpuMemtest, CpuStream};
 use kiln::device::{
-    BufferDigest, Device, DeviceInfo, DeviceResult, HashOp, MatmulOp, MatmulShape, MemtestOp,
-    Seconds, StreamBuffer, StreamKernel, StreamOp,
+    BufferDigest, Device, DeviceInfo, DeviceResult, HashOp, MatmulOp, MatmulShape, MatmulVariant,
+    MemtestOp, Seconds, StreamBuffer, StreamKernel, StreamOp,
 };
 use kiln::workload::hash::{HashJob, ScanResult};
 use kiln::workload::memtest::{MemErrors, Pattern};
@@ -203,7 +203,7 @@ fn integrity(kind: WorkloadKind, fault: Fault) -> Vec<Integrity> {
         .into_iter()
         .filter_map(|r| match r {
             Record::Integrity(i) => Some(i),
-            Record::Metric(_) => None,
+            Record::Metric(_) | Record::Skipped { .. } => None,
         })
         .collect()
 }
@@ -232,11 +232,11 @@ fn clean_device_passes_every_check() {
 fn matmul_catches_a_low_mantissa_flip_through_the_checksum() {
     // Bit 0 of an f32 is below any tolerance: only self-consistency sees it.
     let recs = integrity(WorkloadKind::Matmul, Fault::MatmulOutput { bit: 0 });
-    assert!(errors_of(&recs, "matmul_f32") >= 1);
+    assert!(errors_of(&recs, "matmul_fp32") >= 1);
     let r = recs
         .iter()
-        .find(|r| r.check == "matmul_f32")
-        .expect("f32 record");
+        .find(|r| r.check == "matmul_fp32")
+        .expect("fp32 record");
     assert!(r.detail.contains("checksum changed"), "{}", r.detail);
 }
 
@@ -244,8 +244,14 @@ fn matmul_catches_a_low_mantissa_flip_through_the_checksum() {
 fn matmul_catches_an_exponent_flip_against_the_reference() {
     // Element 5 is C[0][5]; it is not always sampled, but the checksum is.
     let recs = integrity(WorkloadKind::Matmul, Fault::MatmulOutput { bit: 30 });
-    assert!(errors_of(&recs, "matmul_f32") >= 1);
-    assert!(errors_of(&recs, "matmul_f64") >= 1);
+    // Every variant: fp64, fp32, tf32, the 16-bit outputs (bit 30 of the
+    // fp32 accumulator is an exponent bit that survives rounding to bf16 or
+    // fp16), fp8 and kiln's mma kernel.
+    for v in MatmulVariant::GPU {
+        let name = format!("matmul_{}", v.name());
+        assert!(errors_of(&recs, &name) >= 1, "{name}");
+    }
+    assert_eq!(recs.len(), MatmulVariant::GPU.len());
 }
 
 #[test]

@@ -195,6 +195,61 @@ static void check_half_conversions() {
     std::printf("host_check: half conversions agree on %llu values\n", (unsigned long long)n);
 }
 
+// Independent reference for the e4m3 rounding: 4 significant bits, ulp
+// 2^-9 below 2^-6, ties to even, saturating at 448.
+static unsigned ref_e4m3(float x) {
+    unsigned sign = std::signbit(x) ? 0x80u : 0u;
+    double a = std::fabs((double)x);
+    if (a >= 448.0) {
+        return sign | 0x7eu;
+    }
+    if (a == 0.0) {
+        return sign;
+    }
+    int e;
+    std::frexp(a, &e);  // a in [2^(e-1), 2^e)
+    double ulp = std::ldexp(1.0, std::max(e - 1, -6) - 3);
+    double q = std::nearbyint(a / ulp) * ulp;  // ties to even
+    if (q < 0.015625) {  // subnormal: q / 2^-9 in 0..8
+        return sign | (unsigned)(q * 512.0);
+    }
+    std::frexp(q, &e);
+    unsigned exp_field = (unsigned)(e - 1 + 7);
+    unsigned mant = (unsigned)(std::ldexp(q, -(e - 1)) * 8.0) - 8u;
+    return sign | (exp_field << 3) | mant;
+}
+
+static void check_e4m3() {
+    u64 bad = 0, n = 0;
+    for (u64 i = 0; i < 200000; ++i) {
+        float xs[2];
+        xs[0] = kiln_matrix_value_f32(3, i & 1, i);
+        // Random magnitudes from 2^-12 to 2^10, both signs.
+        u64 r = kiln_random_u64(4, 1, i);
+        double m = 1.0 + (double)(r >> 40) / 16777216.0;
+        xs[1] = (float)std::ldexp((r & 1) ? -m : m, (int)(r % 23) - 12);
+        for (float x : xs) {
+            ++n;
+            if (kiln_f32_to_e4m3_bits(kiln_f32_bits(x)) != ref_e4m3(x) && bad++ < 5) {
+                std::printf("e4m3 mismatch for %a: %#x vs %#x\n", (double)x,
+                            kiln_f32_to_e4m3_bits(kiln_f32_bits(x)), ref_e4m3(x));
+            }
+        }
+    }
+    CHECK_EQ(bad, 0);
+    CHECK_EQ(kiln_f32_to_e4m3_bits(kiln_f32_bits(1.0f)), 0x38);
+    CHECK_EQ(kiln_f32_to_e4m3_bits(0x7f800000u), 0x7e);  // infinity saturates
+    CHECK_EQ(kiln_f32_to_e4m3_bits(0x7fc00000u), 0x7f);  // NaN
+    CHECK_EQ(kiln_f32_to_e4m3_bits(kiln_f32_bits(0.0009765625f)), 0);  // 2^-10: tie to zero
+    // Rust: numeric::tests::e4m3_digest_of_the_first_matrix_values.
+    u64 h = 0;
+    for (u64 i = 0; i < 1000; ++i) {
+        h += kiln_digest_term(i, kiln_f32_to_e4m3_bits(kiln_f32_bits(kiln_matrix_value_f32(1, 0, i))));
+    }
+    CHECK_EQ(h, 0x1e70c27fc78186cbull);
+    std::printf("host_check: e4m3 conversions agree on %llu values\n", (unsigned long long)n);
+}
+
 static void check_patterns() {
     // Rust: memtest::Pattern::word at indices 0, 1, 1000.
     const struct {
@@ -519,6 +574,7 @@ static void check_memtest_keep() {
 int main() {
     check_generator();
     check_half_conversions();
+    check_e4m3();
     check_patterns();
     check_sha256();
     check_memtest_keep();

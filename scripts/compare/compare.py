@@ -98,7 +98,7 @@ def main():
     for rnd in range(a.rounds):
         for threads in sorted({1, cores}):
             k = kiln_run(a.kiln, a.work, f"r{rnd}t{threads}", threads)
-            for dt, name in (("float32", "matmul_f32"), ("float64", "matmul_f64")):
+            for dt, name in (("float32", "matmul_fp32"), ("float64", "matmul_fp64")):
                 out = run([sys.executable, "-c", NUMPY_GEMM, str(n), dt, "5"], env_with(threads)).split(" ", 1)
                 blas_info = out[1].strip()
                 add(f"{name} {threads}T", "GFLOP/s", k[name], float(out[0]), "OpenBLAS (numpy)")
@@ -113,7 +113,7 @@ def main():
                     for line in run([a.overhead, w], env_with(threads)).splitlines():
                         name, value, cv = line.split()
                         alone[name] = (float(value), float(cv))
-                for name in ("matmul_f32", "bw_copy", "bw_triad"):
+                for name in ("matmul_fp32", "bw_copy", "bw_triad"):
                     add(f"{name} in run", rows_unit(name), k[name], alone[name][0], "same workload alone (no runner)")
                     cvs.setdefault(name, []).append(alone[name][1])
             comp = k["sha256d"] * 2  # 2 compressions per nonce

@@ -11,12 +11,12 @@ use rayon::prelude::*;
 
 use crate::device::{
     BackendKind, BufferDigest, Device, DeviceInfo, DeviceResult, HashOp, MatmulOp, MatmulShape,
-    MemtestOp, Precision, Seconds, StreamBuffer, StreamKernel, StreamOp,
+    MatmulVariant, MemtestOp, Precision, Seconds, StreamBuffer, StreamKernel, StreamOp,
 };
-use crate::workload::gen;
 use crate::workload::hash::{self, HashJob, ScanResult};
 use crate::workload::matmul::{a_value, b_value};
 use crate::workload::memtest::{self, MemErrors, Pattern};
+use crate::workload::{gen, numeric};
 
 /// Elements per rayon task in the bandwidth kernels (512 KiB of f64).
 const CHUNK: usize = 1 << 16;
@@ -71,6 +71,12 @@ impl Device for CpuDevice {
     }
 
     fn matmul(&mut self, shape: MatmulShape) -> DeviceResult<Box<dyn MatmulOp + '_>> {
+        if !MatmulVariant::CPU.contains(&shape.variant) {
+            return Err(crate::device::DeviceError::unsupported(format!(
+                "the CPU has no {} matmul hardware (it runs fp32 and fp64)",
+                shape.variant.name()
+            )));
+        }
         Ok(Box::new(CpuMatmul::new(shape)))
     }
 
@@ -109,8 +115,16 @@ enum Matrices {
 }
 
 /// A matrix multiply on the host, through the `matrixmultiply` crate.
+///
+/// fp64 and fp32 are native. The narrow formats a CPU has no hardware for
+/// (tf32, bf16, fp16, fp8, and kiln's mma kernel) are emulated, for the
+/// simulated GPUs and for tests: inputs rounded to the format (all exact in
+/// f32), an fp32 product, and the output rounded to the variant's output
+/// format when it is read or checksummed, which gives the bits a GPU
+/// writes.
 pub struct CpuMatmul {
     n: usize,
+    variant: MatmulVariant,
     m: Matrices,
 }
 
@@ -124,22 +138,32 @@ fn generate<T: Send>(n: usize, f: impl Fn(usize, usize) -> T + Sync) -> Vec<T> {
 impl CpuMatmul {
     /// Allocates and fills A and B from the shape's seed; C starts at zero.
     pub fn new(shape: MatmulShape) -> Self {
-        let MatmulShape { n, seed, .. } = shape;
-        let m = match shape.precision {
-            Precision::F32 => Matrices::F32 {
-                a: generate(n, |i, k| a_value(seed, n, i, k) as f32),
-                b: generate(n, |k, j| b_value(seed, n, k, j) as f32),
-                c: vec![0.0; n * n],
-            },
-            Precision::F64 => Matrices::F64 {
+        let MatmulShape { n, seed, variant } = shape;
+        let m = match variant.precision {
+            Precision::Fp64 => Matrices::F64 {
                 a: generate(n, |i, k| a_value(seed, n, i, k)),
                 b: generate(n, |k, j| b_value(seed, n, k, j)),
                 c: vec![0.0; n * n],
             },
+            p => {
+                let input = p.input();
+                let round = move |x: f64| -> f32 {
+                    let x = input.round(x) as f32;
+                    if p == Precision::Tf32 {
+                        numeric::tf32_round(x)
+                    } else {
+                        x
+                    }
+                };
+                Matrices::F32 {
+                    a: generate(n, |i, k| round(a_value(seed, n, i, k))),
+                    b: generate(n, |k, j| round(b_value(seed, n, k, j))),
+                    c: vec![0.0; n * n],
+                }
+            }
         };
-        CpuMatmul { n, m }
+        CpuMatmul { n, variant, m }
     }
-
     /// Runs the product and returns the wall time it took.
     pub fn compute(&mut self) -> Seconds {
         let n = self.n;
@@ -218,21 +242,26 @@ impl MatmulOp for CpuMatmul {
 
     fn read(&mut self, positions: &[(usize, usize)]) -> DeviceResult<Vec<f64>> {
         let n = self.n;
+        let out = self.variant.output();
         let get = |(i, j): (usize, usize)| -> f64 {
+            let k = i.checked_mul(n).and_then(|x| x.checked_add(j));
             match &self.m {
-                Matrices::F32 { c, .. } => c.get(i * n + j).map_or(f64::NAN, |&x| f64::from(x)),
-                Matrices::F64 { c, .. } => c.get(i * n + j).copied().unwrap_or(f64::NAN),
+                Matrices::F32 { c, .. } => k
+                    .and_then(|k| c.get(k))
+                    .map_or(f64::NAN, |&x| out.round(f64::from(x))),
+                Matrices::F64 { c, .. } => k.and_then(|k| c.get(k)).copied().unwrap_or(f64::NAN),
             }
         };
         Ok(positions.iter().map(|&p| get(p)).collect())
     }
 
     fn checksum(&mut self) -> DeviceResult<u64> {
+        let out = self.variant.output();
         Ok(match &self.m {
             Matrices::F32 { c, .. } => c
                 .par_iter()
                 .enumerate()
-                .map(|(i, x)| gen::digest_term(i as u64, u64::from(x.to_bits())))
+                .map(|(i, &x)| gen::digest_term(i as u64, out.bits(f64::from(x))))
                 .reduce(|| 0, u64::wrapping_add),
             Matrices::F64 { c, .. } => c
                 .par_iter()

@@ -122,31 +122,238 @@ pub type Seconds = f64;
 /// Result of a device operation.
 pub type DeviceResult<T> = Result<T, DeviceError>;
 
-/// The floating-point precision of a matrix multiply.
+/// The number format of a matrix multiply's inputs, as the metric names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
-    /// IEEE binary32 inputs and accumulation.
-    F32,
-    /// IEEE binary64 inputs and accumulation.
-    F64,
+    /// IEEE binary64 in, accumulate and out.
+    Fp64,
+    /// IEEE binary32 in, accumulate and out: true fp32, not TF32.
+    Fp32,
+    /// binary32 in and out, multiplied as TF32 (11 significant bits) on
+    /// tensor cores, accumulated in fp32.
+    Tf32,
+    /// bfloat16 in, fp32 accumulate.
+    Bf16,
+    /// IEEE binary16 in, fp32 accumulate.
+    Fp16,
+    /// fp8 e4m3 in, fp32 accumulate, on GPUs that have fp8 tensor cores
+    /// (compute capability 8.9 and later).
+    Fp8,
 }
 
 impl Precision {
-    /// Short lowercase name used in metric names ("f32", "f64").
+    /// Short lowercase name used in metric names ("fp32", "bf16").
     pub fn name(self) -> &'static str {
         match self {
-            Precision::F32 => "f32",
-            Precision::F64 => "f64",
+            Precision::Fp64 => "fp64",
+            Precision::Fp32 => "fp32",
+            Precision::Tf32 => "tf32",
+            Precision::Bf16 => "bf16",
+            Precision::Fp16 => "fp16",
+            Precision::Fp8 => "fp8",
         }
     }
 
-    /// Unit roundoff of the accumulation type (half the machine epsilon).
+    /// How the inputs are stored.
+    pub fn input(self) -> Storage {
+        match self {
+            Precision::Fp64 => Storage::F64,
+            Precision::Fp32 | Precision::Tf32 => Storage::F32,
+            Precision::Bf16 => Storage::Bf16,
+            Precision::Fp16 => Storage::F16,
+            Precision::Fp8 => Storage::E4m3,
+        }
+    }
+}
+
+/// How one matrix element is stored in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Storage {
+    F64,
+    F32,
+    Bf16,
+    F16,
+    E4m3,
+}
+
+impl Storage {
+    /// Bytes per element.
+    pub fn bytes(self) -> usize {
+        match self {
+            Storage::F64 => 8,
+            Storage::F32 => 4,
+            Storage::Bf16 | Storage::F16 => 2,
+            Storage::E4m3 => 1,
+        }
+    }
+
+    /// Lowercase name ("bf16", "fp8 e4m3").
+    pub fn name(self) -> &'static str {
+        match self {
+            Storage::F64 => "fp64",
+            Storage::F32 => "fp32",
+            Storage::Bf16 => "bf16",
+            Storage::F16 => "fp16",
+            Storage::E4m3 => "fp8 e4m3",
+        }
+    }
+
+    /// The bits of `x` rounded to this format (to nearest even), zero-extended
+    /// to u64: what a device-side checksum hashes.
+    pub fn bits(self, x: f64) -> u64 {
+        use crate::workload::numeric as nm;
+        match self {
+            Storage::F64 => x.to_bits(),
+            Storage::F32 => u64::from((x as f32).to_bits()),
+            Storage::Bf16 => u64::from(nm::bf16_bits(x as f32)),
+            Storage::F16 => u64::from(nm::f16_bits(x as f32)),
+            Storage::E4m3 => u64::from(nm::e4m3_bits(x as f32)),
+        }
+    }
+
+    /// The value of stored bits.
+    pub fn value(self, bits: u64) -> f64 {
+        use crate::workload::numeric as nm;
+        match self {
+            Storage::F64 => f64::from_bits(bits),
+            Storage::F32 => f64::from(f32::from_bits(bits as u32)),
+            Storage::Bf16 => f64::from(nm::bf16_value(bits as u16)),
+            Storage::F16 => f64::from(nm::f16_value(bits as u16)),
+            Storage::E4m3 => f64::from(nm::e4m3_value(bits as u8)),
+        }
+    }
+
+    /// `x` rounded to this format.
+    pub fn round(self, x: f64) -> f64 {
+        self.value(self.bits(x))
+    }
+
+    /// Unit roundoff: the largest relative error of rounding to nearest.
     pub fn unit_roundoff(self) -> f64 {
         match self {
-            Precision::F32 => f64::from(f32::EPSILON) / 2.0,
-            Precision::F64 => f64::EPSILON / 2.0,
+            Storage::F64 => f64::EPSILON / 2.0,
+            Storage::F32 => f64::from(f32::EPSILON) / 2.0,
+            Storage::Bf16 => 2f64.powi(-8),
+            Storage::F16 => 2f64.powi(-11),
+            Storage::E4m3 => 2f64.powi(-4),
         }
+    }
+
+    /// Largest absolute rounding error near zero (half the subnormal
+    /// spacing), where the relative bound does not hold.
+    pub fn underflow(self) -> f64 {
+        match self {
+            Storage::F64 => f64::MIN_POSITIVE,
+            Storage::F32 => 2f64.powi(-150),
+            Storage::Bf16 => 2f64.powi(-134),
+            Storage::F16 => 2f64.powi(-25),
+            Storage::E4m3 => 2f64.powi(-10),
+        }
+    }
+}
+
+/// Who computes a product: the vendor's library or kiln's own kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// cuBLASLt on a GPU (matrixmultiply on the CPU).
+    Library,
+    /// kiln's own tensor-core kernel (mma.sync, bf16/fp16 in, fp32
+    /// accumulate and out): the matmul that runs where cuBLAS is missing.
+    Mma,
+}
+
+/// One matrix multiply kiln measures: a precision and who computes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MatmulVariant {
+    /// Input format.
+    pub precision: Precision,
+    /// Library or kiln's kernel.
+    pub engine: Engine,
+}
+
+impl MatmulVariant {
+    /// A product by the library.
+    pub const fn library(precision: Precision) -> Self {
+        MatmulVariant {
+            precision,
+            engine: Engine::Library,
+        }
+    }
+
+    /// A product by kiln's mma.sync kernel.
+    pub const fn mma(precision: Precision) -> Self {
+        MatmulVariant {
+            precision,
+            engine: Engine::Mma,
+        }
+    }
+
+    /// Every variant a GPU runs, in run order (a GPU without fp8 tensor
+    /// cores skips fp8 with a note).
+    pub const GPU: [MatmulVariant; 8] = [
+        MatmulVariant::library(Precision::Bf16),
+        MatmulVariant::library(Precision::Fp16),
+        MatmulVariant::library(Precision::Tf32),
+        MatmulVariant::library(Precision::Fp8),
+        MatmulVariant::library(Precision::Fp32),
+        MatmulVariant::library(Precision::Fp64),
+        MatmulVariant::mma(Precision::Bf16),
+        MatmulVariant::mma(Precision::Fp16),
+    ];
+
+    /// The variants a CPU runs: the IEEE formats it has hardware for.
+    pub const CPU: [MatmulVariant; 2] = [
+        MatmulVariant::library(Precision::Fp32),
+        MatmulVariant::library(Precision::Fp64),
+    ];
+
+    /// Name used in metric names: `fp32`, `bf16`, `mma_bf16`.
+    pub fn name(self) -> String {
+        match self.engine {
+            Engine::Library => self.precision.name().to_string(),
+            Engine::Mma => format!("mma_{}", self.precision.name()),
+        }
+    }
+
+    /// True when the engine can compute this precision (kiln's kernel does
+    /// bf16 and fp16 only).
+    pub fn is_valid(self) -> bool {
+        self.engine == Engine::Library
+            || matches!(self.precision, Precision::Bf16 | Precision::Fp16)
+    }
+
+    /// How the output C is stored: what cuBLASLt is asked for (bf16 for bf16
+    /// and fp8 inputs, as frameworks do; fp16 for fp16), fp32 from kiln's
+    /// kernel.
+    pub fn output(self) -> Storage {
+        match (self.engine, self.precision) {
+            (Engine::Mma, _) => Storage::F32,
+            (_, Precision::Fp64) => Storage::F64,
+            (_, Precision::Fp32 | Precision::Tf32) => Storage::F32,
+            (_, Precision::Bf16 | Precision::Fp8) => Storage::Bf16,
+            (_, Precision::Fp16) => Storage::F16,
+        }
+    }
+
+    /// The arithmetic, in words, for the metric's "counted" line.
+    pub fn arithmetic(self) -> String {
+        let acc = match self.precision {
+            Precision::Fp64 => "fp64",
+            Precision::Tf32 => "tf32 multiply, fp32",
+            _ => "fp32",
+        };
+        let who = match self.engine {
+            Engine::Library => "library",
+            Engine::Mma => "kiln mma.sync kernel",
+        };
+        format!(
+            "{} in, {acc} accumulate, {} out ({who})",
+            self.precision.input().name(),
+            self.output().name()
+        )
     }
 }
 
@@ -155,8 +362,8 @@ impl Precision {
 pub struct MatmulShape {
     /// Rows and columns of every matrix.
     pub n: usize,
-    /// Precision of inputs, outputs and accumulation.
-    pub precision: Precision,
+    /// Formats and engine.
+    pub variant: MatmulVariant,
     /// Seed of the input generator.
     pub seed: u64,
 }
@@ -164,7 +371,8 @@ pub struct MatmulShape {
 /// A prepared matrix multiply: inputs are on the device.
 ///
 /// A and B are row-major, `A[i][k] = gen::matrix_value(seed, 0, i*n+k)` and
-/// `B[k][j] = gen::matrix_value(seed, 1, k*n+j)`, rounded to the precision.
+/// `B[k][j] = gen::matrix_value(seed, 1, k*n+j)`, rounded once to the input
+/// format (to nearest even). C is in the variant's output format.
 pub trait MatmulOp {
     /// Runs one product C = A x B and returns the time the device took.
     fn run(&mut self) -> DeviceResult<Seconds>;

@@ -19,8 +19,9 @@ use std::time::Instant;
 
 use crate::device::cpu::{CpuMatmul, CpuMemtest, CpuStream};
 use crate::device::{
-    BackendKind, BufferDigest, Device, DeviceError, DeviceInfo, DeviceResult, HashOp, MatmulOp,
-    MatmulShape, MemtestOp, Precision, Seconds, SimOptions, StreamBuffer, StreamKernel, StreamOp,
+    BackendKind, BufferDigest, Device, DeviceError, DeviceInfo, DeviceResult, Engine, HashOp,
+    MatmulOp, MatmulShape, MatmulVariant, MemtestOp, Precision, Seconds, SimOptions, StreamBuffer,
+    StreamKernel, StreamOp,
 };
 use crate::telemetry::{Sample, Sensor};
 use crate::workload::gen;
@@ -31,12 +32,22 @@ use crate::workload::WorkloadKind;
 /// Nominal rates of a simulated GPU, each with where the figure comes from.
 #[derive(Debug, Clone, Copy)]
 pub struct Nominal {
-    /// FP32 GEMM, GFLOP/s. H100 SXM5 datasheet: 67 TFLOP/s FP32 peak; SIMT
-    /// SGEMM reaches about 75 % of it.
-    pub matmul_f32: f64,
-    /// FP64 GEMM, GFLOP/s. Datasheet: 67 TFLOP/s FP64 tensor core peak; about
-    /// 80 % of it in DGEMM.
-    pub matmul_f64: f64,
+    /// GEMMs through the library, TFLOP/s: bf16, fp16, tf32, fp8, fp32,
+    /// fp64. H100 SXM5 datasheet dense peaks (half the "with sparsity"
+    /// figures): 989 bf16/fp16, 495 tf32, 1979 fp8, 67 fp32 (SIMT), 67 fp64
+    /// (tensor core); reached at 75 %, 75 %, 75 %, 65 %, 75 % and 80 %.
+    pub matmul: [f64; 6],
+    /// kiln's mma.sync kernel, bf16 and fp16, TFLOP/s: about half of the
+    /// library's, the first target for it.
+    pub matmul_mma: f64,
+    /// Host to device and device to host, pinned memory, GB/s one way:
+    /// PCIe Gen5 x16 carries 63 GB/s before protocol overhead.
+    pub h2d: f64,
+    /// Device to host, GB/s.
+    pub d2h: f64,
+    /// Peer to peer, GB/s one way: NVLink 4 through NVSwitch, 450 GB/s each
+    /// way, at 80 %.
+    pub p2p: f64,
     /// HBM3 read, GB/s. Datasheet 3.35 TB/s; about 95 % reachable.
     pub bw_read: f64,
     /// HBM3 write, GB/s (about 90 % of 3.35 TB/s).
@@ -53,8 +64,11 @@ pub struct Nominal {
 
 /// The model of every simulated GPU: an H100 SXM5 80GB HBM3.
 pub const NOMINAL: Nominal = Nominal {
-    matmul_f32: 51_000.0,
-    matmul_f64: 53_000.0,
+    matmul: [742.0, 742.0, 371.0, 1286.0, 50.3, 53.6],
+    matmul_mma: 371.0,
+    h2d: 53.0,
+    d2h: 53.0,
+    p2p: 360.0,
     bw_read: 3_200.0,
     bw_write: 3_000.0,
     bw_copy: 3_000.0,
@@ -62,6 +76,23 @@ pub const NOMINAL: Nominal = Nominal {
     sha256d: 5_000.0,
     memtest: 1_500.0,
 };
+
+impl Nominal {
+    /// The nominal rate of a GEMM variant, TFLOP/s.
+    pub fn matmul_tflops(&self, v: MatmulVariant) -> f64 {
+        if v.engine == Engine::Mma {
+            return self.matmul_mma;
+        }
+        self.matmul[match v.precision {
+            Precision::Bf16 => 0,
+            Precision::Fp16 => 1,
+            Precision::Tf32 => 2,
+            Precision::Fp8 => 3,
+            Precision::Fp32 => 4,
+            Precision::Fp64 => 5,
+        }]
+    }
+}
 
 /// PCI bus ids of the eight GPUs of an HGX H100 board, in order.
 const HGX_BUS: [u8; 8] = [0x18, 0x2a, 0x3a, 0x5d, 0x9a, 0xab, 0xba, 0xdb];
@@ -484,16 +515,22 @@ impl Device for SimDevice {
 
     fn matmul(&mut self, shape: MatmulShape) -> DeviceResult<Box<dyn MatmulOp + '_>> {
         self.state.gate(WorkloadKind::Matmul)?;
-        std::thread::sleep(self.pace);
-        let nominal = match shape.precision {
-            Precision::F32 => NOMINAL.matmul_f32,
-            Precision::F64 => NOMINAL.matmul_f64,
-        };
+        // The matmul workload prepares one product per variant: together
+        // they take the pace of one workload.
+        std::thread::sleep(self.pace / MatmulVariant::GPU.len() as u32);
+        if !shape.variant.is_valid() {
+            return Err(DeviceError::unsupported(format!(
+                "{}: no {} matmul",
+                self.info.name,
+                shape.variant.name()
+            )));
+        }
+        let nominal = NOMINAL.matmul_tflops(shape.variant);
         Ok(Box::new(SimMatmul {
             inner: CpuMatmul::new(shape),
             model: &mut self.model,
             state: &self.state,
-            nominal_gflops: nominal,
+            nominal_tflops: nominal,
             runs: 0,
         }))
     }
@@ -542,7 +579,7 @@ struct SimMatmul<'a> {
     inner: CpuMatmul,
     model: &'a mut Model,
     state: &'a SimState,
-    nominal_gflops: f64,
+    nominal_tflops: f64,
     runs: usize,
 }
 
@@ -560,7 +597,7 @@ impl MatmulOp for SimMatmul<'_> {
         let flops = 2.0 * (n as f64).powi(3);
         Ok(self
             .model
-            .time(flops, self.nominal_gflops * 1e9, self.state.speed()))
+            .time(flops, self.nominal_tflops * 1e12, self.state.speed()))
     }
 
     fn read(&mut self, positions: &[(usize, usize)]) -> DeviceResult<Vec<f64>> {

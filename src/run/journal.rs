@@ -68,6 +68,11 @@ pub enum Event {
         workload: WorkloadKind,
         cycle: u32,
         reason: String,
+        /// True when only part of the workload was skipped (one matmul
+        /// precision, one peer pair) and the rest ran; the workload is then
+        /// finished by its own WorkloadDone.
+        #[serde(default)]
+        partial: bool,
     },
     /// The watchdog found a device hung in a workload and gave up on it.
     Hang {

@@ -445,6 +445,13 @@ fn device_thread(
                     device: index,
                     integrity,
                 }),
+                Record::Skipped { workload, reason } => send(Event::Skipped {
+                    device: index,
+                    workload,
+                    cycle,
+                    reason,
+                    partial: true,
+                }),
             };
             let mut report = |fraction: f64, label: &str| {
                 let _ = tx.send(Msg::Progress {
@@ -476,6 +483,7 @@ fn device_thread(
                     workload: kind,
                     cycle,
                     reason: e.message.clone(),
+                    partial: false,
                 }),
                 Err(WorkloadError::Device(e)) => {
                     send(Event::DeviceError {

@@ -1535,9 +1535,8 @@ pcie_width = 16
     /// The unit each metric name must carry in a shipped file.
     fn unit_of(metric: &str) -> Option<&'static str> {
         match metric {
-            "matmul_f32" | "matmul_f64" => Some("GFLOP/s"),
             "matmul_bf16" | "matmul_fp16" | "matmul_tf32" | "matmul_fp32" | "matmul_fp64"
-            | "matmul_fp8" => Some("TFLOP/s"),
+            | "matmul_fp8" | "matmul_mma_bf16" | "matmul_mma_fp16" => Some("TFLOP/s"),
             "bw_read" | "bw_write" | "bw_copy" | "bw_triad" | "memtest" | "h2d" | "d2h" | "p2p" => {
                 Some("GB/s")
             }
@@ -1613,19 +1612,24 @@ pcie_width = 16
         let all = builtin();
         let sim = find(&all, "Simulated H100 80GB HBM3", None).expect("sim baseline");
         assert_eq!(sim.source, "builtin:sim-h100.toml");
-        let nominal = [
-            ("matmul_f32", NOMINAL.matmul_f32),
-            ("matmul_f64", NOMINAL.matmul_f64),
-            ("bw_read", NOMINAL.bw_read),
-            ("bw_write", NOMINAL.bw_write),
-            ("bw_copy", NOMINAL.bw_copy),
-            ("bw_triad", NOMINAL.bw_triad),
-            ("sha256d", NOMINAL.sha256d),
-            ("memtest", NOMINAL.memtest),
-        ];
+        let mut nominal: Vec<(String, f64)> = crate::device::MatmulVariant::GPU
+            .iter()
+            .map(|&v| (format!("matmul_{}", v.name()), NOMINAL.matmul_tflops(v)))
+            .collect();
+        nominal.extend(
+            [
+                ("bw_read", NOMINAL.bw_read),
+                ("bw_write", NOMINAL.bw_write),
+                ("bw_copy", NOMINAL.bw_copy),
+                ("bw_triad", NOMINAL.bw_triad),
+                ("sha256d", NOMINAL.sha256d),
+                ("memtest", NOMINAL.memtest),
+            ]
+            .map(|(m, v)| (m.to_string(), v)),
+        );
         assert_eq!(sim.metrics.len(), nominal.len());
         for (m, v) in nominal {
-            let mb = &sim.metrics[m];
+            let mb = &sim.metrics[&m];
             assert_eq!(mb.expected, v, "{m}");
             // Healthy: device factor >= 0.99, median noise well within 1.5 %.
             assert!(mb.floor < v * 0.99 * 0.985, "{m}");

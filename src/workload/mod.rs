@@ -11,13 +11,14 @@ pub mod gen;
 pub mod hash;
 pub mod matmul;
 pub mod memtest;
+pub mod numeric;
 pub mod selftest;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use crate::device::{Device, DeviceError, DeviceInfo, Precision};
+use crate::device::{BackendKind, Device, DeviceError, DeviceInfo, MatmulVariant};
 use crate::stats;
 
 /// How much work a run does.
@@ -86,10 +87,10 @@ impl std::fmt::Display for WorkloadKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "workload", rename_all = "lowercase")]
 pub enum WorkloadSpec {
-    /// Square GEMMs of size `n`, one per precision.
+    /// Square GEMMs of size `n`, one per variant (precision and engine).
     Matmul {
         n: usize,
-        precisions: Vec<Precision>,
+        variants: Vec<MatmulVariant>,
         warmup: u32,
         iterations: u32,
     },
@@ -137,9 +138,18 @@ impl WorkloadSpec {
         }
         let mem = info.memory_bytes.max(1 << 30);
         match kind {
+            // GPUs: n = 8192 fills an H100 (an fp64 product takes about
+            // 20 ms, a bf16 one under 2 ms) and is a multiple of 128, as
+            // kiln's mma kernel needs; CPUs: what a few cores do in seconds.
+            WorkloadKind::Matmul if info.backend == BackendKind::Cuda => WorkloadSpec::Matmul {
+                n: 8192,
+                variants: MatmulVariant::GPU.to_vec(),
+                warmup: 2,
+                iterations: if big { 20 } else { 10 },
+            },
             WorkloadKind::Matmul => WorkloadSpec::Matmul {
                 n: if big { 4096 } else { 2048 },
-                precisions: vec![Precision::F32, Precision::F64],
+                variants: MatmulVariant::CPU.to_vec(),
                 warmup: 1,
                 iterations: if big { 8 } else { 5 },
             },
@@ -184,7 +194,7 @@ fn small_spec(kind: WorkloadKind) -> WorkloadSpec {
     match kind {
         WorkloadKind::Matmul => WorkloadSpec::Matmul {
             n: 64,
-            precisions: vec![Precision::F32, Precision::F64],
+            variants: MatmulVariant::GPU.to_vec(),
             warmup: 1,
             iterations: 5,
         },
@@ -270,6 +280,14 @@ pub enum Record {
     Metric(Metric),
     /// A finished verification.
     Integrity(Integrity),
+    /// Part of a workload cannot run on this node (e.g. fp8 on a GPU
+    /// without fp8 tensor cores); the rest of it ran.
+    Skipped {
+        /// Workload family.
+        workload: WorkloadKind,
+        /// Why, in one line.
+        reason: String,
+    },
 }
 
 /// Why a workload stopped before the end.
@@ -336,6 +354,11 @@ impl Context<'_> {
         });
     }
 
+    /// Says that part of a workload was skipped, and why.
+    pub fn skipped(&mut self, workload: WorkloadKind, reason: String) {
+        (self.sink)(Record::Skipped { workload, reason });
+    }
+
     /// Sends a verification record, stamped with the current cycle.
     pub fn send_integrity(&mut self, mut record: Integrity) {
         record.cycle = self.cycle;
@@ -361,10 +384,10 @@ pub fn execute(
     match spec {
         WorkloadSpec::Matmul {
             n,
-            precisions,
+            variants,
             warmup,
             iterations,
-        } => matmul::execute(device, *n, precisions, *warmup, *iterations, ctx),
+        } => matmul::execute(device, *n, variants, *warmup, *iterations, ctx),
         WorkloadSpec::Bandwidth {
             elements,
             warmup,

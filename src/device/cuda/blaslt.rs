@@ -1,11 +1,14 @@
-//! f32 and f64 GEMM through cuBLASLt, loaded at run time by kiln itself.
+//! GEMMs through cuBLASLt, loaded at run time by kiln itself: bf16, fp16,
+//! tf32, fp32, fp64 and fp8 e4m3, each with the compute type named
+//! ([`Types::of`]).
 //!
 //! Why not cudarc's safe `Matmul<f32>`: it computes with
 //! `CUBLAS_COMPUTE_32F_FAST_TF32` (10-bit mantissas), which is not the fp32
 //! product kiln measures and would fail the fp32 tolerance. This wrapper asks
-//! for `CUBLAS_COMPUTE_32F` (true fp32) and `CUBLAS_COMPUTE_64F`, picks the
-//! algorithm once when the product is prepared, and times only
-//! `cublasLtMatmul`.
+//! for exactly the compute type of each variant (`CUBLAS_COMPUTE_32F` for
+//! true fp32 and for the 16- and 8-bit inputs, `..._32F_FAST_TF32` for tf32,
+//! `CUBLAS_COMPUTE_64F`), picks the algorithm once when the product is
+//! prepared, and times only `cublasLtMatmul`.
 //!
 //! Why kiln opens the library itself (dlopen/dlsym of the eleven functions it
 //! calls) rather than through cudarc's `cublaslt` module: cudarc looks only
@@ -52,9 +55,104 @@ pub(crate) const ENV: &str = "KILN_CUBLASLT";
 // CUDA 12 and 13).
 const CUDA_R_32F: c_int = 0;
 const CUDA_R_64F: c_int = 1;
+const CUDA_R_16F: c_int = 2;
+const CUDA_R_16BF: c_int = 14;
+const CUDA_R_8F_E4M3: c_int = 28;
 const CUBLAS_COMPUTE_32F: c_int = 68;
 const CUBLAS_COMPUTE_64F: c_int = 70;
+const CUBLAS_COMPUTE_32F_FAST_TF32: c_int = 77;
 const CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES: c_int = 1;
+const CUBLASLT_MATMUL_DESC_TRANSA: c_int = 3;
+const CUBLAS_OP_T: c_int = 1;
+
+/// The cuBLASLt types of one variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Types {
+    /// `cudaDataType_t` of A and B.
+    pub input: c_int,
+    /// `cudaDataType_t` of C and D.
+    pub output: c_int,
+    /// `cublasComputeType_t`.
+    pub compute: c_int,
+    /// `cudaDataType_t` of alpha and beta.
+    pub scale: c_int,
+    /// cuBLASLt's first operand is transposed (`CUBLAS_OP_T`): fp8 GEMMs
+    /// must be "TN" on Hopper, so kiln hands them B stored column-major.
+    pub transpose_first: bool,
+    /// For messages: `CUBLAS_COMPUTE_32F`.
+    pub compute_name: &'static str,
+}
+
+impl Types {
+    /// The types of a library variant.
+    pub fn of(precision: Precision) -> Types {
+        let t = |input, output, compute, scale, compute_name| Types {
+            input,
+            output,
+            compute,
+            scale,
+            transpose_first: precision == Precision::Fp8,
+            compute_name,
+        };
+        match precision {
+            Precision::Fp64 => t(
+                CUDA_R_64F,
+                CUDA_R_64F,
+                CUBLAS_COMPUTE_64F,
+                CUDA_R_64F,
+                "CUBLAS_COMPUTE_64F",
+            ),
+            Precision::Fp32 => t(
+                CUDA_R_32F,
+                CUDA_R_32F,
+                CUBLAS_COMPUTE_32F,
+                CUDA_R_32F,
+                "CUBLAS_COMPUTE_32F",
+            ),
+            Precision::Tf32 => t(
+                CUDA_R_32F,
+                CUDA_R_32F,
+                CUBLAS_COMPUTE_32F_FAST_TF32,
+                CUDA_R_32F,
+                "CUBLAS_COMPUTE_32F_FAST_TF32",
+            ),
+            Precision::Bf16 => t(
+                CUDA_R_16BF,
+                CUDA_R_16BF,
+                CUBLAS_COMPUTE_32F,
+                CUDA_R_32F,
+                "CUBLAS_COMPUTE_32F",
+            ),
+            Precision::Fp16 => t(
+                CUDA_R_16F,
+                CUDA_R_16F,
+                CUBLAS_COMPUTE_32F,
+                CUDA_R_32F,
+                "CUBLAS_COMPUTE_32F",
+            ),
+            Precision::Fp8 => t(
+                CUDA_R_8F_E4M3,
+                CUDA_R_16BF,
+                CUBLAS_COMPUTE_32F,
+                CUDA_R_32F,
+                "CUBLAS_COMPUTE_32F",
+            ),
+        }
+    }
+
+    /// The layouts (rows, columns, leading dimension) of cuBLASLt's first
+    /// operand, second operand and C/D for the row-major n x n product.
+    pub fn layouts(&self, n: u64) -> [(u64, u64, i64); 3] {
+        let d = ColMajorGemm::for_row_major(n, n, n);
+        let first = if self.transpose_first {
+            // Stored k x m (B column-major = B^T's transpose), op T.
+            (d.k, d.m, d.k as i64)
+        } else {
+            (d.m, d.k, d.lda)
+        };
+        [first, (d.k, d.n, d.ldb), (d.m, d.n, d.ldc)]
+    }
+}
 
 type Opaque = *mut c_void;
 
@@ -77,6 +175,7 @@ type FnFree = unsafe extern "C" fn(Opaque) -> c_int;
 type FnDesc = unsafe extern "C" fn(*mut Opaque, c_int, c_int) -> c_int;
 type FnLayout = unsafe extern "C" fn(*mut Opaque, c_int, u64, u64, i64) -> c_int;
 type FnPrefSet = unsafe extern "C" fn(Opaque, c_int, *const c_void, usize) -> c_int;
+type FnDescSet = unsafe extern "C" fn(Opaque, c_int, *const c_void, usize) -> c_int;
 type FnHeuristic = unsafe extern "C" fn(
     Opaque,
     Opaque,
@@ -115,6 +214,7 @@ struct Lib {
     destroy: FnFree,
     desc_create: FnDesc,
     desc_destroy: FnFree,
+    desc_set: FnDescSet,
     layout_create: FnLayout,
     layout_destroy: FnFree,
     pref_create: FnNew,
@@ -169,6 +269,7 @@ fn open(name: &str) -> Option<Lib> {
             destroy: f!(FnFree, "cublasLtDestroy"),
             desc_create: f!(FnDesc, "cublasLtMatmulDescCreate"),
             desc_destroy: f!(FnFree, "cublasLtMatmulDescDestroy"),
+            desc_set: f!(FnDescSet, "cublasLtMatmulDescSetAttribute"),
             layout_create: f!(FnLayout, "cublasLtMatrixLayoutCreate"),
             layout_destroy: f!(FnFree, "cublasLtMatrixLayoutDestroy"),
             pref_create: f!(FnNew, "cublasLtMatmulPreferenceCreate"),
@@ -197,7 +298,7 @@ fn library() -> Result<&'static Lib, String> {
             .find_map(|c| open(c))
             .ok_or_else(|| {
                 format!(
-                    "f32/f64 GEMM needs cuBLASLt, which was not found (libcublasLt.so.13 or .so.12 \
+                    "the library GEMMs need cuBLASLt, which was not found (libcublasLt.so.13 or .so.12 \
                      on the library path, or {ENV}=/path/to/libcublasLt.so.N)"
                 )
             })
@@ -352,6 +453,7 @@ pub(crate) struct Gemm {
     algo: Option<Algo>,
     workspace: Option<CudaSlice<u8>>,
     precision: Precision,
+    types: Types,
 }
 
 impl Gemm {
@@ -360,20 +462,19 @@ impl Gemm {
     pub fn new(h: &Handle, n: usize, precision: Precision) -> DeviceResult<Gemm> {
         let lib = library().map_err(|why| {
             DeviceError::unsupported(format!(
-                "{}: cuBLASLt not found ({why}); the f32/f64 GEMMs are skipped (set KILN_CUBLASLT to its file or folder)",
-                h.label
+                "{}: cuBLASLt not found ({why}); the {} GEMM is skipped, kiln's own mma kernel still runs (set {ENV} to its file or folder)",
+                h.label,
+                precision.name()
             ))
         })?;
+        let types = Types::of(precision);
         let what = format!(
-            "preparing the cuBLASLt {} GEMM ({})",
+            "preparing the cuBLASLt {} GEMM ({}, {})",
             precision.name(),
+            types.compute_name,
             lib.path
         );
         h.ctx.bind_to_thread().map_err(|e| h.fail(&what, e))?;
-        let (data, compute) = match precision {
-            Precision::F32 => (CUDA_R_32F, CUBLAS_COMPUTE_32F),
-            Precision::F64 => (CUDA_R_64F, CUBLAS_COMPUTE_64F),
-        };
         let mut g = Gemm {
             lib,
             h: h.clone(),
@@ -383,32 +484,49 @@ impl Gemm {
             algo: None,
             workspace: None,
             precision,
+            types,
         };
         g.workspace = Some(h.alloc::<u8>(WORKSPACE_BYTES, "the cuBLASLt workspace")?);
-        g.prepare(n, data, compute)
-            .map_err(|why| h.failed(&what, &why))?;
-        Ok(g)
+        match g.prepare(n) {
+            Ok(()) => Ok(g),
+            // No algorithm for this type on this GPU (fp8 before sm_89):
+            // the variant cannot run here; it is not the GPU's fault.
+            Err(why) if why.contains("NOT_SUPPORTED") || why.contains("no algorithm") => Err(
+                DeviceError::unsupported(crate::device::cuda::gpu::message(&h.label, &what, &why)),
+            ),
+            Err(why) => Err(h.failed(&what, &why)),
+        }
     }
 
-    fn prepare(&mut self, n: usize, data: c_int, compute: c_int) -> Result<(), String> {
+    fn prepare(&mut self, n: usize) -> Result<(), String> {
         let lib = self.lib;
+        let t = self.types;
         // SAFETY: each call gets pointers to live locals or fields of the
         // types cublasLt.h declares; every object created is stored in `self`
         // at once, so Drop destroys it whatever fails later.
         unsafe {
             check("cublasLtCreate", (lib.create)(&mut self.handle))?;
-            // The scale type (alpha, beta) is the data type in both
-            // precisions.
             check(
                 "cublasLtMatmulDescCreate",
-                (lib.desc_create)(&mut self.desc, compute, data),
+                (lib.desc_create)(&mut self.desc, t.compute, t.scale),
             )?;
-            let d = ColMajorGemm::for_row_major(n as u64, n as u64, n as u64);
-            let shapes = [(d.m, d.k, d.lda), (d.k, d.n, d.ldb), (d.m, d.n, d.ldc)];
-            for (slot, (rows, cols, ld)) in shapes.into_iter().enumerate() {
+            if t.transpose_first {
+                let op: c_int = CUBLAS_OP_T;
+                check(
+                    "cublasLtMatmulDescSetAttribute(TRANSA)",
+                    (lib.desc_set)(
+                        self.desc,
+                        CUBLASLT_MATMUL_DESC_TRANSA,
+                        (&op) as *const c_int as *const c_void,
+                        std::mem::size_of::<c_int>(),
+                    ),
+                )?;
+            }
+            let types = [t.input, t.input, t.output];
+            for (slot, (rows, cols, ld)) in t.layouts(n as u64).into_iter().enumerate() {
                 check(
                     "cublasLtMatrixLayoutCreate",
-                    (lib.layout_create)(&mut self.layouts[slot], data, rows, cols, ld),
+                    (lib.layout_create)(&mut self.layouts[slot], types[slot], rows, cols, ld),
                 )?;
             }
             let mut pref: Opaque = std::ptr::null_mut();
@@ -455,7 +573,7 @@ impl Gemm {
             picked?;
             if found < 1 {
                 return Err(format!(
-                    "cuBLASLt has no algorithm for a {n} x {n} {} product",
+                    "cuBLASLt has no algorithm for a {n} x {n} {} product on this GPU",
                     self.precision.name()
                 ));
             }
@@ -482,7 +600,11 @@ impl Gemm {
     ) -> DeviceResult<Seconds> {
         let h = &self.h;
         h.check()?;
-        let what = format!("cublasLtMatmul ({})", self.precision.name());
+        let what = format!(
+            "cublasLtMatmul ({}, {})",
+            self.precision.name(),
+            self.types.compute_name
+        );
         let (Some(algo), Some(ws)) = (self.algo.as_ref(), self.workspace.as_ref()) else {
             return Err(h.failed(&what, "the GEMM was not prepared"));
         };
@@ -495,20 +617,22 @@ impl Gemm {
         // kiln's B is cuBLASLt's first operand, kiln's A its second.
         let (first, second) = (pb, pa);
         let (one32, zero32, one64, zero64) = (1f32, 0f32, 1f64, 0f64);
-        let (alpha, beta): (*const c_void, *const c_void) = match self.precision {
-            Precision::F32 => (
-                (&one32) as *const f32 as *const c_void,
-                (&zero32) as *const f32 as *const c_void,
-            ),
-            Precision::F64 => (
+        let (alpha, beta): (*const c_void, *const c_void) = if self.types.scale == CUDA_R_64F {
+            (
                 (&one64) as *const f64 as *const c_void,
                 (&zero64) as *const f64 as *const c_void,
-            ),
+            )
+        } else {
+            (
+                (&one32) as *const f32 as *const c_void,
+                (&zero32) as *const f32 as *const c_void,
+            )
         };
         timer.time(h, &what, || {
             // SAFETY: handle, descriptor, layouts and algorithm were created
             // for this n and precision and are alive; a, b and c hold n*n
-            // elements of the precision (CudaMatmul allocates them so), the
+            // elements of the input and output types (CudaMatmul allocates
+            // them from the same variant), the
             // workspace WORKSPACE_BYTES, all on this context, which is
             // current; alpha and beta point to live scalars of the scale
             // type; the stream belongs to this context.
@@ -614,6 +738,76 @@ mod tests {
             open("libc.so.6").is_none(),
             "a library without cuBLASLt's symbols"
         );
+    }
+
+    #[test]
+    fn every_precision_has_its_compute_type() {
+        let t = Types::of(Precision::Fp32);
+        assert_eq!(
+            (t.input, t.compute, t.scale),
+            (CUDA_R_32F, CUBLAS_COMPUTE_32F, CUDA_R_32F)
+        );
+        assert_eq!(
+            Types::of(Precision::Tf32).compute,
+            CUBLAS_COMPUTE_32F_FAST_TF32
+        );
+        assert_eq!(Types::of(Precision::Fp64).scale, CUDA_R_64F);
+        let bf = Types::of(Precision::Bf16);
+        assert_eq!(
+            (bf.input, bf.output, bf.scale),
+            (CUDA_R_16BF, CUDA_R_16BF, CUDA_R_32F)
+        );
+        let f8 = Types::of(Precision::Fp8);
+        assert_eq!((f8.input, f8.output), (CUDA_R_8F_E4M3, CUDA_R_16BF));
+        assert!(f8.transpose_first);
+        for p in [
+            Precision::Fp64,
+            Precision::Fp32,
+            Precision::Tf32,
+            Precision::Bf16,
+            Precision::Fp16,
+        ] {
+            assert!(!Types::of(p).transpose_first, "{p:?}");
+        }
+        // The output types match what kiln's verification reads back.
+        use crate::device::{MatmulVariant, Storage};
+        for p in [Precision::Bf16, Precision::Fp8] {
+            assert_eq!(MatmulVariant::library(p).output(), Storage::Bf16);
+        }
+        assert_eq!(
+            MatmulVariant::library(Precision::Fp16).output(),
+            Storage::F16
+        );
+    }
+
+    #[test]
+    fn the_fp8_layout_reads_b_stored_column_major() {
+        // cuBLASLt's first operand with op T: stored k x m, ld k. Element
+        // (kk, j) of the stored matrix is at kk + j*k: Bt[j*n + kk], i.e.
+        // B[kk][j], which op T presents as row j, column kk of B^T.
+        let n = 4u64;
+        let [first, second, c] = Types::of(Precision::Fp8).layouts(n);
+        assert_eq!(first, (n, n, n as i64));
+        assert_eq!(second, (n, n, n as i64));
+        assert_eq!(c, (n, n, n as i64));
+        // With a non-square row-major view the transposed layout differs.
+        let plain = Types::of(Precision::Bf16).layouts(8);
+        assert_eq!(plain[0], (8, 8, 8));
+        // Emulate: D = op_T(first) x second in column-major terms and read
+        // D row-major: it must be A x B.
+        let n = n as usize;
+        let a: Vec<f64> = (0..n * n).map(|x| (x % 7) as f64 - 3.0).collect();
+        let b: Vec<f64> = (0..n * n).map(|x| (x * 5 % 9) as f64).collect();
+        let bt: Vec<f64> = (0..n * n).map(|p| b[(p % n) * n + p / n]).collect();
+        for i in 0..n {
+            for j in 0..n {
+                // D(m = j, n = i) = sum_kk opT(first)(j, kk) * second(kk, i)
+                //                 = sum_kk first_stored(kk, j) * second(kk, i)
+                let d: f64 = (0..n).map(|kk| bt[kk + j * n] * a[kk + i * n]).sum();
+                let want: f64 = (0..n).map(|kk| a[i * n + kk] * b[kk * n + j]).sum();
+                assert_eq!(d, want, "C[{i}][{j}]");
+            }
+        }
     }
 
     #[test]

@@ -241,6 +241,13 @@ impl<'a> Launch<'a> {
         self
     }
 
+    /// A `u16` (`unsigned short`).
+    pub fn u16(&mut self, v: &'a u16) -> &mut Self {
+        self.args.arg(v);
+        self.widths.push(2);
+        self
+    }
+
     /// A `u32` (`unsigned int`).
     pub fn u32(&mut self, v: &'a u32) -> &mut Self {
         self.args.arg(v);

@@ -60,11 +60,14 @@ impl Module {
     }
 }
 
-/// A kernel the host launches (the mma kernels are not used in this pass).
+/// A kernel the host launches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kernel {
     GenMatrixF64,
     GenMatrixF32,
+    GenMatrixBf16,
+    GenMatrixF16,
+    GenMatrixE4m3,
     GenStreamF64,
     FillU64,
     BwRead,
@@ -74,14 +77,18 @@ pub(crate) enum Kernel {
     DigestF64,
     ChecksumU64,
     ChecksumU32,
+    ChecksumU16,
     GatherU64,
     GatherU32,
+    GatherU16,
     MtFill,
     MtVerify,
     MtVerifyAndWrite,
     MtCollect,
     ShaScan,
     ShaCollect,
+    MmaBf16,
+    MmaF16,
 }
 
 /// Width in bytes of a pointer parameter.
@@ -90,9 +97,12 @@ const P: u8 = 8;
 impl Kernel {
     /// Every kernel.
     #[cfg(test)]
-    pub const ALL: [Kernel; 19] = [
+    pub const ALL: [Kernel; 26] = [
         Kernel::GenMatrixF64,
         Kernel::GenMatrixF32,
+        Kernel::GenMatrixBf16,
+        Kernel::GenMatrixF16,
+        Kernel::GenMatrixE4m3,
         Kernel::GenStreamF64,
         Kernel::FillU64,
         Kernel::BwRead,
@@ -102,14 +112,18 @@ impl Kernel {
         Kernel::DigestF64,
         Kernel::ChecksumU64,
         Kernel::ChecksumU32,
+        Kernel::ChecksumU16,
         Kernel::GatherU64,
         Kernel::GatherU32,
+        Kernel::GatherU16,
         Kernel::MtFill,
         Kernel::MtVerify,
         Kernel::MtVerifyAndWrite,
         Kernel::MtCollect,
         Kernel::ShaScan,
         Kernel::ShaCollect,
+        Kernel::MmaBf16,
+        Kernel::MmaF16,
     ];
 
     /// The PTX entry name (`extern "C"` function name).
@@ -117,6 +131,9 @@ impl Kernel {
         match self {
             Kernel::GenMatrixF64 => "kiln_gen_matrix_f64",
             Kernel::GenMatrixF32 => "kiln_gen_matrix_f32",
+            Kernel::GenMatrixBf16 => "kiln_gen_matrix_bf16",
+            Kernel::GenMatrixF16 => "kiln_gen_matrix_f16",
+            Kernel::GenMatrixE4m3 => "kiln_gen_matrix_e4m3",
             Kernel::GenStreamF64 => "kiln_gen_stream_f64",
             Kernel::FillU64 => "kiln_fill_u64",
             Kernel::BwRead => "kiln_bw_read",
@@ -126,14 +143,18 @@ impl Kernel {
             Kernel::DigestF64 => "kiln_digest_f64",
             Kernel::ChecksumU64 => "kiln_checksum_u64",
             Kernel::ChecksumU32 => "kiln_checksum_u32",
+            Kernel::ChecksumU16 => "kiln_checksum_u16",
             Kernel::GatherU64 => "kiln_gather_u64",
             Kernel::GatherU32 => "kiln_gather_u32",
+            Kernel::GatherU16 => "kiln_gather_u16",
             Kernel::MtFill => "kiln_mt_fill",
             Kernel::MtVerify => "kiln_mt_verify",
             Kernel::MtVerifyAndWrite => "kiln_mt_verify_and_write",
             Kernel::MtCollect => "kiln_mt_collect",
             Kernel::ShaScan => "kiln_sha256d_scan",
             Kernel::ShaCollect => "kiln_sha256d_collect",
+            Kernel::MmaBf16 => "kiln_mma_bf16",
+            Kernel::MmaF16 => "kiln_mma_f16",
         }
     }
 
@@ -142,6 +163,9 @@ impl Kernel {
         match self {
             Kernel::GenMatrixF64
             | Kernel::GenMatrixF32
+            | Kernel::GenMatrixBf16
+            | Kernel::GenMatrixF16
+            | Kernel::GenMatrixE4m3
             | Kernel::GenStreamF64
             | Kernel::FillU64 => Module::Gen,
             Kernel::BwRead | Kernel::BwWrite | Kernel::BwCopy | Kernel::BwTriad => {
@@ -150,12 +174,15 @@ impl Kernel {
             Kernel::DigestF64
             | Kernel::ChecksumU64
             | Kernel::ChecksumU32
+            | Kernel::ChecksumU16
             | Kernel::GatherU64
-            | Kernel::GatherU32 => Module::Verify,
+            | Kernel::GatherU32
+            | Kernel::GatherU16 => Module::Verify,
             Kernel::MtFill | Kernel::MtVerify | Kernel::MtVerifyAndWrite | Kernel::MtCollect => {
                 Module::Memtest
             }
             Kernel::ShaScan | Kernel::ShaCollect => Module::Sha256d,
+            Kernel::MmaBf16 | Kernel::MmaF16 => Module::Matmul,
         }
     }
 
@@ -164,7 +191,11 @@ impl Kernel {
     pub fn params(self) -> &'static [u8] {
         match self {
             // (out, rows, cols, seed, stream, col_major)
-            Kernel::GenMatrixF64 | Kernel::GenMatrixF32 => &[P, 8, 8, 8, 8, 4],
+            Kernel::GenMatrixF64
+            | Kernel::GenMatrixF32
+            | Kernel::GenMatrixBf16
+            | Kernel::GenMatrixF16
+            | Kernel::GenMatrixE4m3 => &[P, 8, 8, 8, 8, 4],
             // (out, len, seed) / (out, len, value)
             Kernel::GenStreamF64 | Kernel::FillU64 => &[P, 8, 8],
             // (a, len, partial)
@@ -178,10 +209,11 @@ impl Kernel {
             // (x, len, partial_sum, partial_hash)
             Kernel::DigestF64 => &[P, 8, P, P],
             // (x, len, partial)
-            Kernel::ChecksumU64 | Kernel::ChecksumU32 => &[P, 8, P],
+            Kernel::ChecksumU64 | Kernel::ChecksumU32 | Kernel::ChecksumU16 => &[P, 8, P],
             // (src, len, idx, count, out, fill)
             Kernel::GatherU64 => &[P, 8, P, 4, P, 8],
             Kernel::GatherU32 => &[P, 8, P, 4, P, 4],
+            Kernel::GatherU16 => &[P, 8, P, 4, P, 2],
             // (buf, words, kind, param)
             Kernel::MtFill => &[P, 8, 4, 8],
             // (buf, words, kind, param, keep, stats, bad)
@@ -195,6 +227,8 @@ impl Kernel {
             Kernel::ShaScan => &[P, 4, 4, P, P],
             // (rec, blocks, out)
             Kernel::ShaCollect => &[P, 4, P],
+            // (A, Bt, C, n)
+            Kernel::MmaBf16 | Kernel::MmaF16 => &[P, P, P, 4],
         }
     }
 
@@ -218,6 +252,12 @@ pub(crate) const BW_ITEMS_PER_BLOCK: u64 = 2 * 4 * BLOCK as u64;
 
 /// Words of one memtest tile (`8 * blockDim.x`): a verify block's unit.
 pub(crate) const MT_TILE_WORDS: u64 = 8 * BLOCK as u64;
+
+/// Threads per block of kiln's mma kernel (8 warps).
+pub(crate) const MMA_THREADS: u32 = 256;
+
+/// Output tile edge of one mma block: n must be a multiple of it.
+pub(crate) const MMA_TILE: usize = 128;
 
 /// Nonces of one scan step (`4 * blockDim.x`): a scan block's unit.
 pub(crate) const SHA_STEP_NONCES: u64 = 4 * BLOCK as u64;

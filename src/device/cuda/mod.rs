@@ -27,9 +27,10 @@
 //! - **Errors** name the device, the kernel and its PTX file and the driver's
 //!   error; errors that leave the context unusable make the device lost
 //!   ([`gpu::is_fatal`]).
-//! - **Matmul**: f32 and f64 through cuBLASLt ([`blaslt`]) when it loads;
-//!   without it `Device::matmul` fails with one line and every other
-//!   workload still runs.
+//! - **Matmul**: bf16, fp16, tf32, fp8 (compute capability 8.9+), fp32 and
+//!   fp64 through cuBLASLt ([`blaslt`]) when it loads, and bf16/fp16
+//!   through kiln's own mma.sync kernel always; without cuBLASLt the library
+//!   variants are skipped with one line each and everything else runs.
 
 pub mod identity;
 
@@ -45,8 +46,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use crate::device::{
-    BackendKind, Device, DeviceError, DeviceInfo, DeviceResult, HashOp, MatmulOp, MatmulShape,
-    MemtestOp, StreamOp,
+    BackendKind, Device, DeviceError, DeviceInfo, DeviceResult, Engine, HashOp, MatmulOp,
+    MatmulShape, MatmulVariant, MemtestOp, Precision, StreamOp,
 };
 use crate::workload::hash::HashJob;
 
@@ -68,7 +69,7 @@ pub fn probe() -> Result<Vec<Box<dyn Device>>, String> {
     let infos = guarded(query_devices).map_err(|p| format!("the CUDA driver failed: {p}"))??;
     Ok(infos
         .into_iter()
-        .map(|mut info| {
+        .map(|(mut info, capability)| {
             // NVML knows what the driver API does not: serial and PCI device
             // id (which picks the baseline). Without NVML both stay unknown.
             let bus = info.pci_bus_id.clone().unwrap_or_default();
@@ -81,6 +82,7 @@ pub fn probe() -> Result<Vec<Box<dyn Device>>, String> {
                 .map(|s| Arc::new(s) as Arc<dyn crate::telemetry::Sensor>);
             Box::new(CudaDevice {
                 ordinal: info.index,
+                capability,
                 info,
                 gpu: None,
                 sensor,
@@ -136,9 +138,12 @@ fn label(info: &DeviceInfo) -> String {
     }
 }
 
-/// Initialises the driver and reads every visible device's identity (no
-/// context is created).
-fn query_devices() -> Result<Vec<DeviceInfo>, String> {
+/// A compute capability, (major, minor).
+type Capability = (u32, u32);
+
+/// Initialises the driver and reads every visible device's identity and
+/// compute capability (no context is created).
+fn query_devices() -> Result<Vec<(DeviceInfo, Capability)>, String> {
     use cudarc::driver::result::{self, device};
     use cudarc::driver::sys::CUdevice_attribute as A;
     result::init().map_err(|e| format!("cuInit failed: {}{}", describe(e), visible_note()))?;
@@ -166,6 +171,10 @@ fn query_devices() -> Result<Vec<DeviceInfo>, String> {
             attr(A::CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID)?,
         );
         let sms = attr(A::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?;
+        let capability = (
+            attr(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
+            attr(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
+        );
         // SAFETY: `dev` was returned by cuDeviceGet.
         let memory = unsafe { device::total_mem(dev) }.map_err(|e| fail("cuDeviceTotalMem", e))?;
         let uuid = format_uuid(uuid.bytes.map(|b| b as u8));
@@ -175,18 +184,21 @@ fn query_devices() -> Result<Vec<DeviceInfo>, String> {
             bus_id: bus_id.clone(),
             uuid: uuid.clone(),
         });
-        infos.push(DeviceInfo {
-            index: ordinal,
-            name,
-            uuid: Some(uuid),
-            serial: None,
-            pci_bus_id: Some(bus_id),
-            pci_device_id: None,
-            memory_bytes: memory as u64,
-            compute_units: sms,
-            backend: BackendKind::Cuda,
-            simulated: false,
-        });
+        infos.push((
+            DeviceInfo {
+                index: ordinal,
+                name,
+                uuid: Some(uuid),
+                serial: None,
+                pci_bus_id: Some(bus_id),
+                pci_device_id: None,
+                memory_bytes: memory as u64,
+                compute_units: sms,
+                backend: BackendKind::Cuda,
+                simulated: false,
+            },
+            capability,
+        ));
     }
     IdentityTable::new(ids)?;
     Ok(infos)
@@ -196,6 +208,8 @@ fn query_devices() -> Result<Vec<DeviceInfo>, String> {
 pub struct CudaDevice {
     info: DeviceInfo,
     ordinal: usize,
+    /// Compute capability (major, minor), e.g. (9, 0) for an H100.
+    capability: (u32, u32),
     /// Context, stream and kernels, created on the first workload.
     gpu: Option<Gpu>,
     /// NVML sensors, matched by PCI bus id, when NVML is there.
@@ -239,6 +253,9 @@ impl Device for CudaDevice {
 
     fn matmul(&mut self, shape: MatmulShape) -> DeviceResult<Box<dyn MatmulOp + '_>> {
         let label = label(&self.info);
+        if let Some(why) = variant_problem(shape.variant, self.capability) {
+            return Err(DeviceError::unsupported(format!("{label}: {why}")));
+        }
         let gpu = self.gpu()?;
         let op = guarded(|| matmul::CudaMatmul::new(gpu, shape)).map_err(|p| {
             DeviceError::failed(format!("{label}: preparing the GEMM failed: {p}"))
@@ -259,9 +276,51 @@ impl Device for CudaDevice {
     }
 }
 
+/// Why a GPU of compute capability `cc` cannot run a matmul variant, if it
+/// cannot: tensor-core bf16, fp16 and tf32 (and kiln's mma.sync kernel)
+/// need 8.0, fp8 needs 8.9.
+pub(crate) fn variant_problem(v: MatmulVariant, cc: (u32, u32)) -> Option<String> {
+    let need = match (v.engine, v.precision) {
+        (_, Precision::Fp8) => (8, 9),
+        (Engine::Mma, _) | (_, Precision::Bf16 | Precision::Tf32) => (8, 0),
+        _ => (0, 0),
+    };
+    (cc < need).then(|| {
+        format!(
+            "the {} matmul needs compute capability {}.{} or later; this GPU has {}.{}",
+            v.name(),
+            need.0,
+            need.1,
+            cc.0,
+            cc.1
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn variants_follow_the_compute_capability() {
+        let fp8 = MatmulVariant::library(Precision::Fp8);
+        assert_eq!(variant_problem(fp8, (9, 0)), None);
+        assert_eq!(variant_problem(fp8, (8, 9)), None);
+        let why = variant_problem(fp8, (8, 0)).expect("A100 has no fp8");
+        assert_eq!(
+            why,
+            "the fp8 matmul needs compute capability 8.9 or later; this GPU has 8.0"
+        );
+        assert!(variant_problem(MatmulVariant::mma(Precision::Bf16), (7, 5)).is_some());
+        assert_eq!(
+            variant_problem(MatmulVariant::mma(Precision::Fp16), (8, 0)),
+            None
+        );
+        assert_eq!(
+            variant_problem(MatmulVariant::library(Precision::Fp64), (7, 0)),
+            None
+        );
+    }
 
     #[test]
     fn probe_answers_in_one_line_without_panicking() {
