@@ -128,8 +128,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "LIST")]
     pub devices: Option<String>,
 
-    /// Comma-separated workloads to run: matmul, bandwidth, hash, memtest
-    /// (default: all).
+    /// Comma-separated workloads to run: matmul, bandwidth, hash, memtest,
+    /// transfer (default: all; the CPU backend leaves transfer out, having
+    /// no host-device link).
     #[arg(long, value_name = "LIST")]
     pub workloads: Option<String>,
 
@@ -140,7 +141,7 @@ pub struct RunArgs {
 
     /// Inject a fault into a simulated GPU (with --backend sim), repeatable:
     /// DEVICE:FAULT[@START], FAULT one of sdc, membit, hashbit, copybit,
-    /// slow=F, throttle=thermal|power, hot=T, ecc=N, xid=N, pcie=GEN:WIDTH,
+    /// xferbit, slow=F, throttle=thermal|power, hot=T, ecc=N, xid=N, pcie=GEN:WIDTH,
     /// hang=WORKLOAD, lost=SECONDS; START delays it, e.g. 2:membit@90s.
     #[arg(long, value_name = "DEVICE:FAULT")]
     pub inject: Vec<String>,

@@ -60,11 +60,17 @@ pub fn list(args: &ListArgs) -> Result<ExitCode> {
 /// `kiln run`.
 pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Result<ExitCode> {
     let host = host_name();
-    let plan = Plan::from_args(args, &host, SystemTime::now())?;
+    let mut plan = Plan::from_args(args, &host, SystemTime::now())?;
     // Read a --baseline file before any device is touched.
     let baseline = args.baseline.as_deref().map(baseline::load).transpose()?;
     let found = device::discover(plan.backend, &plan.sim)?;
     let backend = found.backend;
+    if backend == device::BackendKind::Cpu && args.workloads.is_none() {
+        // The CPU has no host-device link and no peers: by default its run
+        // leaves the transfer workload out rather than skip it with a note.
+        plan.workloads
+            .retain(|w| *w != crate::workload::WorkloadKind::Transfer);
+    }
     let mut notes = Vec::new();
     if let Some(n) = &found.note {
         eprintln!("kiln: {n}");

@@ -166,7 +166,7 @@ pub fn parse_workloads(text: &str) -> Result<Vec<WorkloadKind>> {
             .find(|k| k.name() == part)
             .ok_or_else(|| {
                 KilnError::Usage(format!(
-                    "--workloads {text:?}: unknown workload {part:?}; expected any of matmul, bandwidth, hash, memtest"
+                    "--workloads {text:?}: unknown workload {part:?}; expected any of matmul, bandwidth, hash, memtest, transfer"
                 ))
             })?;
         if !out.contains(&k) {

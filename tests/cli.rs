@@ -150,7 +150,7 @@ mod run {
                 .iter()
                 .map(|m| m["workload"].as_str().unwrap_or("").to_string())
                 .collect();
-            for w in ["matmul", "bandwidth", "hash", "memtest"] {
+            for w in ["matmul", "bandwidth", "hash", "memtest", "transfer"] {
                 assert!(workloads.contains(w), "{w} missing");
             }
             for m in dev["metrics"].as_array().expect("metrics") {
@@ -169,8 +169,8 @@ mod run {
         assert!(csv.starts_with("device,name,uuid"));
         assert_eq!(
             csv.lines().count(),
-            1 + 8 * 14,
-            "one row per device x metric (8 matmul variants, 4 bandwidth, sha256d, memtest)"
+            1 + 8 * 24,
+            "one row per device x metric (8 matmul variants, 4 bandwidth, sha256d, memtest, h2d, d2h, p2p and p2p_gpuJ to each of the 7 peers)"
         );
         assert!(d.path().join("journal.jsonl").is_file());
         let out = stdout(&o);

@@ -116,7 +116,9 @@ fn the_seven_fault_node_rejects_exactly_the_faulty_devices() {
     for dev in [0, 1, 2, 3, 5, 6, 7] {
         assert_eq!(
             v["devices"][dev]["metrics"].as_array().map(Vec::len),
-            Some(8),
+            // 8 matmul variants, 4 bandwidth, sha256d, memtest, h2d, d2h,
+            // p2p and p2p_gpuJ to each of the 7 other devices.
+            Some(24),
             "device {dev}"
         );
     }
@@ -159,6 +161,110 @@ fn the_other_fault_classes_are_caught_too() {
 }
 
 #[test]
+fn a_corrupted_transfer_is_caught_in_every_direction() {
+    let d = tempfile::tempdir().expect("temp");
+    let (code, v, log) = sim(
+        d.path(),
+        &[
+            "--sim-gpus",
+            "4",
+            "--inject",
+            "2:xferbit",
+            "--workloads",
+            "transfer",
+        ],
+    );
+    assert_eq!(code, 1, "{log}");
+    for dev in [0, 1, 3] {
+        assert_clean(&v, dev);
+    }
+    assert_rejected_for(&v, 2, "transfer_mismatch");
+    assert_eq!(reasons(&v, 2), vec!["transfer_mismatch"]);
+    let integrity = v["devices"][2]["integrity"].as_array().expect("integrity");
+    for check in ["h2d", "d2h", "p2p"] {
+        let r = integrity
+            .iter()
+            .find(|i| i["check"] == check)
+            .unwrap_or_else(|| panic!("{check} checked"));
+        assert!(r["errors"].as_u64() >= Some(1), "{check}: {r}");
+    }
+    // The detail says where: the flipped word is in the middle of the copy.
+    let h2d = integrity.iter().find(|i| i["check"] == "h2d").expect("h2d");
+    assert!(
+        h2d["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("byte offset 0x10000"),
+        "{h2d}"
+    );
+}
+
+#[test]
+fn a_degraded_pcie_link_also_shows_in_host_transfers() {
+    let d = tempfile::tempdir().expect("temp");
+    let (code, v, log) = sim(
+        d.path(),
+        &[
+            "--sim-gpus",
+            "4",
+            "--inject",
+            "1:pcie=4:16",
+            "--workloads",
+            "transfer",
+        ],
+    );
+    assert_eq!(code, 1, "{log}");
+    assert_rejected_for(&v, 1, "pcie_degraded");
+    assert_rejected_for(&v, 1, "below_baseline");
+    let h2d = |dev: usize| {
+        v["devices"][dev]["metrics"]
+            .as_array()
+            .and_then(|m| m.iter().find(|x| x["name"] == "h2d"))
+            .and_then(|x| x["value"].as_f64())
+            .expect("h2d measured")
+    };
+    // Gen4 carries half of Gen5.
+    let ratio = h2d(1) / h2d(0);
+    assert!((0.45..0.55).contains(&ratio), "h2d ratio {ratio}");
+    assert_clean(&v, 0);
+}
+
+#[test]
+fn peer_copies_follow_the_selected_devices() {
+    let d = tempfile::tempdir().expect("temp");
+    let (code, v, log) = sim(
+        d.path(),
+        &[
+            "--sim-gpus",
+            "8",
+            "--devices",
+            "1,3,6",
+            "--workloads",
+            "transfer",
+        ],
+    );
+    assert_eq!(code, 0, "{log}");
+    let devs = v["devices"].as_array().expect("devices");
+    assert_eq!(devs.len(), 3);
+    for (k, want) in [
+        (0usize, ["p2p_gpu3", "p2p_gpu6"]),
+        (1, ["p2p_gpu1", "p2p_gpu6"]),
+        (2, ["p2p_gpu1", "p2p_gpu3"]),
+    ] {
+        let names: Vec<&str> = devs[k]["metrics"]
+            .as_array()
+            .expect("metrics")
+            .iter()
+            .filter_map(|m| m["name"].as_str())
+            .filter(|n| n.starts_with("p2p_gpu"))
+            .collect();
+        let mut names = names;
+        names.sort_unstable();
+        assert_eq!(names, want, "device {}", devs[k]["index"]);
+    }
+}
+
+#[test]
 fn a_late_fault_only_rejects_when_it_has_happened() {
     // The membit fault starts after an hour: this quick run never sees it.
     let d = tempfile::tempdir().expect("temp");
@@ -177,7 +283,10 @@ fn malformed_injections_are_usage_errors() {
         ("1:slow=fast", "not a number"),
         ("1:throttle=cold", "expected thermal or power"),
         ("1:pcie=9", "GEN:WIDTH"),
-        ("1:hang=fft", "expected matmul, bandwidth, hash or memtest"),
+        (
+            "1:hang=fft",
+            "expected matmul, bandwidth, hash, memtest or transfer",
+        ),
         ("1:ecc=-1", "not a whole number"),
         ("1:sdc=3", "takes no value"),
         ("1:membit@soon", "not a duration"),

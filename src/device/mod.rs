@@ -489,6 +489,67 @@ pub trait MemtestOp {
     ) -> DeviceResult<(MemErrors, Seconds)>;
 }
 
+/// Which way a host/device copy goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Pinned host memory to device memory.
+    HostToDevice,
+    /// Device memory to pinned host memory.
+    DeviceToHost,
+}
+
+impl Direction {
+    /// Both directions, in run order.
+    pub const ALL: [Direction; 2] = [Direction::HostToDevice, Direction::DeviceToHost];
+
+    /// Metric name: `h2d` or `d2h`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::HostToDevice => "h2d",
+            Direction::DeviceToHost => "d2h",
+        }
+    }
+}
+
+/// What a check of copied data found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CopyCheck {
+    /// 64-bit words checked.
+    pub checked: u64,
+    /// Words that differ from the source.
+    pub errors: u64,
+    /// Index of the first bad word, when there is one and it is known.
+    pub first_bad: Option<u64>,
+}
+
+/// Prepared host/device copies of `words` 64-bit words each way.
+///
+/// The host-to-device source is pinned host memory holding
+/// `workload::transfer::word(seed, H2D_STREAM, i)`; the device-to-host
+/// source is device memory holding `word(seed, D2H_STREAM, i)`.
+pub trait TransferOp {
+    /// Words per copy.
+    fn words(&self) -> usize;
+    /// One copy of every word in `dir`; returns the device time.
+    fn run(&mut self, dir: Direction) -> DeviceResult<Seconds>;
+    /// Checks the destination of the last copy in `dir` against the source
+    /// pattern.
+    fn check(&mut self, dir: Direction) -> DeviceResult<CopyCheck>;
+}
+
+/// Prepared copies from this device to its peers, `words` 64-bit words
+/// each, source `workload::transfer::word(seed, P2P_STREAM, i)`.
+pub trait PeerOp {
+    /// The peers this device can copy to directly (kiln indices), and for
+    /// each peer it cannot, why.
+    fn targets(&self) -> (Vec<usize>, Vec<(usize, String)>);
+    /// One copy to `target`; returns the device time.
+    fn run(&mut self, target: usize) -> DeviceResult<Seconds>;
+    /// Checks what the last copy left on `target`.
+    fn check(&mut self, target: usize) -> DeviceResult<CopyCheck>;
+}
+
 /// A device kiln can test. One per GPU; the whole host for the CPU backend.
 ///
 /// Every method may be called from the device's own runner thread only.
@@ -503,6 +564,31 @@ pub trait Device: Send {
     fn hasher(&mut self, job: &HashJob) -> DeviceResult<Box<dyn HashOp + '_>>;
     /// Allocates a memory-test buffer of `words` 64-bit words.
     fn memtest(&mut self, words: usize) -> DeviceResult<Box<dyn MemtestOp + '_>>;
+    /// Allocates pinned host memory and device memory for host/device
+    /// copies of `words` 64-bit words. Devices without a host link (the CPU)
+    /// answer [`DeviceError::unsupported`].
+    fn transfer(&mut self, words: usize, seed: u64) -> DeviceResult<Box<dyn TransferOp + '_>> {
+        let _ = (words, seed);
+        Err(DeviceError::unsupported(format!(
+            "{} has no host-device link to measure",
+            self.info().name
+        )))
+    }
+    /// Prepares copies of `words` words to each of `peers` (kiln indices of
+    /// the other devices in the run). Devices without peer links answer
+    /// [`DeviceError::unsupported`].
+    fn peer(
+        &mut self,
+        words: usize,
+        seed: u64,
+        peers: &[usize],
+    ) -> DeviceResult<Box<dyn PeerOp + '_>> {
+        let _ = (words, seed, peers);
+        Err(DeviceError::unsupported(format!(
+            "{} has no peer devices to copy to",
+            self.info().name
+        )))
+    }
     /// The device's sensors, when it has any.
     fn sensor(&self) -> Option<std::sync::Arc<dyn crate::telemetry::Sensor>> {
         None

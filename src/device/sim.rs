@@ -19,14 +19,15 @@ use std::time::Instant;
 
 use crate::device::cpu::{CpuMatmul, CpuMemtest, CpuStream};
 use crate::device::{
-    BackendKind, BufferDigest, Device, DeviceError, DeviceInfo, DeviceResult, Engine, HashOp,
-    MatmulOp, MatmulShape, MatmulVariant, MemtestOp, Precision, Seconds, SimOptions, StreamBuffer,
-    StreamKernel, StreamOp,
+    BackendKind, BufferDigest, CopyCheck, Device, DeviceError, DeviceInfo, DeviceResult, Direction,
+    Engine, HashOp, MatmulOp, MatmulShape, MatmulVariant, MemtestOp, PeerOp, Precision, Seconds,
+    SimOptions, StreamBuffer, StreamKernel, StreamOp, TransferOp,
 };
 use crate::telemetry::{Sample, Sensor};
 use crate::workload::gen;
 use crate::workload::hash::{self, HashJob, ScanResult};
 use crate::workload::memtest::{MemErrors, Pattern};
+use crate::workload::transfer;
 use crate::workload::WorkloadKind;
 
 /// Nominal rates of a simulated GPU, each with where the figure comes from.
@@ -130,6 +131,8 @@ pub enum Fault {
     HashBit,
     /// `copybit`: the bandwidth copy's output gets a flipped bit.
     CopyBit,
+    /// `xferbit`: every host/device and peer copy lands with a flipped bit.
+    XferBit,
     /// `slow=F`: throughput multiplied by F (0 < F <= 1).
     Slow(f64),
     /// `throttle=thermal|power`: the clocks throttle for that reason.
@@ -168,7 +171,7 @@ pub struct Injection {
     pub at_s: f64,
 }
 
-const FAULT_HELP: &str = "expected DEVICE:FAULT[@START], FAULT one of sdc, membit, hashbit, copybit, slow=F, throttle=thermal|power, hot=T, ecc=N, xid=N, pcie=GEN:WIDTH, hang=WORKLOAD, lost=SECONDS; START e.g. 60s";
+const FAULT_HELP: &str = "expected DEVICE:FAULT[@START], FAULT one of sdc, membit, hashbit, copybit, xferbit, slow=F, throttle=thermal|power, hot=T, ecc=N, xid=N, pcie=GEN:WIDTH, hang=WORKLOAD, lost=SECONDS; START e.g. 60s";
 
 /// Parses one `--inject` value, e.g. `2:slow=0.85`, `5:membit@90s`.
 pub fn parse_injection(text: &str) -> Result<Injection, String> {
@@ -206,13 +209,14 @@ pub fn parse_injection(text: &str) -> Result<Injection, String> {
             .map_err(|_| bad(format!("{name}={v}: not a whole number")))
     };
     let fault = match name {
-        "sdc" | "membit" | "hashbit" | "copybit" if value.is_some() => {
+        "sdc" | "membit" | "hashbit" | "copybit" | "xferbit" if value.is_some() => {
             return Err(bad(format!("{name} takes no value")))
         }
         "sdc" => Fault::Sdc,
         "membit" => Fault::MemBit,
         "hashbit" => Fault::HashBit,
         "copybit" => Fault::CopyBit,
+        "xferbit" => Fault::XferBit,
         "slow" => {
             let f = number(value)?;
             if !(f > 0.0 && f <= 1.0) {
@@ -255,7 +259,7 @@ pub fn parse_injection(text: &str) -> Result<Injection, String> {
                 .find(|k| k.name() == v)
                 .ok_or_else(|| {
                     bad(format!(
-                        "hang={v}: expected matmul, bandwidth, hash or memtest"
+                        "hang={v}: expected matmul, bandwidth, hash, memtest or transfer"
                     ))
                 })?;
             Fault::Hang(w)
@@ -331,6 +335,22 @@ impl SimState {
                 _ => 1.0,
             })
             .product()
+    }
+
+    /// Host-link throughput factor: a link trained below Gen5 x16 carries
+    /// proportionally less (per-lane rates 0.25, 0.5, 0.985, 1.969, 3.938,
+    /// 7.563 GB/s for Gen1 to Gen6).
+    fn link(&self) -> f64 {
+        const LANE: [f64; 6] = [0.25, 0.5, 0.985, 1.969, 3.938, 7.563];
+        self.active()
+            .find_map(|f| match f {
+                Fault::Pcie(g, w) => {
+                    let lane = LANE[(*g as usize).clamp(1, 6) - 1];
+                    Some((lane * f64::from(*w) / (LANE[4] * 16.0)).min(1.0))
+                }
+                _ => None,
+            })
+            .unwrap_or(1.0)
     }
 
     /// Fails when the device is lost; never returns when `workload` hangs.
@@ -566,6 +586,47 @@ impl Device for SimDevice {
         }))
     }
 
+    fn transfer(&mut self, words: usize, seed: u64) -> DeviceResult<Box<dyn TransferOp + '_>> {
+        self.state.gate(WorkloadKind::Transfer)?;
+        std::thread::sleep(self.pace / 2);
+        let host: Vec<u64> = (0..words as u64)
+            .map(|i| transfer::word(seed, transfer::H2D_STREAM, i))
+            .collect();
+        let dev_src: Vec<u64> = (0..words as u64)
+            .map(|i| transfer::word(seed, transfer::D2H_STREAM, i))
+            .collect();
+        Ok(Box::new(SimTransfer {
+            seed,
+            host,
+            dev_src,
+            dev_dst: vec![0; words],
+            host_dst: vec![0; words],
+            model: &mut self.model,
+            state: &self.state,
+        }))
+    }
+
+    fn peer(
+        &mut self,
+        words: usize,
+        seed: u64,
+        peers: &[usize],
+    ) -> DeviceResult<Box<dyn PeerOp + '_>> {
+        self.state.gate(WorkloadKind::Transfer)?;
+        std::thread::sleep(self.pace / 2);
+        let src: Vec<u64> = (0..words as u64)
+            .map(|i| transfer::word(seed, transfer::P2P_STREAM, i))
+            .collect();
+        Ok(Box::new(SimPeer {
+            seed,
+            peers: peers.to_vec(),
+            dst: vec![0; words],
+            src,
+            model: &mut self.model,
+            state: &self.state,
+        }))
+    }
+
     fn sensor(&self) -> Option<Arc<dyn Sensor>> {
         Some(self.state.clone())
     }
@@ -606,6 +667,103 @@ impl MatmulOp for SimMatmul<'_> {
 
     fn checksum(&mut self) -> DeviceResult<u64> {
         self.inner.checksum()
+    }
+}
+
+/// Host/device copies between two pairs of host vectors.
+struct SimTransfer<'a> {
+    seed: u64,
+    host: Vec<u64>,
+    dev_src: Vec<u64>,
+    dev_dst: Vec<u64>,
+    host_dst: Vec<u64>,
+    model: &'a mut Model,
+    state: &'a SimState,
+}
+
+/// Flips a bit of a copy's destination when `xferbit` is active.
+fn corrupt_copy(state: &SimState, dst: &mut [u64]) {
+    if state.has(|f| *f == Fault::XferBit) {
+        let i = dst.len() / 2;
+        if let Some(w) = dst.get_mut(i) {
+            *w ^= 1 << 33;
+        }
+    }
+}
+
+impl TransferOp for SimTransfer<'_> {
+    fn words(&self) -> usize {
+        self.host.len()
+    }
+
+    fn run(&mut self, dir: Direction) -> DeviceResult<Seconds> {
+        self.state.gate(WorkloadKind::Transfer)?;
+        let dst = match dir {
+            Direction::HostToDevice => {
+                self.dev_dst.copy_from_slice(&self.host);
+                &mut self.dev_dst
+            }
+            Direction::DeviceToHost => {
+                self.host_dst.copy_from_slice(&self.dev_src);
+                &mut self.host_dst
+            }
+        };
+        corrupt_copy(self.state, dst);
+        let nominal = match dir {
+            Direction::HostToDevice => NOMINAL.h2d,
+            Direction::DeviceToHost => NOMINAL.d2h,
+        };
+        let bytes = (self.host.len() * 8) as f64;
+        Ok(self
+            .model
+            .time(bytes, nominal * 1e9 * self.state.link(), self.state.speed()))
+    }
+
+    fn check(&mut self, dir: Direction) -> DeviceResult<CopyCheck> {
+        let (stream, data) = match dir {
+            Direction::HostToDevice => (transfer::H2D_STREAM, &self.dev_dst),
+            Direction::DeviceToHost => (transfer::D2H_STREAM, &self.host_dst),
+        };
+        Ok(transfer::check_words(self.seed, stream, data))
+    }
+}
+
+/// Peer copies: every simulated GPU of the run is a peer over NVLink.
+struct SimPeer<'a> {
+    seed: u64,
+    peers: Vec<usize>,
+    src: Vec<u64>,
+    dst: Vec<u64>,
+    model: &'a mut Model,
+    state: &'a SimState,
+}
+
+impl PeerOp for SimPeer<'_> {
+    fn targets(&self) -> (Vec<usize>, Vec<(usize, String)>) {
+        (self.peers.clone(), Vec::new())
+    }
+
+    fn run(&mut self, target: usize) -> DeviceResult<Seconds> {
+        self.state.gate(WorkloadKind::Transfer)?;
+        if !self.peers.contains(&target) {
+            return Err(DeviceError::failed(format!(
+                "device {target} is not a peer of this run"
+            )));
+        }
+        self.dst.copy_from_slice(&self.src);
+        corrupt_copy(self.state, &mut self.dst);
+        let bytes = (self.src.len() * 8) as f64;
+        Ok(self
+            .model
+            .time(bytes, NOMINAL.p2p * 1e9, self.state.speed()))
+    }
+
+    fn check(&mut self, _target: usize) -> DeviceResult<CopyCheck> {
+        Ok(transfer::check_words(
+            self.seed,
+            transfer::P2P_STREAM,
+            &self.dst,
+        ))
     }
 }
 

@@ -204,14 +204,16 @@ pub fn execute(
         stop: &stop,
     };
     state.sample_all(&slots, started);
+    let members: Vec<usize> = slots.iter().map(|s| s.index).collect();
     for (slot, device) in devices.into_iter().enumerate() {
+        let members = members.clone();
         let tx = tx.clone();
         let gate = gate.clone();
         let plan = plan.clone();
         let stop = stop.clone();
         // Not joined: a hung device's thread is abandoned (see module docs).
         std::thread::spawn(move || {
-            device_thread(slot, device, &plan, &gate, &stop, &tx);
+            device_thread(slot, device, &plan, &members, &gate, &stop, &tx);
             let _ = tx.send(Msg::Exit(slot));
         });
     }
@@ -413,6 +415,7 @@ fn device_thread(
     slot: usize,
     mut device: Box<dyn Device>,
     plan: &Plan,
+    members: &[usize],
     gate: &Gate,
     stop: &AtomicBool,
     tx: &mpsc::Sender<Msg>,
@@ -429,7 +432,10 @@ fn device_thread(
             if !gate.arrive(slot, Phase::Workload) {
                 return;
             }
-            let spec = WorkloadSpec::for_device(kind, plan.profile, device.info());
+            let mut spec = WorkloadSpec::for_device(kind, plan.profile, device.info());
+            if let WorkloadSpec::Transfer { run, .. } = &mut spec {
+                *run = members.to_vec();
+            }
             let _ = tx.send(Msg::Started {
                 slot,
                 cycle,

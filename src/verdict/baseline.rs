@@ -1624,6 +1624,9 @@ pcie_width = 16
                 ("bw_triad", NOMINAL.bw_triad),
                 ("sha256d", NOMINAL.sha256d),
                 ("memtest", NOMINAL.memtest),
+                ("h2d", NOMINAL.h2d),
+                ("d2h", NOMINAL.d2h),
+                ("p2p", NOMINAL.p2p),
             ]
             .map(|(m, v)| (m.to_string(), v)),
         );

@@ -4,7 +4,8 @@
 //!
 //! Rules, in the order they are reported:
 //! - **integrity**: corruption found by a workload's own verification
-//!   (`sdc_matmul`, `copy_mismatch`, `hash_mismatch`, `memtest_errors`);
+//!   (`sdc_matmul`, `copy_mismatch`, `hash_mismatch`, `memtest_errors`,
+//!   `transfer_mismatch`);
 //! - **absolute**: a figure below its baseline floor (`below_baseline`);
 //!   skipped, and said so, when no baseline matches the device;
 //! - **peers**: a figure more than the tolerance below the median of the
@@ -180,6 +181,7 @@ pub fn integrity_reason(workload: WorkloadKind) -> &'static str {
         WorkloadKind::Bandwidth => "copy_mismatch",
         WorkloadKind::Hash => "hash_mismatch",
         WorkloadKind::Memtest => "memtest_errors",
+        WorkloadKind::Transfer => "transfer_mismatch",
     }
 }
 

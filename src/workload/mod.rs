@@ -13,6 +13,7 @@ pub mod matmul;
 pub mod memtest;
 pub mod numeric;
 pub mod selftest;
+pub mod transfer;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -55,15 +56,18 @@ pub enum WorkloadKind {
     Hash,
     /// Memory pattern test.
     Memtest,
+    /// Host/device copies through pinned memory and peer-to-peer copies.
+    Transfer,
 }
 
 impl WorkloadKind {
     /// Every family, in run order.
-    pub const ALL: [WorkloadKind; 4] = [
+    pub const ALL: [WorkloadKind; 5] = [
         WorkloadKind::Matmul,
         WorkloadKind::Bandwidth,
         WorkloadKind::Hash,
         WorkloadKind::Memtest,
+        WorkloadKind::Transfer,
     ];
 
     /// The lowercase name used in files and on screen.
@@ -73,6 +77,7 @@ impl WorkloadKind {
             WorkloadKind::Bandwidth => "bandwidth",
             WorkloadKind::Hash => "hash",
             WorkloadKind::Memtest => "memtest",
+            WorkloadKind::Transfer => "transfer",
         }
     }
 }
@@ -114,6 +119,16 @@ pub enum WorkloadSpec {
         walking_bits: Vec<u32>,
         random_passes: u32,
     },
+    /// Copies of `words` 64-bit words: host to device, device to host, and
+    /// to every peer in `run` (the kiln indices of the run's devices, filled
+    /// in by the runner).
+    Transfer {
+        words: usize,
+        warmup: u32,
+        iterations: u32,
+        #[serde(default)]
+        run: Vec<usize>,
+    },
 }
 
 impl WorkloadSpec {
@@ -124,6 +139,7 @@ impl WorkloadSpec {
             WorkloadSpec::Bandwidth { .. } => WorkloadKind::Bandwidth,
             WorkloadSpec::Hash { .. } => WorkloadKind::Hash,
             WorkloadSpec::Memtest { .. } => WorkloadKind::Memtest,
+            WorkloadSpec::Transfer { .. } => WorkloadKind::Transfer,
         }
     }
 
@@ -171,6 +187,18 @@ impl WorkloadSpec {
                 warmup: 1,
                 iterations: if big { 8 } else { 5 },
             },
+            // 256 MiB (quick) or 512 MiB (standard) each way, pinned: big
+            // enough that a copy takes milliseconds on PCIe Gen5 and NVLink.
+            WorkloadKind::Transfer => {
+                let bytes: u64 = if big { 512 << 20 } else { 256 << 20 };
+                let bytes = bytes.min(mem / 16);
+                WorkloadSpec::Transfer {
+                    words: (bytes / 8) as usize,
+                    warmup: 2,
+                    iterations: if big { 20 } else { 10 },
+                    run: Vec::new(),
+                }
+            }
             WorkloadKind::Memtest => {
                 let bytes: u64 = if big { 2 << 30 } else { 512 << 20 };
                 let bytes = bytes.min(mem / 8);
@@ -209,6 +237,12 @@ fn small_spec(kind: WorkloadKind) -> WorkloadSpec {
             sample_every: 1 << 8,
             warmup: 1,
             iterations: 5,
+        },
+        WorkloadKind::Transfer => WorkloadSpec::Transfer {
+            words: 1 << 14,
+            warmup: 1,
+            iterations: 5,
+            run: Vec::new(),
         },
         WorkloadKind::Memtest => WorkloadSpec::Memtest {
             words: 1 << 14,
@@ -408,6 +442,12 @@ pub fn execute(
             walking_bits,
             random_passes,
         } => memtest_driver(device, *words, walking_bits, *random_passes, ctx),
+        WorkloadSpec::Transfer {
+            words,
+            warmup,
+            iterations,
+            run,
+        } => transfer::execute(device, *words, *warmup, *iterations, run, ctx),
     }
 }
 

@@ -41,13 +41,14 @@ mod matmul;
 mod memtest;
 mod sha;
 mod stream;
+mod transfer;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use crate::device::{
     BackendKind, Device, DeviceError, DeviceInfo, DeviceResult, Engine, HashOp, MatmulOp,
-    MatmulShape, MatmulVariant, MemtestOp, Precision, StreamOp,
+    MatmulShape, MatmulVariant, MemtestOp, PeerOp, Precision, StreamOp, TransferOp,
 };
 use crate::workload::hash::HashJob;
 
@@ -273,6 +274,29 @@ impl Device for CudaDevice {
 
     fn memtest(&mut self, words: usize) -> DeviceResult<Box<dyn MemtestOp + '_>> {
         Ok(Box::new(memtest::CudaMemtestOp::new(self.gpu()?, words)?))
+    }
+
+    fn transfer(&mut self, words: usize, seed: u64) -> DeviceResult<Box<dyn TransferOp + '_>> {
+        let label = label(&self.info);
+        let gpu = self.gpu()?;
+        let op = guarded(|| transfer::CudaTransfer::new(gpu, words, seed)).map_err(|p| {
+            DeviceError::failed(format!("{label}: preparing the host transfers failed: {p}"))
+        })??;
+        Ok(Box::new(op))
+    }
+
+    fn peer(
+        &mut self,
+        words: usize,
+        seed: u64,
+        peers: &[usize],
+    ) -> DeviceResult<Box<dyn PeerOp + '_>> {
+        let label = label(&self.info);
+        let gpu = self.gpu()?;
+        let op = guarded(|| transfer::CudaPeer::new(gpu, words, seed, peers)).map_err(|p| {
+            DeviceError::failed(format!("{label}: preparing the peer copies failed: {p}"))
+        })??;
+        Ok(Box::new(op))
     }
 }
 

@@ -1,0 +1,307 @@
+//! Transfers: host to device and device to host through pinned memory, and
+//! device to device between every pair of peers in the run.
+//!
+//! Counted: bytes moved one way per second (GB/s, 10^9 bytes/s), one copy of
+//! the whole buffer per timed iteration, timed on the device (CUDA events)
+//! around the copy alone.
+//!
+//! Verified: every copied word is a pure function of (seed, stream, index)
+//! ([`word`]), so the destination is checked without a second copy of the
+//! data: host-to-device and peer copies by a checksum computed on the
+//! destination device ([`expected_checksum`]; on a mismatch the backend
+//! finds the bad words), device-to-host copies word by word on the host
+//! ([`check_words`]).
+//!
+//! Peers: in a run of N devices, device p copies at step s (1 .. N-1) to the
+//! device s places after it in the run's order. Each step is a permutation,
+//! so while every device runs the same step at about the same time no
+//! device receives from two senders at once. A pair without direct peer
+//! access (no NVLink, no PCIe P2P) is skipped with a note: a copy staged
+//! through the host would not measure a peer link. `p2p_gpuJ` is the
+//! bandwidth to device J; `p2p` is the slowest of them, so one bad link
+//! fails the device.
+
+use rayon::prelude::*;
+
+use crate::device::{CopyCheck, Device, Direction};
+use crate::workload::{gen, seconds, Context, Integrity, WorkloadError, WorkloadKind};
+
+/// Generator stream of the host-to-device source.
+pub const H2D_STREAM: u64 = 12;
+/// Generator stream of the device-to-host source.
+pub const D2H_STREAM: u64 = 13;
+/// Generator stream of the peer-copy source.
+pub const P2P_STREAM: u64 = 14;
+
+/// Word `index` of a copy source.
+#[inline]
+pub fn word(seed: u64, stream: u64, index: u64) -> u64 {
+    gen::random_u64(seed, stream, index)
+}
+
+/// The generator stream of a direction's source.
+pub fn stream_of(dir: Direction) -> u64 {
+    match dir {
+        Direction::HostToDevice => H2D_STREAM,
+        Direction::DeviceToHost => D2H_STREAM,
+    }
+}
+
+/// Wrapping sum over i < words of `digest_term(i, word(seed, stream, i))`:
+/// the checksum a correct copy of the source has (the verify kernels'
+/// `kiln_checksum_u64` over the destination).
+pub fn expected_checksum(seed: u64, stream: u64, words: usize) -> u64 {
+    (0..words as u64)
+        .into_par_iter()
+        .map(|i| gen::digest_term(i, word(seed, stream, i)))
+        .reduce(|| 0, u64::wrapping_add)
+}
+
+/// Checks copied words against the source pattern.
+pub fn check_words(seed: u64, stream: u64, data: &[u64]) -> CopyCheck {
+    let (errors, first) = data
+        .par_iter()
+        .enumerate()
+        .filter(|&(i, &w)| w != word(seed, stream, i as u64))
+        .map(|(i, _)| (1u64, i as u64))
+        .reduce(|| (0, u64::MAX), |a, b| (a.0 + b.0, a.1.min(b.1)));
+    CopyCheck {
+        checked: data.len() as u64,
+        errors,
+        first_bad: (errors > 0).then_some(first),
+    }
+}
+
+/// The order in which the device at `index` copies to the others of `run`
+/// (every device index of the run, itself included): the device s places
+/// after it at step s.
+pub fn peer_order(index: usize, run: &[usize]) -> Vec<usize> {
+    let mut all = run.to_vec();
+    all.sort_unstable();
+    all.dedup();
+    let Some(p) = all.iter().position(|&d| d == index) else {
+        return Vec::new();
+    };
+    (1..all.len()).map(|s| all[(p + s) % all.len()]).collect()
+}
+
+/// `256 MiB`, `128 KiB`.
+pub fn size_text(bytes: usize) -> String {
+    if bytes >= 1 << 20 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{} KiB", bytes >> 10)
+    }
+}
+
+fn detail_of(what: &str, c: &CopyCheck) -> String {
+    match (c.errors, c.first_bad) {
+        (0, _) => String::new(),
+        (n, Some(i)) => format!(
+            "{what}: {n} of {} words differ from the source, the first at byte offset {:#x}",
+            c.checked,
+            i * 8
+        ),
+        (n, None) => format!("{what}: {n} of {} words differ from the source", c.checked),
+    }
+}
+
+/// Runs and verifies the host/device copies, then the peer copies.
+pub(crate) fn execute(
+    device: &mut dyn Device,
+    words: usize,
+    warmup: u32,
+    iterations: u32,
+    run: &[usize],
+    ctx: &mut Context<'_>,
+) -> Result<(), WorkloadError> {
+    let simulated = device.info().simulated;
+    let index = device.info().index;
+    let bytes = (words * 8) as f64;
+    let size = format!("{} per copy", size_text(words * 8));
+    match device.transfer(words, ctx.seed) {
+        Err(e) if e.unsupported => ctx.skipped(WorkloadKind::Transfer, e.message),
+        Err(e) => return Err(e.into()),
+        Ok(mut op) => {
+            for (di, dir) in Direction::ALL.into_iter().enumerate() {
+                for _ in 0..warmup {
+                    ctx.check_stop()?;
+                    op.run(dir)?;
+                }
+                let mut rates = Vec::new();
+                for it in 0..iterations {
+                    ctx.check_stop()?;
+                    let done = (di as f64 + f64::from(it) / f64::from(iterations.max(1))) / 3.0;
+                    (ctx.progress)(done, dir.name());
+                    let t = op.run(dir)?;
+                    rates.push(bytes / seconds(t) / 1e9);
+                }
+                let check = op.check(dir)?;
+                let counted = format!(
+                    "bytes copied one way per second, pinned host memory, {size} ({} words)",
+                    words
+                );
+                ctx.metric(
+                    WorkloadKind::Transfer,
+                    dir.name(),
+                    "GB/s",
+                    counted,
+                    &rates,
+                    simulated,
+                );
+                let detail = detail_of(dir.name(), &check);
+                ctx.send_integrity(Integrity {
+                    workload: WorkloadKind::Transfer,
+                    check: dir.name().to_string(),
+                    checked: check.checked,
+                    errors: check.errors,
+                    detail,
+                    first_bad_offsets: check.first_bad.map(|i| i * 8).into_iter().collect(),
+                    checksum: None,
+                    cycle: 0,
+                });
+            }
+        }
+    }
+    let order = peer_order(index, run);
+    if order.is_empty() {
+        return Ok(());
+    }
+    let mut op = match device.peer(words, ctx.seed, &order) {
+        Err(e) if e.unsupported => {
+            ctx.skipped(WorkloadKind::Transfer, e.message);
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+        Ok(op) => op,
+    };
+    let (reachable, unreachable) = op.targets();
+    for (t, why) in unreachable {
+        ctx.skipped(
+            WorkloadKind::Transfer,
+            format!("p2p to device {t} skipped: {why}"),
+        );
+    }
+    let targets: Vec<usize> = order
+        .into_iter()
+        .filter(|t| reachable.contains(t))
+        .collect();
+    let mut slowest: Option<(usize, Vec<f64>, f64)> = None;
+    let mut total = CopyCheck::default();
+    let mut detail = String::new();
+    for (ti, &target) in targets.iter().enumerate() {
+        for _ in 0..warmup {
+            ctx.check_stop()?;
+            op.run(target)?;
+        }
+        let mut rates = Vec::new();
+        for it in 0..iterations {
+            ctx.check_stop()?;
+            let done = (2.0
+                + (ti as f64 + f64::from(it) / f64::from(iterations.max(1)))
+                    / targets.len() as f64)
+                / 3.0;
+            (ctx.progress)(done, "p2p");
+            let t = op.run(target)?;
+            rates.push(bytes / seconds(t) / 1e9);
+        }
+        let check = op.check(target)?;
+        total.checked += check.checked;
+        total.errors += check.errors;
+        if detail.is_empty() {
+            detail = detail_of(&format!("p2p to device {target}"), &check);
+        }
+        ctx.metric(
+            WorkloadKind::Transfer,
+            &format!("p2p_gpu{target}"),
+            "GB/s",
+            format!(
+                "bytes copied one way per second from device {index} to device {target}, {size}"
+            ),
+            &rates,
+            simulated,
+        );
+        let median = crate::stats::median(&rates).unwrap_or(f64::INFINITY);
+        if slowest.as_ref().is_none_or(|s| median < s.2) {
+            slowest = Some((target, rates, median));
+        }
+    }
+    if let Some((target, rates, _)) = slowest {
+        ctx.metric(
+            WorkloadKind::Transfer,
+            "p2p",
+            "GB/s",
+            format!(
+                "bytes copied one way per second to the slowest of {} peers (device {target}), {size}",
+                targets.len()
+            ),
+            &rates,
+            simulated,
+        );
+        ctx.send_integrity(Integrity {
+            workload: WorkloadKind::Transfer,
+            check: "p2p".into(),
+            checked: total.checked,
+            errors: total.errors,
+            detail,
+            first_bad_offsets: Vec::new(),
+            checksum: None,
+            cycle: 0,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_order_is_a_permutation_at_every_step() {
+        let run = [0, 2, 3, 5];
+        let orders: Vec<Vec<usize>> = run.iter().map(|&d| peer_order(d, &run)).collect();
+        assert_eq!(orders[0], [2, 3, 5]);
+        assert_eq!(orders[3], [0, 2, 3]);
+        for step in 0..3 {
+            let mut receivers: Vec<usize> = orders.iter().map(|o| o[step]).collect();
+            receivers.sort_unstable();
+            assert_eq!(receivers, run, "step {step}: every device receives once");
+        }
+        assert!(peer_order(1, &run).is_empty(), "not in the run");
+        assert!(peer_order(4, &[4]).is_empty(), "alone");
+    }
+
+    #[test]
+    fn a_clean_copy_passes_and_a_flipped_bit_is_found() {
+        let mut data: Vec<u64> = (0..10_000).map(|i| word(7, D2H_STREAM, i)).collect();
+        assert_eq!(
+            check_words(7, D2H_STREAM, &data),
+            CopyCheck {
+                checked: 10_000,
+                errors: 0,
+                first_bad: None,
+            }
+        );
+        data[4321] ^= 1 << 17;
+        data[9000] ^= 1;
+        let c = check_words(7, D2H_STREAM, &data);
+        assert_eq!((c.errors, c.first_bad), (2, Some(4321)));
+        assert!(
+            detail_of("d2h", &c).contains("0x8708"),
+            "{}",
+            detail_of("d2h", &c)
+        );
+    }
+
+    #[test]
+    fn the_checksum_sees_one_bit_and_matches_its_definition() {
+        let want: u64 = (0..1000u64)
+            .map(|i| gen::digest_term(i, word(3, H2D_STREAM, i)))
+            .fold(0, u64::wrapping_add);
+        assert_eq!(expected_checksum(3, H2D_STREAM, 1000), want);
+        assert_ne!(
+            expected_checksum(3, H2D_STREAM, 1000),
+            expected_checksum(3, P2P_STREAM, 1000)
+        );
+    }
+}
