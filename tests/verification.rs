@@ -218,7 +218,12 @@ fn errors_of(records: &[Integrity], check: &str) -> u64 {
 
 #[test]
 fn clean_device_passes_every_check() {
-    for kind in WorkloadKind::ALL {
+    // Transfers need a host-device link, which this CPU-based device lacks;
+    // tests/faults.rs proves their verification on simulated GPUs.
+    for kind in WorkloadKind::ALL
+        .into_iter()
+        .filter(|k| *k != WorkloadKind::Transfer)
+    {
         let recs = integrity(kind, Fault::None);
         assert!(!recs.is_empty(), "{kind}: no integrity record");
         for r in &recs {
