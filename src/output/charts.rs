@@ -640,7 +640,9 @@ pub fn render(run: &RunResults, judgement: &Judgement) -> Result<Vec<Chart>> {
     register_fonts();
     let mut charts = Vec::new();
     for t in metric_tables(run, judgement) {
-        if t.cells.iter().all(|c| c.value.is_none()) {
+        // The peer matrix (p2p_gpuJ) is a table in the report; its chart
+        // is `p2p`, each device's slowest peer.
+        if t.cells.iter().all(|c| c.value.is_none()) || t.name.starts_with("p2p_gpu") {
             continue;
         }
         let title = format!("{} per GPU ({}), {}", t.name, t.unit, t.workload);

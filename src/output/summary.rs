@@ -1,7 +1,6 @@
 //! The summary table printed at the end of a run, and the device table of
 //! `kiln list`.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::device::DeviceInfo;
@@ -13,6 +12,9 @@ use crate::verdict::{Decision, DeviceVerdict};
 fn gib(bytes: u64) -> String {
     format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
 }
+
+/// (workload order, metric name).
+type MetricKey = (u8, String);
 
 fn fit(s: &str, width: usize) -> String {
     if s.chars().count() <= width {
@@ -56,9 +58,6 @@ fn short(v: f64) -> String {
         format!("{v:.2}")
     }
 }
-
-/// Metrics sort by workload, then name.
-type MetricKey = (u8, String);
 
 /// The end-of-run summary: verdicts with reasons, then every metric per
 /// device (the median over burn-in cycles when there are several).
@@ -145,36 +144,60 @@ pub fn render(run: &RunResults, verdicts: &[DeviceVerdict], notes: &[String]) ->
             why
         );
     }
-    // metric name -> (unit, per device median over cycles)
-    let mut table: BTreeMap<MetricKey, (String, Vec<Option<f64>>)> = BTreeMap::new();
+    // Rows in the order the workloads produced them (workload, then first
+    // appearance), one column per device: the median over burn-in cycles.
+    let mut rows: Vec<(MetricKey, String, Vec<Option<f64>>)> = Vec::new();
     for (slot, d) in run.devices.iter().enumerate() {
-        let mut per: BTreeMap<(u8, String), (String, Vec<f64>)> = BTreeMap::new();
+        let mut per: Vec<(MetricKey, String, Vec<f64>)> = Vec::new();
         for m in &d.metrics {
-            per.entry((m.workload as u8, m.name.clone()))
-                .or_insert_with(|| (m.unit.clone(), Vec::new()))
-                .1
-                .push(m.value);
+            let key = (m.workload as u8, m.name.clone());
+            match per.iter_mut().find(|p| p.0 == key) {
+                Some(p) => p.2.push(m.value),
+                None => per.push((key, m.unit.clone(), vec![m.value])),
+            }
         }
-        for (k, (unit, vals)) in per {
-            let row = table
-                .entry(k)
-                .or_insert_with(|| (unit, vec![None; run.devices.len()]));
-            row.1[slot] = stats::median(&vals);
+        for (key, unit, vals) in per {
+            let at = match rows.iter().position(|r| r.0 == key) {
+                Some(i) => i,
+                None => {
+                    rows.push((key, unit, vec![None; run.devices.len()]));
+                    rows.len() - 1
+                }
+            };
+            rows[at].2[slot] = stats::median(&vals);
         }
     }
-    if !table.is_empty() {
+    // Stable: by workload, the peer matrix in device order after the other
+    // transfer figures, `p2p` (the slowest peer) last.
+    rows.sort_by_key(|r| {
+        let name = r.0 .1.as_str();
+        let peer = match name.strip_prefix("p2p_gpu") {
+            Some(j) => 1 + j.parse::<usize>().unwrap_or(0),
+            None if name == "p2p" => usize::MAX,
+            None => 0,
+        };
+        (r.0 .0, peer)
+    });
+    if !rows.is_empty() {
+        let width = rows.iter().map(|r| r.0 .1.len()).max().unwrap_or(0).max(12);
         let _ = writeln!(out);
-        let _ = write!(out, "{:<12} {:<8}", "METRIC", "UNIT");
+        let _ = write!(out, "{:<width$} {:<8}", "METRIC", "UNIT");
         for d in &run.devices {
             let _ = write!(out, " {:>10}", format!("dev {}", d.info.index));
         }
         let _ = writeln!(out);
-        for ((_, name), (unit, vals)) in &table {
-            let _ = write!(out, "{:<12} {:<8}", name, unit);
+        for ((_, name), unit, vals) in &rows {
+            let _ = write!(out, "{:<width$} {:<8}", name, unit);
             for v in vals {
                 let _ = write!(out, " {:>10}", v.map_or("-".to_string(), short));
             }
             let _ = writeln!(out);
+        }
+        if rows.iter().any(|r| r.0 .1.starts_with("p2p_gpu")) {
+            let _ = writeln!(
+                out,
+                "(p2p_gpuJ: copies from the column's device to device J; p2p: its slowest peer)"
+            );
         }
     }
     let count = |x: Decision| verdicts.iter().filter(|v| v.decision == x).count();

@@ -395,7 +395,9 @@ fn workload_tables(doc: &mut Doc, run: &RunResults, tables: &[MetricTable]) {
             let mut row = vec![Cell::colored(d.info.index.to_string(), BLACK, true)];
             for m in &metrics {
                 let c = &m.cells[slot];
+                let to_self = m.name == format!("p2p_gpu{}", d.info.index);
                 row.push(match c.value {
+                    None if to_self => Cell::colored("self", GREY, false),
                     None => Cell::colored("no value", GREY, false),
                     Some(v) if c.fail => {
                         Cell::colored(format!("{} ✗", charts::short(v)), RED, true)
