@@ -5,7 +5,9 @@
 #   1. kiln list and kiln selftest (every kernel against the CPU reference);
 #   2. kiln run --profile quick on every GPU (results, telemetry trace);
 #   3. the same quantities measured with PyTorch on the same GPU, same call:
-#      torch.matmul bf16 8192^3 and a large device-to-device copy, for ratios;
+#      torch.matmul 8192^3 in bf16, fp16, tf32, fp32, fp64 (and fp8 through
+#      torch._scaled_mm where it exists), a 2 GiB device-to-device copy and
+#      sum, and 256 MiB pinned host<->device copies, for ratios;
 #   4. a short table last. Everything goes under $OUT (default ./gpu-validation).
 # Usage: scripts/gpu-validate.sh [KILN_BINARY]
 set -uo pipefail
@@ -21,11 +23,11 @@ torch_libs=$(python3 -c 'import os, nvidia, glob; r=os.path.dirname(nvidia.__pat
 export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}${torch_libs}:/usr/local/cuda/lib64"
 
 echo "== kiln list"
-"$kiln" list --backend cuda; echo "exit $?"
+timeout 60 "$kiln" list --backend cuda; echo "exit $?"
 echo "== kiln selftest"
-"$kiln" selftest --backend cuda; selftest_rc=$?; echo "exit $selftest_rc"
+timeout 240 "$kiln" selftest --backend cuda; selftest_rc=$?; echo "exit $selftest_rc"
 echo "== kiln run --profile quick"
-"$kiln" run --backend cuda --profile quick --out "$out/quick" --sample-rate 1; run_rc=$?; echo "exit $run_rc"
+timeout 300 "$kiln" run --backend cuda --profile quick --out "$out/quick" --sample-rate 1; run_rc=$?; echo "exit $run_rc"
 cp "$out/quick/telemetry.csv" "$out/telemetry-quick.csv" 2>/dev/null || true
 
 echo "== PyTorch reference on the same GPU"
@@ -45,18 +47,31 @@ def timed(fn, reps=20):
         s.record(); fn(); e.record(); torch.cuda.synchronize(); ts.append(s.elapsed_time(e) / 1e3)
     ts.sort(); return ts[len(ts) // 2]
 n = 8192
-a = torch.randn(n, n, device=dev, dtype=torch.bfloat16); b = torch.randn(n, n, device=dev, dtype=torch.bfloat16)
-res["torch_matmul_bf16_tflops"] = 2 * n**3 / timed(lambda: a @ b) / 1e12
-for name, dt in (("fp32", torch.float32), ("fp64", torch.float64)):
-    torch.backends.cuda.matmul.allow_tf32 = False
+for name, dt, tf32 in (("bf16", torch.bfloat16, False), ("fp16", torch.float16, False),
+                       ("tf32", torch.float32, True), ("fp32", torch.float32, False),
+                       ("fp64", torch.float64, False)):
+    torch.backends.cuda.matmul.allow_tf32 = tf32
     x = torch.randn(n, n, device=dev, dtype=dt); y = torch.randn(n, n, device=dev, dtype=dt)
-    res[f"torch_matmul_{name}_tflops"] = 2 * n**3 / timed(lambda: x @ y, 5) / 1e12
+    res[f"torch_matmul_{name}_tflops"] = 2 * n**3 / timed(lambda: x @ y, 10 if dt != torch.float64 else 5) / 1e12
     del x, y
-del a, b
+torch.backends.cuda.matmul.allow_tf32 = False
+try:
+    x = torch.randn(n, n, device=dev).to(torch.float8_e4m3fn)
+    y = torch.randn(n, n, device=dev).to(torch.float8_e4m3fn).t()  # column-major, as _scaled_mm wants
+    one = torch.ones((), device=dev)
+    res["torch_matmul_fp8_tflops"] = 2 * n**3 / timed(lambda: torch._scaled_mm(x, y, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)) / 1e12
+    del x, y
+except Exception as e:
+    print("torch fp8 matmul unavailable:", e)
 elems = 1 << 28  # 2 GiB of f64
 src = torch.ones(elems, device=dev, dtype=torch.float64); dst = torch.empty_like(src)
 res["torch_copy_gbps"] = 16 * elems / timed(lambda: dst.copy_(src)) / 1e9
 res["torch_sum_gbps"] = 8 * elems / timed(lambda: src.sum()) / 1e9
+del src, dst
+words = 32 << 20  # 256 MiB, as kiln's quick profile
+host = torch.ones(words, dtype=torch.float64).pin_memory(); devbuf = torch.empty(words, device=dev, dtype=torch.float64)
+res["torch_h2d_gbps"] = 8 * words / timed(lambda: devbuf.copy_(host, non_blocking=True)) / 1e9
+res["torch_d2h_gbps"] = 8 * words / timed(lambda: host.copy_(devbuf, non_blocking=True)) / 1e9
 res["gpu"] = torch.cuda.get_device_name(0)
 print(json.dumps(res, indent=1)); json.dump(res, open(sys.argv[1], "w"))
 PY
@@ -74,14 +89,20 @@ d0 = k["devices"][0]
 m = {x["name"]: (x["value"], x["unit"]) for x in d0["metrics"]}
 def row(name, kv, ref, unit):
     r = f"{kv / ref:.2f}" if kv and ref else "-"
-    print(f"{name:<22} {kv if kv is not None else '-':>12} {ref if ref is not None else '-':>12} {r:>6} {unit}")
+    f = lambda x: f"{x:.1f}" if isinstance(x, (int, float)) else "-"
+    print(f"{name:<22} {f(kv):>12} {f(ref):>12} {r:>6} {unit}")
 print(f"{'metric (GPU 0)':<22} {'kiln':>12} {'torch':>12} {'ratio':>6} unit")
-row("matmul_f32", m.get("matmul_f32", (None,))[0], t.get("torch_matmul_fp32_tflops", 0) * 1e3 or None, "GFLOP/s")
-row("matmul_f64", m.get("matmul_f64", (None,))[0], t.get("torch_matmul_fp64_tflops", 0) * 1e3 or None, "GFLOP/s")
+for v in ("bf16", "fp16", "tf32", "fp8", "fp32", "fp64"):
+    row(f"matmul_{v}", m.get(f"matmul_{v}", (None,))[0], t.get(f"torch_matmul_{v}_tflops"), "TFLOP/s")
+for v in ("mma_bf16", "mma_fp16"):
+    row(f"matmul_{v}", m.get(f"matmul_{v}", (None,))[0], t.get("torch_matmul_" + v[4:] + "_tflops"), "TFLOP/s (vs torch cuBLAS)")
 row("bw_copy", m.get("bw_copy", (None,))[0], t.get("torch_copy_gbps"), "GB/s")
 row("bw_read", m.get("bw_read", (None,))[0], t.get("torch_sum_gbps"), "GB/s")
-row("sha256d", m.get("sha256d", (None,))[0], None, "MH/s")
-print("torch bf16 8192^3:", round(t.get("torch_matmul_bf16_tflops", 0), 1), "TFLOP/s")
+row("h2d", m.get("h2d", (None,))[0], t.get("torch_h2d_gbps"), "GB/s")
+row("d2h", m.get("d2h", (None,))[0], t.get("torch_d2h_gbps"), "GB/s")
+row("p2p", m.get("p2p", (None,))[0], None, "GB/s")
+row("sha256d", m.get("sha256d", (None,))[0], None, "MH/s (x2 = G compressions/s / 1000)")
+row("memtest", m.get("memtest", (None,))[0], None, "GB/s")
 for d in k["devices"]:
     print(f"GPU {d['index']} {d['name']} {d.get('pci_bus_id')}: {d['verdict'].upper()} {' '.join(d['reasons'])}")
 PY
