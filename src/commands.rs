@@ -239,10 +239,16 @@ pub fn selftest(args: &SelftestArgs) -> Result<ExitCode> {
         eprintln!("kiln: {n}");
     }
     let mut all_pass = true;
+    let indices: Vec<usize> = found.devices.iter().map(|d| d.info().index).collect();
     for mut dev in found.devices {
         let info = dev.info().clone();
         println!("device {} ({}, {}):", info.index, info.name, found.backend);
-        for o in crate::workload::selftest::run(dev.as_mut(), args.seed) {
+        let others: Vec<usize> = indices
+            .iter()
+            .copied()
+            .filter(|&i| i != info.index)
+            .collect();
+        for o in crate::workload::selftest::run(dev.as_mut(), args.seed, &others) {
             all_pass &= o.pass;
             println!(
                 "  {:<4} {:<32} {}",

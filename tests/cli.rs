@@ -521,8 +521,9 @@ mod selftest {
         let o = kiln(&["selftest", "--backend", "sim", "--sim-gpus", "2"]);
         assert_eq!(code(&o), 0, "{}", stdout(&o));
         let text = stdout(&o);
-        // Per device: 8 matmul variants, bandwidth, sha256d, memtest.
-        assert_eq!(text.matches("  ok ").count(), 2 * 11, "{text}");
+        // Per device: 8 matmul variants, bandwidth, sha256d, memtest, host
+        // transfers, peer copies.
+        assert_eq!(text.matches("  ok ").count(), 2 * 13, "{text}");
         assert!(text.contains("every device agrees"));
     }
 

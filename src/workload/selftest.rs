@@ -5,7 +5,8 @@
 
 use crate::device::cpu::{CpuMemtest, CpuStream};
 use crate::device::{
-    BackendKind, Device, MatmulShape, MatmulVariant, StreamBuffer, StreamKernel, StreamOp,
+    BackendKind, Device, Direction, MatmulShape, MatmulVariant, StreamBuffer, StreamKernel,
+    StreamOp,
 };
 use crate::workload::{bandwidth, hash, matmul, memtest};
 
@@ -36,7 +37,9 @@ fn outcome(what: impl Into<String>, result: Result<String, String>) -> Outcome {
 }
 
 /// Runs every comparison on `device`; never stops at the first failure.
-pub fn run(device: &mut dyn Device, seed: u64) -> Vec<Outcome> {
+/// `others` are the kiln indices of the other devices found, for the peer
+/// copies.
+pub fn run(device: &mut dyn Device, seed: u64, others: &[usize]) -> Vec<Outcome> {
     let mut out = Vec::new();
     let variants: &[MatmulVariant] = match device.info().backend {
         BackendKind::Cpu => &MatmulVariant::CPU,
@@ -54,7 +57,67 @@ pub fn run(device: &mut dyn Device, seed: u64) -> Vec<Outcome> {
     ));
     out.push(outcome("sha256d scan", hash_check(device, seed)));
     out.push(outcome("memtest patterns", memtest_check(device, seed)));
+    if device.info().backend != BackendKind::Cpu {
+        out.push(outcome(
+            "host transfers h2d/d2h",
+            transfer_check(device, seed),
+        ));
+        if !others.is_empty() {
+            out.push(outcome("peer copies", peer_check(device, seed, others)));
+        }
+    }
     out
+}
+
+/// An odd size, so a copy is not a whole number of any block.
+const COPY_WORDS: usize = (1 << 20) + 3;
+
+fn copy_result(what: &str, c: &crate::device::CopyCheck) -> Result<(), String> {
+    if c.errors > 0 || c.checked != COPY_WORDS as u64 {
+        return Err(format!(
+            "{what}: {} of {} words differ from the source (first bad word: {:?})",
+            c.errors, c.checked, c.first_bad
+        ));
+    }
+    Ok(())
+}
+
+fn transfer_check(device: &mut dyn Device, seed: u64) -> Result<String, String> {
+    let mut op = match device.transfer(COPY_WORDS, seed) {
+        Ok(op) => op,
+        Err(e) if e.unsupported => return Ok(format!("skipped: {}", e.message)),
+        Err(e) => return Err(e.to_string()),
+    };
+    for dir in Direction::ALL {
+        op.run(dir).map_err(|e| e.to_string())?;
+        copy_result(dir.name(), &op.check(dir).map_err(|e| e.to_string())?)?;
+    }
+    Ok(format!("{COPY_WORDS} words each way equal to the source"))
+}
+
+fn peer_check(device: &mut dyn Device, seed: u64, others: &[usize]) -> Result<String, String> {
+    let mut op = match device.peer(COPY_WORDS, seed, others) {
+        Ok(op) => op,
+        Err(e) if e.unsupported => return Ok(format!("skipped: {}", e.message)),
+        Err(e) => return Err(e.to_string()),
+    };
+    let (reachable, unreachable) = op.targets();
+    for &t in &reachable {
+        op.run(t).map_err(|e| e.to_string())?;
+        copy_result(
+            &format!("copy to device {t}"),
+            &op.check(t).map_err(|e| e.to_string())?,
+        )?;
+    }
+    let mut text = format!(
+        "{COPY_WORDS} words to each of {} peer(s) equal to the source",
+        reachable.len()
+    );
+    if !unreachable.is_empty() {
+        let ids: Vec<String> = unreachable.iter().map(|(t, _)| t.to_string()).collect();
+        text.push_str(&format!("; no peer access to {}", ids.join(", ")));
+    }
+    Ok(text)
 }
 
 fn matmul_check(
