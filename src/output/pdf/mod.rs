@@ -368,7 +368,12 @@ fn workload_tables(doc: &mut Doc, run: &RunResults, tables: &[MetricTable]) {
             _ => by_workload.push((&t.workload, vec![t])),
         }
     }
-    for (workload, metrics) in by_workload {
+    for (workload, all) in by_workload {
+        // The peer matrix gets a table of its own (row: from, column: to).
+        let (mut matrix, metrics): (Vec<&MetricTable>, Vec<&MetricTable>) = all
+            .into_iter()
+            .partition(|m| peer_target(&m.name).is_some());
+        matrix.sort_by_key(|m| peer_target(&m.name));
         doc.heading(workload, 12.0, 50.0);
         let gpu_w = 66.0;
         let verified_w = 62.0;
@@ -395,9 +400,7 @@ fn workload_tables(doc: &mut Doc, run: &RunResults, tables: &[MetricTable]) {
             let mut row = vec![Cell::colored(d.info.index.to_string(), BLACK, true)];
             for m in &metrics {
                 let c = &m.cells[slot];
-                let to_self = m.name == format!("p2p_gpu{}", d.info.index);
                 row.push(match c.value {
-                    None if to_self => Cell::colored("self", GREY, false),
                     None => Cell::colored("no value", GREY, false),
                     Some(v) if c.fail => {
                         Cell::colored(format!("{} ✗", charts::short(v)), RED, true)
@@ -437,7 +440,60 @@ fn workload_tables(doc: &mut Doc, run: &RunResults, tables: &[MetricTable]) {
             rows.push(row);
         }
         doc.table(&columns, &rows, 8.5);
+        if !matrix.is_empty() {
+            peer_matrix(doc, run, &matrix);
+        }
     }
+}
+
+/// J of a `p2p_gpuJ` metric.
+fn peer_target(name: &str) -> Option<usize> {
+    name.strip_prefix("p2p_gpu")?.parse().ok()
+}
+
+/// The peer-to-peer bandwidth matrix: one row per sending GPU, one column
+/// per receiving GPU.
+fn peer_matrix(doc: &mut Doc, run: &RunResults, matrix: &[&MetricTable]) {
+    doc.gap(4.0);
+    let unit = matrix.first().map_or("GB/s", |m| m.unit.as_str());
+    doc.paragraph(
+        &format!("Peer-to-peer bandwidth ({unit}, bytes moved one way): row = from GPU, column = to GPU. p2p above is each row's slowest peer."),
+        8.0,
+        Weight::Regular,
+        GREY,
+        0.0,
+    );
+    let from_w = 66.0;
+    let col_w = ((CONTENT_W - from_w) / matrix.len() as f32).min(80.0);
+    let mut columns = vec![Column {
+        title: "from \\ to".into(),
+        width: from_w,
+        align: Align::Center,
+    }];
+    for m in matrix {
+        columns.push(Column {
+            title: format!("GPU {}", peer_target(&m.name).unwrap_or(0)),
+            width: col_w,
+            align: Align::Right,
+        });
+    }
+    let mut rows = Vec::new();
+    for (slot, d) in run.devices.iter().enumerate() {
+        let mut row = vec![Cell::colored(d.info.index.to_string(), BLACK, true)];
+        for m in matrix {
+            let c = &m.cells[slot];
+            row.push(match c.value {
+                None if peer_target(&m.name) == Some(d.info.index) => {
+                    Cell::colored("-", GREY, false)
+                }
+                None => Cell::colored("no value", GREY, false),
+                Some(v) if c.fail => Cell::colored(format!("{} ✗", charts::short(v)), RED, true),
+                Some(v) => Cell::plain(charts::short(v)),
+            });
+        }
+        rows.push(row);
+    }
+    doc.table(&columns, &rows, 8.5);
 }
 
 fn integrity_cell(d: &DeviceRun, workload: &str) -> Cell {
