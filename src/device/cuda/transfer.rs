@@ -260,6 +260,12 @@ impl CudaPeer {
             let what = format!("preparing copies to GPU {t}");
             let fail = |e| h.fail(&what, e);
             let ctx = CudaContext::new(t).map_err(fail)?;
+            // SAFETY: the destination is allocated below, then synchronised;
+            // after that only this device's stream touches it (copies in,
+            // copies back), in program order. Without tracking, cudarc
+            // records no event of the peer's context on this device's
+            // stream, which CUDA would refuse (CUDA_ERROR_INVALID_HANDLE).
+            unsafe { ctx.disable_event_tracking() };
             h.ctx.bind_to_thread().map_err(fail)?;
             // SAFETY: the current context is this GPU's; the peer context is
             // live. Already enabled (by an earlier run in this process) is
