@@ -1,5 +1,7 @@
-//! kiln's workloads as criterion benchmarks, on the CPU backend (and on CUDA
-//! when a GPU is usable; otherwise one line says so and they are skipped).
+//! kiln's workloads as criterion benchmarks, on the CPU backend, and on GPU 0
+//! when a GPU is usable (`cuda/matmul`: every precision at n = 8192,
+//! `cuda/bandwidth`, `cuda/transfer`; otherwise one line says so and they
+//! are skipped).
 //!
 //! Throughput is labelled honestly: matmul counts 2 n^3 floating-point
 //! operations as "elements" (criterion prints elem/s: read FLOP/s), bandwidth
@@ -15,7 +17,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use kiln::device::cpu::{CpuMatmul, CpuMemtest, CpuStream};
-use kiln::device::{MatmulOp, MatmulShape, MatmulVariant, MemtestOp, StreamKernel};
+use kiln::device::{Direction, MatmulOp, MatmulShape, MatmulVariant, MemtestOp, StreamKernel};
 use kiln::workload::{bandwidth, hash, matmul, memtest};
 
 fn matmul_benches(c: &mut Criterion) {
@@ -122,30 +124,101 @@ fn cuda_benches(c: &mut Criterion) {
             return;
         }
     };
+    let mut devices = devices;
+    let Some(dev) = devices.first_mut() else {
+        return;
+    };
+    let index = dev.info().index;
+    // Every matmul variant at n = 8192 on GPU 0, verified once before it
+    // is timed: 2 n^3 FLOP per product, device time from CUDA events.
+    let mut g = c.benchmark_group("cuda/matmul");
+    g.sample_size(10);
+    let n = 8192;
+    for variant in MatmulVariant::GPU {
+        let shape = MatmulShape {
+            n,
+            variant,
+            seed: 7,
+        };
+        let mut op = match dev.matmul(shape) {
+            Ok(op) => op,
+            Err(e) => {
+                println!("cuda/matmul/{} skipped: {e}", variant.name());
+                continue;
+            }
+        };
+        let pos = matmul::sample_positions(7, n);
+        let checked = op
+            .run()
+            .and_then(|_| op.read(&pos))
+            .map(|vals| matmul::verify_samples(7, n, variant, &pos, &vals));
+        match checked {
+            Ok((_, 0, _)) => {}
+            Ok((_, _, detail)) => panic!("cuda/matmul/{}: wrong product: {detail}", variant.name()),
+            Err(e) => panic!("cuda/matmul/{}: {e}", variant.name()),
+        }
+        g.throughput(Throughput::Elements(2 * (n as u64).pow(3)));
+        g.bench_function(BenchmarkId::new(variant.name(), index), |b| {
+            b.iter_custom(|iters| device_time(iters, || op.run()))
+        });
+    }
+    g.finish();
+
     let mut g = c.benchmark_group("cuda/bandwidth");
     g.sample_size(20);
-    for mut dev in devices {
-        let index = dev.info().index;
-        let len = 1 << 28; // 2 GiB per buffer
-        let Ok(mut op) = dev.stream(len, 3) else {
-            println!("cuda benches skipped on GPU {index}: allocation failed");
-            continue;
-        };
-        for kernel in StreamKernel::ALL {
-            g.throughput(Throughput::Bytes(kernel.bytes_per_element() * len as u64));
-            g.bench_function(BenchmarkId::new(kernel.name(), index), |b| {
-                // Device time from CUDA events, summed over the iterations.
-                b.iter_custom(|iters| {
-                    let mut total = 0.0;
-                    for _ in 0..iters {
-                        total += op.run(kernel).map(|(t, _)| t).unwrap_or(f64::NAN);
-                    }
-                    Duration::from_secs_f64(total)
-                })
-            });
+    let len = 1 << 28; // 2 GiB per buffer
+    match dev.stream(len, 3) {
+        Err(e) => println!("cuda/bandwidth skipped on GPU {index}: {e}"),
+        Ok(mut op) => {
+            for kernel in StreamKernel::ALL {
+                g.throughput(Throughput::Bytes(kernel.bytes_per_element() * len as u64));
+                g.bench_function(BenchmarkId::new(kernel.name(), index), |b| {
+                    b.iter_custom(|iters| device_time(iters, || op.run(kernel).map(|(t, _)| t)))
+                });
+            }
         }
     }
     g.finish();
+
+    // Host/device copies through pinned memory, 256 MiB one way each.
+    let mut g = c.benchmark_group("cuda/transfer");
+    g.sample_size(20);
+    let words = 32 << 20;
+    match dev.transfer(words, 3) {
+        Err(e) => println!("cuda/transfer skipped on GPU {index}: {e}"),
+        Ok(mut op) => {
+            for dir in Direction::ALL {
+                g.throughput(Throughput::Bytes(8 * words as u64));
+                g.bench_function(BenchmarkId::new(dir.name(), index), |b| {
+                    b.iter_custom(|iters| device_time(iters, || op.run(dir)))
+                });
+                let check = op.check(dir).expect("transfer check");
+                assert_eq!(
+                    check.errors,
+                    0,
+                    "cuda/transfer/{}: corrupted copy",
+                    dir.name()
+                );
+            }
+        }
+    }
+    g.finish();
+}
+
+/// Device time of `iters` runs of `f`, summed (CUDA events); a device
+/// error stops the bench with its message.
+fn device_time(
+    iters: u64,
+    mut f: impl FnMut() -> Result<f64, kiln::device::DeviceError>,
+) -> Duration {
+    let mut total = 0.0;
+    for _ in 0..iters {
+        match f() {
+            Ok(t) => total += t,
+            Err(e) => panic!("device error: {e}"),
+        }
+    }
+    Duration::from_secs_f64(total.max(0.0))
 }
 
 criterion_group!(

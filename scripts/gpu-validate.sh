@@ -9,9 +9,14 @@
 #      torch._scaled_mm where it exists), a 2 GiB device-to-device copy and
 #      sum, and 256 MiB pinned host<->device copies, for ratios;
 #   4. a short table last. Everything goes under $OUT (default ./gpu-validation).
-# Usage: scripts/gpu-validate.sh [KILN_BINARY]
+#   5. when a criterion bench binary is given (cargo bench --no-run prints
+#      its path, target/release/deps/workloads-*), its cuda/ groups: every
+#      matmul precision, the bandwidth kernels and pinned copies, timed
+#      with CUDA events.
+# Usage: scripts/gpu-validate.sh [KILN_BINARY [BENCH_BINARY]]
 set -uo pipefail
 kiln="${1:-target/release/kiln}"
+bench="${2:-}"
 out="${OUT:-./gpu-validation}"
 mkdir -p "$out"
 log="$out/validate.log"
@@ -106,4 +111,8 @@ row("memtest", m.get("memtest", (None,))[0], None, "GB/s")
 for d in k["devices"]:
     print(f"GPU {d['index']} {d['name']} {d.get('pci_bus_id')}: {d['verdict'].upper()} {' '.join(d['reasons'])}")
 PY
+if [ -n "$bench" ] && [ -x "$bench" ]; then
+  echo "== criterion cuda/ benches"
+  timeout 240 "$bench" --bench cuda/ --warm-up-time 1 --measurement-time 2 2>&1 | tee "$out/bench-cuda.txt" | grep -E "^cuda/|time:|thrpt:|skipped" || true
+fi
 echo "== done: selftest exit $selftest_rc, run exit $run_rc; full output in $out"
