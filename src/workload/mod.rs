@@ -650,3 +650,72 @@ fn memtest_driver(
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::{Engine, MatmulVariant};
+
+    fn gpu(memory_gib: u64) -> DeviceInfo {
+        DeviceInfo {
+            index: 0,
+            name: "NVIDIA H100 80GB HBM3".into(),
+            uuid: None,
+            serial: None,
+            pci_bus_id: None,
+            pci_device_id: None,
+            memory_bytes: memory_gib << 30,
+            compute_units: 132,
+            backend: BackendKind::Cuda,
+            simulated: false,
+        }
+    }
+
+    #[test]
+    fn gpus_run_every_variant_at_a_size_that_fills_them_in_whole_mma_tiles() {
+        for profile in [Profile::Quick, Profile::Standard] {
+            let WorkloadSpec::Matmul { n, variants, .. } =
+                WorkloadSpec::for_device(WorkloadKind::Matmul, profile, &gpu(80))
+            else {
+                panic!("a matmul spec");
+            };
+            assert_eq!(n, 8192);
+            assert_eq!(n % 128, 0, "kiln's mma kernel takes whole 128 x 128 tiles");
+            assert_eq!(variants, MatmulVariant::GPU);
+            assert!(variants.iter().any(|v| v.engine == Engine::Mma));
+            // The three fp64 matrices fit with room to spare.
+            assert!(3 * n * n * 8 < (80usize << 30) / 8);
+        }
+    }
+
+    #[test]
+    fn cpus_run_their_native_precisions() {
+        let mut cpu = gpu(16);
+        cpu.backend = BackendKind::Cpu;
+        let WorkloadSpec::Matmul { variants, .. } =
+            WorkloadSpec::for_device(WorkloadKind::Matmul, Profile::Quick, &cpu)
+        else {
+            panic!("a matmul spec");
+        };
+        assert_eq!(variants, MatmulVariant::CPU);
+    }
+
+    #[test]
+    fn transfers_are_sized_to_the_memory() {
+        let words = |gib, profile| match WorkloadSpec::for_device(
+            WorkloadKind::Transfer,
+            profile,
+            &gpu(gib),
+        ) {
+            WorkloadSpec::Transfer { words, run, .. } => {
+                assert!(run.is_empty(), "the runner fills in the run's devices");
+                words
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(words(80, Profile::Quick) * 8, 256 << 20);
+        assert_eq!(words(80, Profile::Standard) * 8, 512 << 20);
+        // A 4 GiB card copies at most a sixteenth of its memory.
+        assert_eq!(words(4, Profile::Standard) * 8, 256 << 20);
+    }
+}
