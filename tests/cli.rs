@@ -565,6 +565,64 @@ mod skipped {
             .to_string()
             .contains("matmul skipped on device 1: cuBLASLt not found"));
     }
+
+    #[test]
+    fn one_precision_that_cannot_run_is_skipped_and_the_others_are_judged() {
+        // As on an A100 (no fp8): a partial skip leaves the workload to finish
+        // by itself; the other precisions are still measured and judged.
+        let d = tmp();
+        assert_eq!(code(&sim_run(d.path(), &["--sim-gpus", "3"])), 0);
+        let path = d.path().join("journal.jsonl");
+        let text = std::fs::read_to_string(&path).expect("journal");
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| !(l.contains("\"device\":2") && l.contains("matmul_fp8")))
+            .map(String::from)
+            .collect();
+        let end = lines.pop().expect("end line");
+        lines.push(
+            r#"{"event":"skipped","device":2,"workload":"matmul","cycle":0,"reason":"GPU 2: the fp8 matmul needs compute capability 8.9 or later; this GPU has 8.0","partial":true}"#
+                .into(),
+        );
+        lines.push(end);
+        std::fs::write(&path, lines.join("\n") + "\n").expect("write");
+        let o = kiln(&["report", d.path().to_str().expect("utf-8")]);
+        assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+        let v = read_json(&d.path().join("results.json"));
+        assert_eq!(v["devices"][2]["verdict"], "accept");
+        assert_eq!(v["complete"], true);
+        let names: Vec<&str> = v["devices"][2]["metrics"]
+            .as_array()
+            .expect("metrics")
+            .iter()
+            .filter_map(|m| m["name"].as_str())
+            .collect();
+        assert!(names.contains(&"matmul_bf16") && !names.contains(&"matmul_fp8"));
+        assert!(v["notes"].to_string().contains("compute capability 8.9"));
+    }
+
+    #[test]
+    fn transfers_on_a_cpu_are_left_out_or_skipped_with_a_note() {
+        let d = tmp();
+        let out = d.path().join("t");
+        let o = kiln(&[
+            "run",
+            "--backend",
+            "cpu",
+            "--workloads",
+            "transfer",
+            "--out",
+            out.to_str().expect("utf-8"),
+        ]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert!(
+            stdout(&o).contains("transfer skipped on device 0"),
+            "{}",
+            stdout(&o)
+        );
+        let v = read_json(&out.join("results.json"));
+        assert_eq!(v["devices"][0]["verdict"], "accept");
+    }
 }
 
 mod cross_device {
