@@ -462,9 +462,8 @@ impl Gemm {
     pub fn new(h: &Handle, n: usize, precision: Precision) -> DeviceResult<Gemm> {
         let lib = library().map_err(|why| {
             DeviceError::unsupported(format!(
-                "{}: cuBLASLt not found ({why}); the {} GEMM is skipped, kiln's own mma kernel still runs (set {ENV} to its file or folder)",
-                h.label,
-                precision.name()
+                "{}: cuBLASLt not found ({why}); the library GEMMs are skipped, kiln's own mma kernel still runs (set {ENV} to its file or folder)",
+                h.label
             ))
         })?;
         let types = Types::of(precision);
