@@ -261,20 +261,35 @@ impl MatmulOp for CudaMatmul {
     }
 
     fn checksum(&mut self) -> DeviceResult<u64> {
-        let h = &self.h;
         let len = (self.n as u64).saturating_mul(self.n as u64);
-        h.launch(&self.checksum)
-            .ptr(&self.c)
-            .u64(&len)
-            .ptr(&self.partial)
-            .run(self.grid)?;
-        let parts = h.download(
+        device_checksum(
+            &self.h,
+            &self.checksum,
+            &self.c,
+            len,
             &self.partial,
-            self.grid as usize,
-            &format!("the partials of {}", self.checksum.kernel.describe()),
-        )?;
-        Ok(wrapping_total(&parts))
+            self.grid,
+        )
     }
+}
+
+/// Runs a `kiln_checksum_*` kernel over the first `len` elements of `buf`
+/// with `grid` blocks and adds up the per-block partials.
+pub(crate) fn device_checksum<T>(
+    h: &Handle,
+    f: &Func,
+    buf: &CudaSlice<T>,
+    len: u64,
+    partial: &CudaSlice<u64>,
+    grid: u32,
+) -> DeviceResult<u64> {
+    h.launch(f).ptr(buf).u64(&len).ptr(partial).run(grid)?;
+    let parts = h.download(
+        partial,
+        grid as usize,
+        &format!("the partials of {}", f.kernel.describe()),
+    )?;
+    Ok(wrapping_total(&parts))
 }
 
 /// Wrapping sum of per-block u64 partials (hash sums are order-free).

@@ -21,7 +21,7 @@ use rayon::prelude::*;
 
 use crate::device::cuda::gpu::{describe, Func, Gpu, Handle, Timer};
 use crate::device::cuda::kernels::{grid, Kernel, BLOCK};
-use crate::device::cuda::matmul::wrapping_total;
+use crate::device::cuda::matmul::device_checksum;
 use crate::device::{CopyCheck, DeviceResult, Direction, PeerOp, Seconds, TransferOp};
 use crate::workload::transfer;
 
@@ -50,54 +50,56 @@ fn pinned(
     Ok(p)
 }
 
-/// Device checksum of `buf` (`words` u64) with kiln's verify kernel.
-fn device_checksum(
-    h: &Handle,
-    f: &Func,
-    buf: &CudaSlice<u64>,
-    words: usize,
-    partial: &CudaSlice<u64>,
+/// Checks copies of one source pattern on the device: the checksum kernel,
+/// its partials and the checksum a correct copy has.
+struct Verifier {
+    f: Func,
+    partial: CudaSlice<u64>,
     grid: u32,
-) -> DeviceResult<u64> {
-    let len = words as u64;
-    h.launch(f).ptr(buf).u64(&len).ptr(partial).run(grid)?;
-    let parts = h.download(
-        partial,
-        grid as usize,
-        &format!("the partials of {}", f.kernel.describe()),
-    )?;
-    Ok(wrapping_total(&parts))
-}
-
-/// Checks `buf` against the source pattern: by checksum, then word by word
-/// when the checksum differs.
-#[allow(clippy::too_many_arguments)]
-fn check_device(
-    h: &Handle,
-    f: &Func,
-    buf: &CudaSlice<u64>,
     words: usize,
-    partial: &CudaSlice<u64>,
-    grid: u32,
     seed: u64,
     stream: u64,
     expected: u64,
-) -> DeviceResult<CopyCheck> {
-    if device_checksum(h, f, buf, words, partial, grid)? == expected {
-        return Ok(CopyCheck {
-            checked: words as u64,
-            errors: 0,
-            first_bad: None,
-        });
+}
+
+impl Verifier {
+    /// For copies of `words` words of `transfer::word(seed, stream, _)`.
+    fn new(gpu: &mut Gpu, words: usize, seed: u64, stream: u64) -> DeviceResult<Verifier> {
+        let f = gpu.function(Kernel::ChecksumU64)?;
+        let h = &gpu.h;
+        let grid = grid(h.sms, words as u64, 4 * u64::from(BLOCK));
+        Ok(Verifier {
+            f,
+            partial: h.alloc::<u64>(grid as usize, "checksum partials")?,
+            grid,
+            words,
+            seed,
+            stream,
+            expected: transfer::expected_checksum(seed, stream, words),
+        })
     }
-    let data = h.download(buf, words, "a copy whose checksum differs")?;
-    let mut c = transfer::check_words(seed, stream, &data);
-    if c.errors == 0 {
-        // The words read back are right but the checksum was not: the
-        // device computed it wrongly, which is corruption all the same.
-        c.errors = 1;
+
+    /// Checks `buf`: by checksum, then word by word when the checksum
+    /// differs, to count and locate the bad words.
+    fn check(&self, h: &Handle, buf: &CudaSlice<u64>) -> DeviceResult<CopyCheck> {
+        let len = self.words as u64;
+        let sum = device_checksum(h, &self.f, buf, len, &self.partial, self.grid)?;
+        if sum == self.expected {
+            return Ok(CopyCheck {
+                checked: len,
+                errors: 0,
+                first_bad: None,
+            });
+        }
+        let data = h.download(buf, self.words, "a copy whose checksum differs")?;
+        let mut c = transfer::check_words(self.seed, self.stream, &data);
+        if c.errors == 0 {
+            // The words read back are right but the checksum was not: the
+            // device computed it wrongly, which is corruption all the same.
+            c.errors = 1;
+        }
+        Ok(c)
     }
-    Ok(c)
 }
 
 /// Host/device copies on one GPU.
@@ -109,16 +111,13 @@ pub(crate) struct CudaTransfer {
     host_dst: PinnedHostSlice<u64>,
     dev_src: CudaSlice<u64>,
     dev_dst: CudaSlice<u64>,
-    checksum: Func,
-    partial: CudaSlice<u64>,
-    grid: u32,
-    expected_h2d: u64,
+    h2d: Verifier,
     timer: Timer,
 }
 
 impl CudaTransfer {
     pub fn new(gpu: &mut Gpu, words: usize, seed: u64) -> DeviceResult<CudaTransfer> {
-        let checksum = gpu.function(Kernel::ChecksumU64)?;
+        let h2d = Verifier::new(gpu, words, seed, transfer::H2D_STREAM)?;
         let h = gpu.h.clone();
         let host_src = pinned(&h, words, "the host-to-device source", |i| {
             transfer::word(seed, transfer::H2D_STREAM, i)
@@ -131,12 +130,9 @@ impl CudaTransfer {
         let dev_src = h.upload(&d2h, "the device-to-host source")?;
         drop(d2h);
         let dev_dst = h.alloc::<u64>(words, "the host-to-device destination")?;
-        let grid = grid(h.sms, words as u64, 4 * u64::from(BLOCK));
-        let partial = h.alloc::<u64>(grid as usize, "checksum partials")?;
         let timer = h.timer()?;
         h.sync("preparing the transfer buffers")?;
         Ok(CudaTransfer {
-            expected_h2d: transfer::expected_checksum(seed, transfer::H2D_STREAM, words),
             h,
             seed,
             words,
@@ -144,9 +140,7 @@ impl CudaTransfer {
             host_dst,
             dev_src,
             dev_dst,
-            checksum,
-            partial,
-            grid,
+            h2d,
             timer,
         })
     }
@@ -175,17 +169,7 @@ impl TransferOp for CudaTransfer {
     fn check(&mut self, dir: Direction) -> DeviceResult<CopyCheck> {
         let h = &self.h;
         match dir {
-            Direction::HostToDevice => check_device(
-                h,
-                &self.checksum,
-                &self.dev_dst,
-                self.words,
-                &self.partial,
-                self.grid,
-                self.seed,
-                transfer::H2D_STREAM,
-                self.expected_h2d,
-            ),
+            Direction::HostToDevice => self.h2d.check(h, &self.dev_dst),
             Direction::DeviceToHost => {
                 h.sync("the device-to-host copy")?;
                 let data = self
@@ -210,16 +194,12 @@ struct Target {
 /// Copies from one GPU to its peers.
 pub(crate) struct CudaPeer {
     h: Handle,
-    seed: u64,
     words: usize,
     src: CudaSlice<u64>,
     scratch: CudaSlice<u64>,
     targets: Vec<Target>,
     unreachable: Vec<(usize, String)>,
-    checksum: Func,
-    partial: CudaSlice<u64>,
-    grid: u32,
-    expected: u64,
+    verifier: Verifier,
     timer: Timer,
 }
 
@@ -238,7 +218,7 @@ fn can_access(h: &Handle, to: usize) -> DeviceResult<bool> {
 impl CudaPeer {
     /// `peers` are kiln indices, which are CUDA ordinals.
     pub fn new(gpu: &mut Gpu, words: usize, seed: u64, peers: &[usize]) -> DeviceResult<CudaPeer> {
-        let checksum = gpu.function(Kernel::ChecksumU64)?;
+        let verifier = Verifier::new(gpu, words, seed, transfer::P2P_STREAM)?;
         let h = gpu.h.clone();
         let pattern: Vec<u64> = (0..words as u64)
             .into_par_iter()
@@ -297,22 +277,16 @@ impl CudaPeer {
         h.ctx
             .bind_to_thread()
             .map_err(|e| h.fail("binding the context", e))?;
-        let grid = grid(h.sms, words as u64, 4 * u64::from(BLOCK));
-        let partial = h.alloc::<u64>(grid as usize, "checksum partials")?;
         let timer = h.timer()?;
         h.sync("preparing the peer-copy buffers")?;
         Ok(CudaPeer {
-            expected: transfer::expected_checksum(seed, transfer::P2P_STREAM, words),
             h,
-            seed,
             words,
             src,
             scratch,
             targets,
             unreachable,
-            checksum,
-            partial,
-            grid,
+            verifier,
             timer,
         })
     }
@@ -381,16 +355,6 @@ impl PeerOp for CudaPeer {
             .ok_or_else(|| h.failed(&what, "not a prepared peer"))?;
         peer_copy(&h.stream, &h.ctx, &mut self.scratch, &t.ctx, &t.dst, bytes)
             .map_err(|e| h.fail(&what, e))?;
-        check_device(
-            h,
-            &self.checksum,
-            &self.scratch,
-            self.words,
-            &self.partial,
-            self.grid,
-            self.seed,
-            transfer::P2P_STREAM,
-            self.expected,
-        )
+        self.verifier.check(h, &self.scratch)
     }
 }
