@@ -255,6 +255,125 @@ pub(crate) fn execute(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::device::cpu::CpuDevice;
+    use crate::device::{
+        DeviceInfo, DeviceResult, HashOp, MatmulOp, MatmulShape, MemtestOp, PeerOp, Seconds,
+        StreamOp, TransferOp,
+    };
+    use crate::workload::hash::HashJob;
+    use crate::workload::Record;
+
+    /// A device with a fake host link and peers: peer 3 is unreachable, the
+    /// copy to peer 2 is slow, and the copy to peer 5 lands with a flipped
+    /// bit.
+    struct Links {
+        cpu: CpuDevice,
+    }
+
+    struct FakePeer {
+        peers: Vec<usize>,
+        last: usize,
+    }
+
+    impl PeerOp for FakePeer {
+        fn targets(&self) -> (Vec<usize>, Vec<(usize, String)>) {
+            let ok = self.peers.iter().copied().filter(|&p| p != 3).collect();
+            (ok, vec![(3, "no NVLink to GPU 3".into())])
+        }
+        fn run(&mut self, target: usize) -> DeviceResult<Seconds> {
+            self.last = target;
+            // 1 MiB in 10 us = 105 GB/s, or a quarter of that to peer 2.
+            Ok(if target == 2 { 40e-6 } else { 10e-6 })
+        }
+        fn check(&mut self, target: usize) -> DeviceResult<CopyCheck> {
+            let mut data: Vec<u64> = (0..1 << 17).map(|i| word(1, P2P_STREAM, i)).collect();
+            if target == 5 {
+                data[100] ^= 4;
+            }
+            Ok(check_words(1, P2P_STREAM, &data))
+        }
+    }
+
+    impl Device for Links {
+        fn info(&self) -> &DeviceInfo {
+            self.cpu.info()
+        }
+        fn matmul(&mut self, s: MatmulShape) -> DeviceResult<Box<dyn MatmulOp + '_>> {
+            self.cpu.matmul(s)
+        }
+        fn stream(&mut self, l: usize, s: u64) -> DeviceResult<Box<dyn StreamOp + '_>> {
+            self.cpu.stream(l, s)
+        }
+        fn hasher(&mut self, j: &HashJob) -> DeviceResult<Box<dyn HashOp + '_>> {
+            self.cpu.hasher(j)
+        }
+        fn memtest(&mut self, w: usize) -> DeviceResult<Box<dyn MemtestOp + '_>> {
+            self.cpu.memtest(w)
+        }
+        fn peer(
+            &mut self,
+            _words: usize,
+            _seed: u64,
+            peers: &[usize],
+        ) -> DeviceResult<Box<dyn PeerOp + '_>> {
+            Ok(Box::new(FakePeer {
+                peers: peers.to_vec(),
+                last: 0,
+            }))
+        }
+        fn transfer(&mut self, w: usize, s: u64) -> DeviceResult<Box<dyn TransferOp + '_>> {
+            self.cpu.transfer(w, s)
+        }
+    }
+
+    #[test]
+    fn p2p_is_the_slowest_peer_and_every_problem_is_said() {
+        let mut dev = Links {
+            cpu: CpuDevice::new(0),
+        };
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let mut records = Vec::new();
+        let mut sink = |r: Record| records.push(r);
+        let mut progress = |_: f64, _: &str| {};
+        let mut ctx = Context {
+            stop: &stop,
+            sink: &mut sink,
+            progress: &mut progress,
+            cycle: 0,
+            seed: 1,
+        };
+        execute(&mut dev, 1 << 17, 1, 3, &[0, 2, 3, 5], &mut ctx).expect("runs");
+        let metric = |name: &str| {
+            records.iter().find_map(|r| match r {
+                Record::Metric(m) if m.name == name => Some(m.value),
+                _ => None,
+            })
+        };
+        let fast = (8 << 17) as f64 / 10e-6 / 1e9;
+        assert_eq!(metric("p2p_gpu5"), Some(fast));
+        assert_eq!(metric("p2p_gpu2"), Some(fast / 4.0));
+        assert_eq!(metric("p2p_gpu3"), None, "unreachable");
+        assert_eq!(metric("p2p"), Some(fast / 4.0), "the slowest peer");
+        let notes: Vec<&String> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Skipped { reason, .. } => Some(reason),
+                _ => None,
+            })
+            .collect();
+        // The CPU has no host link (skipped), peer 3 has no direct path.
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[1].contains("p2p to device 3 skipped: no NVLink"));
+        let p2p = records
+            .iter()
+            .find_map(|r| match r {
+                Record::Integrity(i) if i.check == "p2p" => Some(i.clone()),
+                _ => None,
+            })
+            .expect("p2p checked");
+        assert_eq!(p2p.errors, 1);
+        assert!(p2p.detail.contains("p2p to device 5"), "{}", p2p.detail);
+    }
 
     #[test]
     fn peer_order_is_a_permutation_at_every_step() {
