@@ -114,6 +114,12 @@ enum Matrices {
     },
 }
 
+/// Rows of C per parallel block: an even share per thread, at least one
+/// row (and at least 1 so that chunks are never empty).
+pub fn row_block(n: usize, threads: usize) -> usize {
+    n.div_ceil(threads.max(1)).max(1)
+}
+
 /// A matrix multiply on the host, through the `matrixmultiply` crate.
 ///
 /// fp64 and fp32 are native. The narrow formats a CPU has no hardware for
@@ -167,48 +173,76 @@ impl CpuMatmul {
     /// Runs the product and returns the wall time it took.
     pub fn compute(&mut self) -> Seconds {
         let n = self.n;
-        let nn = n as isize;
         let start = Instant::now();
+        if n == 0 {
+            return start.elapsed().as_secs_f64();
+        }
+        // One block of rows of C per rayon thread, each a single-threaded
+        // matrixmultiply call over those rows of A and all of B: on the
+        // 2-vCPU reference VM this beat matrixmultiply's own threading by
+        // about 8 % (scripts/compare-cpu.sh, BENCHMARKS.md).
+        let rows = row_block(n, rayon::current_num_threads());
         match &mut self.m {
-            // SAFETY: every slice holds n*n elements, row-major with row stride n
-            // and column stride 1, which is what the strides passed describe.
-            Matrices::F32 { a, b, c } => unsafe {
-                matrixmultiply::sgemm(
-                    n,
-                    n,
-                    n,
-                    1.0,
-                    a.as_ptr(),
-                    nn,
-                    1,
-                    b.as_ptr(),
-                    nn,
-                    1,
-                    0.0,
-                    c.as_mut_ptr(),
-                    nn,
-                    1,
-                );
-            },
-            // SAFETY: as above, for f64.
-            Matrices::F64 { a, b, c } => unsafe {
-                matrixmultiply::dgemm(
-                    n,
-                    n,
-                    n,
-                    1.0,
-                    a.as_ptr(),
-                    nn,
-                    1,
-                    b.as_ptr(),
-                    nn,
-                    1,
-                    0.0,
-                    c.as_mut_ptr(),
-                    nn,
-                    1,
-                );
-            },
+            Matrices::F32 { a, b, c } => {
+                let (a, b) = (&a[..], &b[..]);
+                c.par_chunks_mut(rows * n)
+                    .enumerate()
+                    .for_each(|(p, block)| {
+                        let r = block.len() / n;
+                        let a = &a[p * rows * n..];
+                        debug_assert!(a.len() >= r * n && b.len() >= n * n);
+                        // SAFETY: `a` holds at least r rows of n elements
+                        // from row p*rows on, b holds n*n, `block` r*n: all
+                        // row-major with row stride n and column stride 1,
+                        // as the strides passed say.
+                        unsafe {
+                            matrixmultiply::sgemm(
+                                r,
+                                n,
+                                n,
+                                1.0,
+                                a.as_ptr(),
+                                n as isize,
+                                1,
+                                b.as_ptr(),
+                                n as isize,
+                                1,
+                                0.0,
+                                block.as_mut_ptr(),
+                                n as isize,
+                                1,
+                            )
+                        }
+                    });
+            }
+            Matrices::F64 { a, b, c } => {
+                let (a, b) = (&a[..], &b[..]);
+                c.par_chunks_mut(rows * n)
+                    .enumerate()
+                    .for_each(|(p, block)| {
+                        let r = block.len() / n;
+                        let a = &a[p * rows * n..];
+                        // SAFETY: as above, for f64.
+                        unsafe {
+                            matrixmultiply::dgemm(
+                                r,
+                                n,
+                                n,
+                                1.0,
+                                a.as_ptr(),
+                                n as isize,
+                                1,
+                                b.as_ptr(),
+                                n as isize,
+                                1,
+                                0.0,
+                                block.as_mut_ptr(),
+                                n as isize,
+                                1,
+                            )
+                        }
+                    });
+            }
         }
         start.elapsed().as_secs_f64()
     }
