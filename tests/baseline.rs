@@ -175,6 +175,8 @@ fn run(host: &str, name: &str, values: &[f64]) -> RunResults {
         events.push(metric(d, "bw_copy", "GB/s", v, 0));
         events.push(metric(d, "matmul_f32", "GFLOP/s", v * 10.0, 0));
         events.push(metric(d, "matmul_f32", "GFLOP/s", v * 10.0 + 2.0, 1));
+        // A peer-matrix entry: a position in this node, never a baseline.
+        events.push(metric(d, "p2p_gpu0", "GB/s", v / 10.0, 0));
     }
     events.push(json!({
         "event": "end", "finished_at": "2025-01-01T01:00:00Z", "interrupted": false, "cycles": 2
@@ -229,6 +231,7 @@ fn record_discards_the_outlier_and_parses_back() {
     assert_eq!(mm.unit, "GFLOP/s");
     assert_eq!(mm.expected, median(f32s));
     assert!(!text.contains("Intel"), "{text}");
+    assert!(!b.metrics.contains_key("p2p_gpu0"), "{text}");
     assert!(text.contains("1 run(s)"), "{text}");
     assert!(text.contains("8 device(s)"), "{text}");
     assert!(text.contains("Tukey"), "{text}");
