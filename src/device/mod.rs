@@ -564,6 +564,12 @@ pub trait Device: Send {
     fn hasher(&mut self, job: &HashJob) -> DeviceResult<Box<dyn HashOp + '_>>;
     /// Allocates a memory-test buffer of `words` 64-bit words.
     fn memtest(&mut self, words: usize) -> DeviceResult<Box<dyn MemtestOp + '_>>;
+    /// Bytes the memory test may take now: the device's free memory less a
+    /// safety margin. `None` where the workload's own size stands (CPU,
+    /// sim).
+    fn memtest_capacity(&mut self) -> Option<u64> {
+        None
+    }
     /// Allocates pinned host memory and device memory for host/device
     /// copies of `words` 64-bit words. Devices without a host link (the CPU)
     /// answer [`DeviceError::unsupported`].

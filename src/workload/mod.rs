@@ -200,8 +200,15 @@ impl WorkloadSpec {
                 }
             }
             WorkloadKind::Memtest => {
-                let bytes: u64 = if big { 2 << 30 } else { 512 << 20 };
-                let bytes = bytes.min(mem / 8);
+                // GPUs: quick tests 512 MiB; standard and burn-in test most
+                // of the free memory (the driver clamps the whole memory to
+                // what Device::memtest_capacity allows). CPUs: a slice of
+                // the host's memory.
+                let bytes: u64 = match (big, info.backend) {
+                    (true, BackendKind::Cuda) => mem,
+                    (true, _) => (2 << 30u64).min(mem / 8),
+                    (false, _) => (512 << 20u64).min(mem / 8),
+                };
                 WorkloadSpec::Memtest {
                     words: (bytes / 8) as usize,
                     walking_bits: if big {
@@ -562,6 +569,9 @@ fn hash_driver(
 /// How many bad words a memory test keeps the address of.
 pub const MEMTEST_KEEP: usize = 16;
 
+/// The least memory a GPU's memory test accepts to run on.
+const MEMTEST_MIN_BYTES: u64 = 64 << 20;
+
 fn memtest_driver(
     device: &mut dyn Device,
     words: usize,
@@ -570,6 +580,18 @@ fn memtest_driver(
     ctx: &mut Context<'_>,
 ) -> Result<(), WorkloadError> {
     let simulated = device.info().simulated;
+    let words = match device.memtest_capacity() {
+        Some(bytes) if bytes < MEMTEST_MIN_BYTES => {
+            return Err(DeviceError::failed(format!(
+                "only {} of device memory is free for the memory test (at least {} needed): another process holds the GPU's memory",
+                transfer::size_text(bytes as usize),
+                transfer::size_text(MEMTEST_MIN_BYTES as usize)
+            ))
+            .into())
+        }
+        Some(bytes) => words.min((bytes / 8) as usize),
+        None => words,
+    };
     let mut op = device.memtest(words)?;
     let steps = memtest::algorithm(walking_bits, random_passes, ctx.seed);
     let mut errors = memtest::MemErrors::default();
@@ -603,9 +625,9 @@ fn memtest_driver(
     }
     let rate = bytes as f64 / seconds(time) / 1e9;
     let counted = format!(
-        "bytes written + read by {} pattern steps over {} MiB",
+        "bytes written + read by {} pattern steps over {}",
         steps.len(),
-        (words * 8) >> 20
+        transfer::size_text(words * 8)
     );
     ctx.metric(
         WorkloadKind::Memtest,
@@ -689,6 +711,20 @@ mod tests {
     }
 
     #[test]
+    fn gpu_memory_tests_cover_the_memory_beyond_the_quick_profile() {
+        let words =
+            |profile| match WorkloadSpec::for_device(WorkloadKind::Memtest, profile, &gpu(80)) {
+                WorkloadSpec::Memtest { words, .. } => words as u64 * 8,
+                other => panic!("{other:?}"),
+            };
+        assert_eq!(words(Profile::Quick), 512 << 20);
+        // The whole memory as the bound: the driver clamps it to the free
+        // memory less the margin (Device::memtest_capacity).
+        assert_eq!(words(Profile::Standard), 80 << 30);
+        assert_eq!(words(Profile::Burnin), 80 << 30);
+    }
+
+    #[test]
     fn cpus_run_their_native_precisions() {
         let mut cpu = gpu(16);
         cpu.backend = BackendKind::Cpu;
@@ -698,6 +734,79 @@ mod tests {
             panic!("a matmul spec");
         };
         assert_eq!(variants, MatmulVariant::CPU);
+    }
+
+    /// The CPU with a GPU's memory-test capacity.
+    struct Capped(crate::device::cpu::CpuDevice, u64);
+
+    impl Device for Capped {
+        fn info(&self) -> &DeviceInfo {
+            self.0.info()
+        }
+        fn matmul(
+            &mut self,
+            s: crate::device::MatmulShape,
+        ) -> crate::device::DeviceResult<Box<dyn crate::device::MatmulOp + '_>> {
+            self.0.matmul(s)
+        }
+        fn stream(
+            &mut self,
+            l: usize,
+            s: u64,
+        ) -> crate::device::DeviceResult<Box<dyn crate::device::StreamOp + '_>> {
+            self.0.stream(l, s)
+        }
+        fn hasher(
+            &mut self,
+            j: &hash::HashJob,
+        ) -> crate::device::DeviceResult<Box<dyn crate::device::HashOp + '_>> {
+            self.0.hasher(j)
+        }
+        fn memtest(
+            &mut self,
+            w: usize,
+        ) -> crate::device::DeviceResult<Box<dyn crate::device::MemtestOp + '_>> {
+            self.0.memtest(w)
+        }
+        fn memtest_capacity(&mut self) -> Option<u64> {
+            Some(self.1)
+        }
+    }
+
+    fn memtest_on(capacity: u64) -> (Result<(), WorkloadError>, Vec<Record>) {
+        let mut dev = Capped(crate::device::cpu::CpuDevice::new(0), capacity);
+        let stop = AtomicBool::new(false);
+        let mut records = Vec::new();
+        let mut sink = |r: Record| records.push(r);
+        let mut progress = |_: f64, _: &str| {};
+        let mut ctx = Context {
+            stop: &stop,
+            sink: &mut sink,
+            progress: &mut progress,
+            cycle: 0,
+            seed: 3,
+        };
+        let r = memtest_driver(&mut dev, 32 << 20, &[0], 1, &mut ctx);
+        (r, records)
+    }
+
+    #[test]
+    fn the_memory_test_takes_what_the_device_can_spare() {
+        let (r, records) = memtest_on(80 << 20);
+        assert!(r.is_ok());
+        let counted = records.iter().find_map(|r| match r {
+            Record::Metric(m) => Some(m.counted.clone()),
+            _ => None,
+        });
+        assert!(counted.is_some_and(|c| c.ends_with("over 80 MiB")));
+        let (r, records) = memtest_on(10 << 20);
+        let e = r.expect_err("too little memory");
+        assert!(
+            e.to_string()
+                .contains("only 10 MiB of device memory is free"),
+            "{e}"
+        );
+        assert!(records.is_empty());
     }
 
     #[test]

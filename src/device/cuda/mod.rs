@@ -276,6 +276,13 @@ impl Device for CudaDevice {
         Ok(Box::new(memtest::CudaMemtestOp::new(self.gpu()?, words)?))
     }
 
+    fn memtest_capacity(&mut self) -> Option<u64> {
+        let gpu = self.gpu().ok()?;
+        gpu.h.ctx.bind_to_thread().ok()?;
+        let (free, total) = guarded(cudarc::driver::result::mem_get_info).ok()?.ok()?;
+        Some(memtest_share(free as u64, total as u64))
+    }
+
     fn transfer(&mut self, words: usize, seed: u64) -> DeviceResult<Box<dyn TransferOp + '_>> {
         let label = label(&self.info);
         let gpu = self.gpu()?;
@@ -298,6 +305,14 @@ impl Device for CudaDevice {
         })??;
         Ok(Box::new(op))
     }
+}
+
+/// What the memory test may take of `free` bytes on a GPU of `total`: all
+/// but a margin of a sixteenth of the memory, at least 1 GiB, for the
+/// driver, the test's own scratch and other processes' growth.
+pub(crate) fn memtest_share(free: u64, total: u64) -> u64 {
+    let margin = (total / 16).max(1 << 30);
+    free.saturating_sub(margin)
 }
 
 /// Why a GPU of compute capability `cc` cannot run a matmul variant, if it
@@ -324,6 +339,16 @@ pub(crate) fn variant_problem(v: MatmulVariant, cc: (u32, u32)) -> Option<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_memory_test_leaves_a_margin() {
+        let gib = 1u64 << 30;
+        // An idle H100: 79 GiB free of 80, 5 GiB margin.
+        assert_eq!(memtest_share(79 * gib, 80 * gib), 74 * gib);
+        // A small card keeps at least 1 GiB.
+        assert_eq!(memtest_share(7 * gib, 8 * gib), 6 * gib);
+        assert_eq!(memtest_share(gib / 2, 8 * gib), 0);
+    }
 
     #[test]
     fn variants_follow_the_compute_capability() {
