@@ -35,9 +35,12 @@ pub fn list(args: &ListArgs) -> Result<ExitCode> {
                 v
             })
             .collect();
+        let cublaslt =
+            (found.backend == device::BackendKind::Cuda).then(device::cuda::cublaslt_status);
         let doc = serde_json::json!({
             "backend": found.backend,
             "note": found.note,
+            "cublaslt": cublaslt,
             "devices": devices,
         });
         let text = serde_json::to_string_pretty(&doc)
@@ -52,6 +55,9 @@ pub fn list(args: &ListArgs) -> Result<ExitCode> {
             if !s.is_empty() && (i.backend != device::BackendKind::Sim || i.index == 0) {
                 println!("sensors of device {}: {}", i.index, s.join("; "));
             }
+        }
+        if found.backend == device::BackendKind::Cuda {
+            println!("{}", device::cuda::cublaslt_status());
         }
     }
     Ok(ExitCode::Accepted)

@@ -287,6 +287,12 @@ fn open(name: &str) -> Option<Lib> {
     lib
 }
 
+/// Where cuBLASLt was found, or why it was not, in one line (for `kiln
+/// list`).
+pub(crate) fn status() -> Result<String, String> {
+    library().map(|lib| lib.path.clone())
+}
+
 /// cuBLASLt, loaded once per process; the error is the one line the GEMMs
 /// fail with.
 fn library() -> Result<&'static Lib, String> {

@@ -110,6 +110,17 @@ pub fn driver_cuda_version() -> Option<String> {
     .flatten()
 }
 
+/// cuBLASLt for the library GEMMs, in one line: where it was found, or
+/// why not and what happens then.
+pub fn cublaslt_status() -> String {
+    match blaslt::status() {
+        Ok(path) => format!("cuBLASLt: {path}"),
+        Err(why) => format!(
+            "cuBLASLt: {why}; the library GEMMs will be skipped, kiln's mma kernel still runs"
+        ),
+    }
+}
+
 /// Runs `f`, turning a panic (cudarc's answer to a missing library or
 /// symbol) into its message's first line.
 fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
@@ -339,6 +350,15 @@ pub(crate) fn variant_problem(v: MatmulVariant, cc: (u32, u32)) -> Option<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cublaslt_status_is_one_line() {
+        let s = cublaslt_status();
+        assert!(s.starts_with("cuBLASLt: ") && !s.contains('\n'), "{s}");
+        if blaslt::status().is_err() {
+            assert!(s.contains("will be skipped"), "{s}");
+        }
+    }
 
     #[test]
     fn the_memory_test_leaves_a_margin() {
