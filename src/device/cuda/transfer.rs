@@ -34,8 +34,8 @@ fn pinned(
 ) -> DeviceResult<PinnedHostSlice<u64>> {
     h.check()?;
     let what = format!(
-        "allocating {} MiB of pinned host memory for {what}",
-        (words * 8) >> 20
+        "allocating {} of pinned host memory for {what}",
+        transfer::size_text(words * 8)
     );
     // SAFETY: flags 0 is plain page-locked memory; it is written below
     // before anything reads it.
