@@ -133,6 +133,19 @@ KILN_HD u16 kiln_f32_to_bf16_bits(u32 x) {
     return (u16)((x + 0x7fffu + lsb) >> 16);
 }
 
+// m >> shift rounded to nearest, ties to even (1 <= shift <= 31): the
+// subnormal rounding of the narrow formats. A carry out of the subnormal
+// range gives the smallest normal's bits, which is still right.
+KILN_HD u32 kiln_round_shift(u32 m, u32 shift) {
+    u32 q = m >> shift;
+    u32 rem = m & ((1u << shift) - 1u);
+    u32 half = 1u << (shift - 1u);
+    if (rem > half || (rem == half && (q & 1u))) {
+        q += 1u;
+    }
+    return q;
+}
+
 // f32 -> IEEE binary16 bits, round to nearest even, with subnormals,
 // overflow to infinity and NaN kept (what cvt.rn.f16.f32 and
 // __float2half_rn do).
@@ -149,16 +162,9 @@ KILN_HD u16 kiln_f32_to_f16_bits(u32 x) {
         if (ax < 0x33000000u) {  // below 2^-25: rounds to zero
             return (u16)sign;
         }
-        u32 e = ax >> 23;                       // 102 ..= 112
-        u32 m = (ax & 0x7fffffu) | 0x800000u;   // 24-bit significand
-        u32 shift = 126u - e;                   // 14 ..= 24
-        u32 q = m >> shift;
-        u32 rem = m & ((1u << shift) - 1u);
-        u32 half = 1u << (shift - 1u);
-        if (rem > half || (rem == half && (q & 1u))) {
-            q += 1u;  // may carry into the smallest normal: still right
-        }
-        return (u16)(sign | q);
+        u32 e = ax >> 23;                      // 102 ..= 112
+        u32 m = (ax & 0x7fffffu) | 0x800000u;  // 24-bit significand
+        return (u16)(sign | kiln_round_shift(m, 126u - e));  // shift 14 ..= 24
     }
     u32 r = ax - 0x38000000u;  // rebias the exponent from 127 to 15
     u32 lsb = (r >> 13) & 1u;
@@ -184,14 +190,7 @@ KILN_HD unsigned char kiln_f32_to_e4m3_bits(u32 x) {
         }
         u32 e = ax >> 23;                      // 117 ..= 120
         u32 m = (ax & 0x7fffffu) | 0x800000u;  // 24-bit significand
-        u32 shift = 141u - e;                  // 21 ..= 24
-        u32 q = m >> shift;
-        u32 rem = m & ((1u << shift) - 1u);
-        u32 half = 1u << (shift - 1u);
-        if (rem > half || (rem == half && (q & 1u))) {
-            q += 1u;  // may carry into the smallest normal: still right
-        }
-        return (unsigned char)(sign | q);
+        return (unsigned char)(sign | kiln_round_shift(m, 141u - e));  // shift 21 ..= 24
     }
     u32 r = ax - 0x3c000000u;  // rebias the exponent from 127 to 7
     u32 lsb = (r >> 20) & 1u;

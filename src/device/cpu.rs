@@ -120,6 +120,26 @@ pub fn row_block(n: usize, threads: usize) -> usize {
     n.div_ceil(threads.max(1)).max(1)
 }
 
+/// Runs `gemm(rows, a, b, c)` on each block of `rows` rows of C (n x n,
+/// row-major) in parallel, with the matching rows of A and all of B.
+fn by_row_blocks<T: Send + Sync>(
+    a: &[T],
+    b: &[T],
+    c: &mut [T],
+    n: usize,
+    rows: usize,
+    gemm: impl Fn(usize, *const T, *const T, *mut T) + Sync,
+) {
+    c.par_chunks_mut(rows * n)
+        .enumerate()
+        .for_each(|(p, block)| {
+            let r = block.len() / n;
+            let a = &a[p * rows * n..];
+            debug_assert!(a.len() >= r * n && b.len() >= n * n);
+            gemm(r, a.as_ptr(), b.as_ptr(), block.as_mut_ptr());
+        });
+}
+
 /// A matrix multiply on the host, through the `matrixmultiply` crate.
 ///
 /// fp64 and fp32 are native. The narrow formats a CPU has no hardware for
@@ -183,66 +203,19 @@ impl CpuMatmul {
         // about 8 % (scripts/compare-cpu.sh, BENCHMARKS.md).
         let rows = row_block(n, rayon::current_num_threads());
         match &mut self.m {
-            Matrices::F32 { a, b, c } => {
-                let (a, b) = (&a[..], &b[..]);
-                c.par_chunks_mut(rows * n)
-                    .enumerate()
-                    .for_each(|(p, block)| {
-                        let r = block.len() / n;
-                        let a = &a[p * rows * n..];
-                        debug_assert!(a.len() >= r * n && b.len() >= n * n);
-                        // SAFETY: `a` holds at least r rows of n elements
-                        // from row p*rows on, b holds n*n, `block` r*n: all
-                        // row-major with row stride n and column stride 1,
-                        // as the strides passed say.
-                        unsafe {
-                            matrixmultiply::sgemm(
-                                r,
-                                n,
-                                n,
-                                1.0,
-                                a.as_ptr(),
-                                n as isize,
-                                1,
-                                b.as_ptr(),
-                                n as isize,
-                                1,
-                                0.0,
-                                block.as_mut_ptr(),
-                                n as isize,
-                                1,
-                            )
-                        }
-                    });
-            }
-            Matrices::F64 { a, b, c } => {
-                let (a, b) = (&a[..], &b[..]);
-                c.par_chunks_mut(rows * n)
-                    .enumerate()
-                    .for_each(|(p, block)| {
-                        let r = block.len() / n;
-                        let a = &a[p * rows * n..];
-                        // SAFETY: as above, for f64.
-                        unsafe {
-                            matrixmultiply::dgemm(
-                                r,
-                                n,
-                                n,
-                                1.0,
-                                a.as_ptr(),
-                                n as isize,
-                                1,
-                                b.as_ptr(),
-                                n as isize,
-                                1,
-                                0.0,
-                                block.as_mut_ptr(),
-                                n as isize,
-                                1,
-                            )
-                        }
-                    });
-            }
+            // SAFETY (both): each call gets r rows of A from the block's first
+            // row on, all n*n of B and the block's r*n elements of C, all
+            // row-major with row stride n and column stride 1, as passed.
+            Matrices::F32 { a, b, c } => by_row_blocks(a, b, c, n, rows, |r, a, b, c| unsafe {
+                matrixmultiply::sgemm(
+                    r, n, n, 1.0, a, n as isize, 1, b, n as isize, 1, 0.0, c, n as isize, 1,
+                )
+            }),
+            Matrices::F64 { a, b, c } => by_row_blocks(a, b, c, n, rows, |r, a, b, c| unsafe {
+                matrixmultiply::dgemm(
+                    r, n, n, 1.0, a, n as isize, 1, b, n as isize, 1, 0.0, c, n as isize, 1,
+                )
+            }),
         }
         start.elapsed().as_secs_f64()
     }

@@ -241,10 +241,10 @@ impl<'a> Launch<'a> {
         self
     }
 
-    /// A `u16` (`unsigned short`).
-    pub fn u16(&mut self, v: &'a u16) -> &mut Self {
+    /// A scalar of `T`'s width (a gather's fill word: u16, u32 or u64).
+    pub fn word<T: DeviceRepr>(&mut self, v: &'a T) -> &mut Self {
         self.args.arg(v);
-        self.widths.push(2);
+        self.widths.push(std::mem::size_of::<T>() as u8);
         self
     }
 

@@ -208,54 +208,21 @@ impl MatmulOp for CudaMatmul {
         let idx = h.upload(&flat_indices(self.n, positions), "sample positions")?;
         let len = (self.n as u64).saturating_mul(self.n as u64);
         let grid = grid(h.sms, u64::from(count), u64::from(BLOCK));
-        let k = positions.len();
+        let g = Gather {
+            h,
+            f: &self.gather,
+            src: &self.c,
+            len,
+            idx: &idx,
+            count,
+            grid,
+            what: &what,
+        };
         let bits: Vec<u64> = match output.bytes() {
-            8 => {
-                let out = h.alloc::<u64>(k, "gathered elements")?;
-                let fill = f64::NAN.to_bits();
-                h.launch(&self.gather)
-                    .ptr(&self.c)
-                    .u64(&len)
-                    .ptr(&idx)
-                    .u32(&count)
-                    .ptr(&out)
-                    .u64(&fill)
-                    .run(grid)?;
-                h.download(&out, k, &what)?
-            }
-            4 => {
-                let out = h.alloc::<u32>(k, "gathered elements")?;
-                let fill = f32::NAN.to_bits();
-                h.launch(&self.gather)
-                    .ptr(&self.c)
-                    .u64(&len)
-                    .ptr(&idx)
-                    .u32(&count)
-                    .ptr(&out)
-                    .u32(&fill)
-                    .run(grid)?;
-                h.download(&out, k, &what)?
-                    .into_iter()
-                    .map(u64::from)
-                    .collect()
-            }
-            _ => {
-                let out = h.alloc::<u16>(k, "gathered elements")?;
-                // A NaN in both bf16 and fp16.
-                let fill = 0x7fffu16;
-                h.launch(&self.gather)
-                    .ptr(&self.c)
-                    .u64(&len)
-                    .ptr(&idx)
-                    .u32(&count)
-                    .ptr(&out)
-                    .u16(&fill)
-                    .run(grid)?;
-                h.download(&out, k, &what)?
-                    .into_iter()
-                    .map(u64::from)
-                    .collect()
-            }
+            8 => g.run(f64::NAN.to_bits())?,
+            4 => g.run(f32::NAN.to_bits())?,
+            // A NaN in both bf16 and fp16.
+            _ => g.run(0x7fffu16)?,
         };
         Ok(bits.into_iter().map(|b| output.value(b)).collect())
     }
@@ -270,6 +237,49 @@ impl MatmulOp for CudaMatmul {
             &self.partial,
             self.grid,
         )
+    }
+}
+
+/// One sampled read of C with a `kiln_gather_*` kernel.
+struct Gather<'a> {
+    h: &'a Handle,
+    f: &'a Func,
+    src: &'a CudaSlice<u8>,
+    len: u64,
+    idx: &'a CudaSlice<u64>,
+    count: u32,
+    grid: u32,
+    what: &'a str,
+}
+
+impl Gather<'_> {
+    /// Gathers elements of `T`'s width (`fill` for out-of-range indices),
+    /// widened to u64.
+    fn run<T>(&self, fill: T) -> DeviceResult<Vec<u64>>
+    where
+        T: cudarc::driver::DeviceRepr
+            + cudarc::driver::ValidAsZeroBits
+            + Default
+            + Clone
+            + Into<u64>,
+    {
+        let k = self.count as usize;
+        let out = self.h.alloc::<T>(k, "gathered elements")?;
+        self.h
+            .launch(self.f)
+            .ptr(self.src)
+            .u64(&self.len)
+            .ptr(self.idx)
+            .u32(&self.count)
+            .ptr(&out)
+            .word(&fill)
+            .run(self.grid)?;
+        Ok(self
+            .h
+            .download(&out, k, self.what)?
+            .into_iter()
+            .map(Into::into)
+            .collect())
     }
 }
 
