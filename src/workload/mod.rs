@@ -150,7 +150,7 @@ impl WorkloadSpec {
     pub fn for_device(kind: WorkloadKind, profile: Profile, info: &DeviceInfo) -> WorkloadSpec {
         let big = profile != Profile::Quick;
         if info.simulated {
-            return small_spec(kind);
+            return small_spec(kind, info.backend);
         }
         let mem = info.memory_bytes.max(1 << 30);
         match kind {
@@ -224,11 +224,17 @@ impl WorkloadSpec {
 }
 
 /// The sizes simulated devices compute for real (small, so eight of them run
-/// in well under a second of CPU time).
-fn small_spec(kind: WorkloadKind) -> WorkloadSpec {
+/// in well under a second of CPU time). Virtual GPUs (the CUDA backend on
+/// vgpu, whose kernels run in a PTX interpreter) get the same sizes, except
+/// that a matmul is one whole 128 x 128 tile of kiln's mma kernel.
+fn small_spec(kind: WorkloadKind, backend: BackendKind) -> WorkloadSpec {
     match kind {
         WorkloadKind::Matmul => WorkloadSpec::Matmul {
-            n: 64,
+            n: if backend == BackendKind::Cuda {
+                128
+            } else {
+                64
+            },
             variants: MatmulVariant::GPU.to_vec(),
             warmup: 1,
             iterations: 5,

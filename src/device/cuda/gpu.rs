@@ -365,10 +365,11 @@ impl Gpu {
         let module = match &self.modules[m.slot()] {
             Some(module) => module.clone(),
             None => {
+                let text = m.source().map_err(|why| self.h.failed(&what, &why))?;
                 let module = self
                     .h
                     .ctx
-                    .load_module(Ptx::from_src(m.ptx()))
+                    .load_module(Ptx::from_src(text))
                     .map_err(|e| self.h.fail(&what, e))?;
                 self.modules[m.slot()] = Some(module.clone());
                 module

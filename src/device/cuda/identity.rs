@@ -15,6 +15,22 @@
 //! Everything here is pure: it is fed what the driver reported and unit
 //! tested on fake nodes.
 
+/// The PCI device id of vgpu's virtual model (vgpu/README.md): not one
+/// NVIDIA has assigned to a product.
+pub const VIRTUAL_PCI_DEVICE_ID: u16 = 0x7e01;
+
+/// How the names of vgpu's virtual models begin (`vgpu Virtual Hopper`).
+pub const VIRTUAL_NAME_PREFIX: &str = "vgpu ";
+
+/// Whether a CUDA device is a virtual GPU (kiln's `vgpu/`, a PTX
+/// interpreter behind the driver API) rather than hardware: by the PCI
+/// device id NVML reports, or, without NVML, by the name the driver gives.
+/// Its figures come from a timing model, so they are marked simulated and
+/// its workloads are sized for an interpreter.
+pub fn is_virtual(name: &str, pci_device_id: Option<u16>) -> bool {
+    pci_device_id == Some(VIRTUAL_PCI_DEVICE_ID) || name.starts_with(VIRTUAL_NAME_PREFIX)
+}
+
 /// One device as the driver reported it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -151,6 +167,16 @@ impl IdentityTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_virtual_gpu_is_known_by_its_pci_id_or_its_name() {
+        assert!(is_virtual("vgpu Virtual Hopper", None));
+        assert!(is_virtual("Anything", Some(0x7e01)));
+        assert!(!is_virtual("NVIDIA H100 80GB HBM3", Some(0x2330)));
+        assert!(!is_virtual("NVIDIA H100 80GB HBM3", None));
+        // A real GPU whose name merely contains the word is not virtual.
+        assert!(!is_virtual("NVIDIA vgpu H100", Some(0x2330)));
+    }
 
     /// A physical board of a fake HGX node: (PCI bus, uuid bytes).
     fn node() -> Vec<(String, String)> {

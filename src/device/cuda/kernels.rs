@@ -47,6 +47,22 @@ impl Module {
         }
     }
 
+    /// The PTX text to load: the file of the same name under
+    /// `$KILN_PTX_DIR` when that is set (to try a changed kernel, or a
+    /// deliberately broken one, without rebuilding kiln), else the embedded
+    /// text. Err names the file that could not be read.
+    pub fn source(self) -> Result<std::borrow::Cow<'static, str>, String> {
+        match std::env::var_os("KILN_PTX_DIR").filter(|d| !d.is_empty()) {
+            Some(dir) => {
+                let path = std::path::Path::new(&dir).join(self.file());
+                std::fs::read_to_string(&path)
+                    .map(std::borrow::Cow::Owned)
+                    .map_err(|e| format!("KILN_PTX_DIR: cannot read {}: {e}", path.display()))
+            }
+            None => Ok(std::borrow::Cow::Borrowed(self.ptx())),
+        }
+    }
+
     /// The embedded PTX text.
     pub fn ptx(self) -> &'static str {
         match self {

@@ -78,6 +78,7 @@ pub fn probe() -> Result<Vec<Box<dyn Device>>, String> {
                 info.serial = id.serial;
                 info.pci_device_id = id.pci_device_id;
             }
+            info.simulated = identity::is_virtual(&info.name, info.pci_device_id);
             let sensor = crate::telemetry::nvml::NvmlSensor::for_bus_id(&bus)
                 .ok()
                 .map(|s| Arc::new(s) as Arc<dyn crate::telemetry::Sensor>);
@@ -191,6 +192,7 @@ fn query_devices() -> Result<Vec<(DeviceInfo, Capability)>, String> {
         let memory = unsafe { device::total_mem(dev) }.map_err(|e| fail("cuDeviceTotalMem", e))?;
         let uuid = format_uuid(uuid.bytes.map(|b| b as u8));
         let ordinal = ordinal as usize;
+        let simulated = identity::is_virtual(&name, None);
         ids.push(Identity {
             ordinal,
             bus_id: bus_id.clone(),
@@ -207,7 +209,7 @@ fn query_devices() -> Result<Vec<(DeviceInfo, Capability)>, String> {
                 memory_bytes: memory as u64,
                 compute_units: sms,
                 backend: BackendKind::Cuda,
-                simulated: false,
+                simulated,
             },
             capability,
         ));
@@ -408,7 +410,11 @@ mod tests {
                     let i = d.info();
                     assert_eq!(
                         (i.index, i.backend, i.simulated),
-                        (k, BackendKind::Cuda, false)
+                        (
+                            k,
+                            BackendKind::Cuda,
+                            identity::is_virtual(&i.name, i.pci_device_id)
+                        )
                     );
                     assert!(i.uuid.as_deref().is_some_and(|u| u.starts_with("GPU-")));
                 }

@@ -1,0 +1,265 @@
+//! kiln's real CUDA path, kernels and all, on the virtual GPU (`vgpu/`).
+//!
+//! Each test installs vgpu's library under the driver's file names
+//! (`libcuda.so.1`, `libcuda.so`) in a temporary folder, puts that folder on
+//! `LD_LIBRARY_PATH` and runs the kiln binary: kiln loads it exactly as it
+//! loads NVIDIA's driver. The node is described by a `VGPU_CONFIG` file, and
+//! vgpu's diagnostics are collected in a `VGPU_LOG` file that each test
+//! reads.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// vgpu's cdylib, built by cargo beside this test binary (kiln's
+/// dev-dependency on `vgpu`), or where `VGPU_LIB` says.
+fn vgpu_lib() -> PathBuf {
+    if let Some(p) = std::env::var_os("VGPU_LIB") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let deps = exe.parent().expect("deps folder");
+    for candidate in [deps.join("libvgpu.so"), deps.join("../libvgpu.so")] {
+        if candidate.exists() {
+            return candidate;
+        }
+    }
+    panic!(
+        "libvgpu.so not found beside {}: build it with `cargo build -p vgpu` or set VGPU_LIB",
+        deps.display()
+    );
+}
+
+/// A virtual node: the library folder, the config and the log.
+struct Node {
+    dir: tempfile::TempDir,
+}
+
+impl Node {
+    /// A node of `gpus` default virtual GPUs and the `extra` TOML.
+    fn new(gpus: usize, extra: &str) -> Node {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let lib = dir.path().join("lib");
+        std::fs::create_dir(&lib).expect("lib folder");
+        for name in ["libcuda.so.1", "libcuda.so"] {
+            std::os::unix::fs::symlink(vgpu_lib(), lib.join(name)).expect("symlink");
+        }
+        std::fs::write(
+            dir.path().join("vgpu.toml"),
+            format!("[node]\ngpus = {gpus}\n{extra}"),
+        )
+        .expect("config");
+        Node { dir }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// kiln with the node's driver, and nothing of a real GPU stack.
+    fn kiln(&self, args: &[&str], env: &[(&str, &Path)]) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        c.args(args)
+            .env("LD_LIBRARY_PATH", self.path("lib"))
+            .env("VGPU_CONFIG", self.path("vgpu.toml"))
+            .env("VGPU_LOG", self.path("vgpu.log"))
+            .env_remove("KILN_CUBLASLT")
+            .env_remove("KILN_PTX_DIR")
+            .env_remove("CUDA_VISIBLE_DEVICES");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().expect("run kiln")
+    }
+
+    /// What vgpu logged.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.path("vgpu.log")).unwrap_or_default()
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `kiln selftest --backend cuda` passes every primitive on `gpus` virtual
+/// GPUs, and vgpu saw nothing wrong.
+fn selftest_passes(gpus: usize) {
+    let node = Node::new(gpus, "");
+    let o = node.kiln(&["selftest", "--backend", "cuda"], &[]);
+    let all = text(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{all}\n--- vgpu log\n{}",
+        node.log()
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    for what in [
+        "matmul mma_bf16",
+        "matmul mma_fp16",
+        "bandwidth",
+        "sha256d",
+        "memtest",
+        "host transfers",
+        "peer copies",
+    ] {
+        assert!(
+            out.contains(what),
+            "selftest does not mention {what:?}\n{all}"
+        );
+    }
+    assert!(!out.contains("FAIL"), "{all}");
+    // vgpu's log holds only what it must say: no violation of any rule.
+    let log = node.log();
+    for bad in ["CUDA_ERROR", "race", "never-written", "not implemented"] {
+        assert!(!log.contains(bad), "vgpu reported {bad:?}:\n{log}");
+    }
+}
+
+#[test]
+fn selftest_passes_on_two_virtual_gpus() {
+    selftest_passes(2);
+}
+
+#[test]
+fn selftest_passes_on_four_virtual_gpus() {
+    selftest_passes(4);
+}
+
+#[test]
+fn a_quick_run_accepts_every_virtual_gpu_and_marks_its_figures_simulated() {
+    for gpus in [2, 4] {
+        let node = Node::new(gpus, "");
+        let out = node.path("out");
+        let o = node.kiln(
+            &[
+                "run",
+                "--backend",
+                "cuda",
+                "--profile",
+                "quick",
+                "--out",
+                out.to_str().expect("utf-8 path"),
+            ],
+            &[],
+        );
+        let all = text(&o);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{all}\n--- vgpu log\n{}",
+            node.log()
+        );
+        for f in [
+            "journal.jsonl",
+            "results.json",
+            "results.csv",
+            "telemetry.csv",
+            "report.pdf",
+        ] {
+            assert!(out.join(f).exists(), "{f} missing\n{all}");
+        }
+        let json: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("json"))
+                .expect("results.json parses");
+        assert_eq!(json["simulated"], Value::Bool(true), "{json:#}");
+        let devices = json["devices"].as_array().expect("devices");
+        assert_eq!(devices.len(), gpus);
+        for d in devices {
+            assert_eq!(d["verdict"], "accept", "{d:#}");
+            assert_eq!(d["backend"], "cuda", "{d:#}");
+            assert_eq!(d["simulated"], Value::Bool(true), "{d:#}");
+            assert_eq!(d["name"], "vgpu Virtual Hopper", "{d:#}");
+            assert!(
+                d["baseline"].to_string().contains("vgpu-hopper.toml"),
+                "the virtual model's baseline was not used: {}",
+                d["baseline"]
+            );
+        }
+    }
+}
+
+/// A copy of kiln's matmul.ptx with one mma fragment register moved: the
+/// first A operand's registers 0 and 1 swapped, which feeds rows 0-7 and
+/// 8-15 of A to the wrong place in the product.
+fn broken_matmul_ptx(dir: &Path) {
+    let src = include_str!("../kernels/ptx/matmul.ptx");
+    let mut out = String::new();
+    let mut done = false;
+    for line in src.lines() {
+        if !done && line.contains("mma.sync.aligned.m16n8k16") {
+            // `{%f..}, {%rA0, %rA1, %rA2, %rA3}, {..}, {..}`
+            let open = line.find("}, {").expect("A operand") + 4;
+            let close = open + line[open..].find('}').expect("end of A");
+            let regs: Vec<&str> = line[open..close].split(", ").collect();
+            assert_eq!(regs.len(), 4, "{line}");
+            let swapped = format!("{}, {}, {}, {}", regs[1], regs[0], regs[2], regs[3]);
+            out.push_str(&line[..open]);
+            out.push_str(&swapped);
+            out.push_str(&line[close..]);
+            done = true;
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    assert!(done, "no mma instruction in matmul.ptx");
+    for m in ["gen", "bandwidth", "verify", "memtest", "sha256d"] {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("kernels/ptx/{m}.ptx"));
+        std::fs::copy(&p, dir.join(format!("{m}.ptx"))).expect("copy ptx");
+    }
+    std::fs::write(dir.join("matmul.ptx"), out).expect("write ptx");
+}
+
+#[test]
+fn a_matmul_ptx_with_one_fragment_register_moved_fails_selftest() {
+    let node = Node::new(2, "");
+    let ptx = node.path("ptx");
+    std::fs::create_dir(&ptx).expect("ptx dir");
+    broken_matmul_ptx(&ptx);
+    let o = node.kiln(
+        &["selftest", "--backend", "cuda", "--devices", "0"],
+        &[("KILN_PTX_DIR", &ptx)],
+    );
+    let all = text(&o);
+    assert_ne!(o.status.code(), Some(0), "{all}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let failing: Vec<&str> = out.lines().filter(|l| l.contains("FAIL")).collect();
+    assert!(
+        failing.iter().any(|l| l.contains("mma_bf16"))
+            && failing.iter().any(|l| l.contains("mma_fp16")),
+        "{all}"
+    );
+    // Everything not built from matmul.ptx still passes.
+    assert!(
+        !failing
+            .iter()
+            .any(|l| l.contains("bandwidth") || l.contains("memtest")),
+        "{all}"
+    );
+}
+
+#[test]
+fn kiln_list_shows_the_virtual_gpus_with_their_identity() {
+    let node = Node::new(
+        4,
+        "[[gpus]]\nordinal = 2\npci_bus_id = \"00000000:c1:00.0\"\n",
+    );
+    let o = node.kiln(&["list", "--backend", "cuda"], &[]);
+    let all = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{all}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out.matches("vgpu Virtual Hopper").count(), 4, "{all}");
+    assert!(out.contains("00000000:c1:00.0"), "{all}");
+    assert!(
+        out.contains("GPU-76677075-0000-0000-a000-000000000002"),
+        "{all}"
+    );
+}

@@ -1,0 +1,368 @@
+//! The virtual node: how many GPUs, what each one is, and its timing model.
+//!
+//! Read once, at `cuInit`, from the TOML file named by `VGPU_CONFIG`; with
+//! no variable, a default node of two virtual Hopper-class GPUs. A file that
+//! does not parse makes `cuInit` fail (CUDA_ERROR_NOT_INITIALIZED) with one
+//! log line naming the file and the problem, never a default in its place.
+//!
+//! ```toml
+//! [node]
+//! gpus = 4                       # copies of [gpu] (default 2)
+//!
+//! [gpu]                          # every GPU unless overridden below
+//! name = "vgpu Virtual Hopper"
+//! pci_device_id = 0x7e01         # NVML's device id (0x10de vendor)
+//! sms = 8
+//! memory_mib = 4096
+//! compute_capability = [9, 0]
+//!
+//! [gpu.timing]
+//! launch_latency_us = 4.0
+//! hbm_gbps = 3350.0
+//!
+//! [[gpus]]                       # optional per-GPU overrides, by ordinal
+//! ordinal = 1
+//! pci_bus_id = "00000000:42:00.0"
+//! ```
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// The default model's name. kiln recognises the virtual GPU by it (and by
+/// [`DEFAULT_PCI_DEVICE_ID`]).
+pub const DEFAULT_NAME: &str = "vgpu Virtual Hopper";
+
+/// The default model's PCI device id: not one NVIDIA has assigned to a
+/// product.
+pub const DEFAULT_PCI_DEVICE_ID: u16 = 0x7e01;
+
+/// The most GPUs one virtual node may have.
+pub const MAX_GPUS: usize = 64;
+
+/// The timing model of one GPU: every launch costs `launch_latency_us` plus
+/// the larger of its bytes over `hbm_gbps` and its work over the matching
+/// throughput; copies cost their bytes over the link.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timing {
+    /// Fixed cost of every kernel launch, in microseconds.
+    pub launch_latency_us: f64,
+    /// Device memory bandwidth, GB/s (bytes read + written).
+    pub hbm_gbps: f64,
+    /// fp32 (non-tensor) throughput, TFLOP/s.
+    pub fp32_tflops: f64,
+    /// fp64 (non-tensor) throughput, TFLOP/s.
+    pub fp64_tflops: f64,
+    /// Tensor-core (mma) throughput for bf16/fp16 with fp32 accumulate,
+    /// TFLOP/s.
+    pub tensor_tflops: f64,
+    /// Integer and logic instructions, tera-operations per second.
+    pub int_tops: f64,
+    /// Host link, GB/s one way, for pinned host memory.
+    pub pcie_gbps: f64,
+    /// Pageable host memory goes through a staging buffer: this fraction of
+    /// `pcie_gbps`.
+    pub pageable_factor: f64,
+    /// Peer link (NVLink), GB/s one way.
+    pub peer_gbps: f64,
+    /// Fixed cost of every copy or memset, in microseconds.
+    pub copy_latency_us: f64,
+}
+
+impl Default for Timing {
+    /// H100 SXM5-like figures (NVIDIA's datasheet: 3.35 TB/s HBM3, 67 TFLOP/s
+    /// fp32, 34 fp64, 989 dense bf16 tensor; PCIe Gen5 x16 about 55 GB/s in
+    /// practice; NVLink 4 about 450 GB/s one way).
+    fn default() -> Timing {
+        Timing {
+            launch_latency_us: 4.0,
+            hbm_gbps: 3350.0,
+            fp32_tflops: 67.0,
+            fp64_tflops: 34.0,
+            tensor_tflops: 989.0,
+            int_tops: 33.5,
+            pcie_gbps: 55.0,
+            pageable_factor: 0.5,
+            peer_gbps: 450.0,
+            copy_latency_us: 2.0,
+        }
+    }
+}
+
+/// One virtual GPU as its driver reports it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Gpu {
+    pub name: String,
+    pub pci_device_id: u16,
+    /// `DDDDDDDD:BB:DD.F`; empty: derived from the ordinal.
+    pub pci_bus_id: String,
+    /// 16 bytes as 32 hex digits; empty: derived from the ordinal.
+    pub uuid: String,
+    pub sms: u32,
+    pub memory_mib: u64,
+    pub compute_capability: [u32; 2],
+    /// Whether this GPU can reach every other GPU of the node directly.
+    pub peer_access: bool,
+    pub timing: Timing,
+}
+
+impl Default for Gpu {
+    fn default() -> Gpu {
+        Gpu {
+            name: DEFAULT_NAME.into(),
+            pci_device_id: DEFAULT_PCI_DEVICE_ID,
+            pci_bus_id: String::new(),
+            uuid: String::new(),
+            sms: 8,
+            memory_mib: 4096,
+            compute_capability: [9, 0],
+            peer_access: true,
+            timing: Timing::default(),
+        }
+    }
+}
+
+/// A per-GPU override: the fields given replace those of `[gpu]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GpuOverride {
+    ordinal: usize,
+    name: Option<String>,
+    pci_device_id: Option<u16>,
+    pci_bus_id: Option<String>,
+    uuid: Option<String>,
+    sms: Option<u32>,
+    memory_mib: Option<u64>,
+    compute_capability: Option<[u32; 2]>,
+    peer_access: Option<bool>,
+    timing: Option<Timing>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Node {
+    gpus: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct File {
+    node: Node,
+    gpu: Gpu,
+    gpus: Vec<GpuOverride>,
+}
+
+/// The whole virtual node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub gpus: Vec<Gpu>,
+}
+
+impl Default for Config {
+    /// Two default GPUs.
+    fn default() -> Config {
+        Config::from_toml("").unwrap_or(Config { gpus: Vec::new() })
+    }
+}
+
+impl Config {
+    /// The node described by `VGPU_CONFIG`, or the default node.
+    pub fn from_env() -> Result<Config, String> {
+        match std::env::var_os("VGPU_CONFIG") {
+            Some(path) if !path.is_empty() => Config::load(Path::new(&path)),
+            _ => Ok(Config::default()),
+        }
+    }
+
+    /// The node described by the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("VGPU_CONFIG {}: {e}", path.display()))?;
+        Config::from_toml(&text).map_err(|e| format!("VGPU_CONFIG {}: {e}", path.display()))
+    }
+
+    /// The node described by a TOML text.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
+        let count = file.node.gpus.unwrap_or(2);
+        if count == 0 || count > MAX_GPUS {
+            return Err(format!(
+                "[node] gpus = {count}: expected 1 to {MAX_GPUS} GPUs"
+            ));
+        }
+        let mut gpus = vec![file.gpu.clone(); count];
+        for o in file.gpus {
+            let g = gpus.get_mut(o.ordinal).ok_or_else(|| {
+                format!(
+                    "[[gpus]] ordinal = {}: the node has GPUs 0 to {}",
+                    o.ordinal,
+                    count - 1
+                )
+            })?;
+            macro_rules! set {
+                ($($f:ident),*) => { $(if let Some(v) = o.$f { g.$f = v; })* };
+            }
+            set!(
+                name,
+                pci_device_id,
+                pci_bus_id,
+                uuid,
+                sms,
+                memory_mib,
+                compute_capability,
+                peer_access,
+                timing
+            );
+        }
+        for (i, g) in gpus.iter_mut().enumerate() {
+            if g.pci_bus_id.is_empty() {
+                // Bus numbers 0x41, 0x42, ... as on a 2-socket HGX board.
+                g.pci_bus_id = format!("00000000:{:02x}:00.0", 0x41 + i);
+            }
+            if g.uuid.is_empty() {
+                g.uuid = format!("7667707500000000a000{:012x}", i);
+            }
+            check_gpu(i, g)?;
+        }
+        let mut buses: Vec<&str> = gpus.iter().map(|g| g.pci_bus_id.as_str()).collect();
+        buses.sort_unstable();
+        if let Some(w) = buses.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!("two GPUs have PCI bus id {}", w[0]));
+        }
+        Ok(Config { gpus })
+    }
+}
+
+/// A GPU's values, checked: what a driver could never report is refused.
+fn check_gpu(i: usize, g: &Gpu) -> Result<(), String> {
+    let bad = |what: String| Err(format!("GPU {i}: {what}"));
+    if g.name.is_empty() || g.name.len() > 255 {
+        return bad(format!("name {:?}: expected 1 to 255 bytes", g.name));
+    }
+    if parse_bus_id(&g.pci_bus_id).is_none() {
+        return bad(format!(
+            "pci_bus_id {:?}: expected DDDDDDDD:BB:DD.F in hex",
+            g.pci_bus_id
+        ));
+    }
+    if parse_uuid(&g.uuid).is_none() {
+        return bad(format!("uuid {:?}: expected 32 hex digits", g.uuid));
+    }
+    if g.sms == 0 || g.sms > 1024 {
+        return bad(format!("sms = {}: expected 1 to 1024", g.sms));
+    }
+    if g.memory_mib < 64 || g.memory_mib > 1 << 20 {
+        return bad(format!(
+            "memory_mib = {}: expected 64 to 1048576",
+            g.memory_mib
+        ));
+    }
+    let [major, minor] = g.compute_capability;
+    if !(5..=12).contains(&major) || minor > 9 {
+        return bad(format!("compute_capability = [{major}, {minor}]"));
+    }
+    let t = &g.timing;
+    for (name, v) in [
+        ("launch_latency_us", t.launch_latency_us),
+        ("copy_latency_us", t.copy_latency_us),
+    ] {
+        if !(v.is_finite() && v >= 0.0) {
+            return bad(format!("timing.{name} = {v}: expected a number >= 0"));
+        }
+    }
+    for (name, v) in [
+        ("hbm_gbps", t.hbm_gbps),
+        ("fp32_tflops", t.fp32_tflops),
+        ("fp64_tflops", t.fp64_tflops),
+        ("tensor_tflops", t.tensor_tflops),
+        ("int_tops", t.int_tops),
+        ("pcie_gbps", t.pcie_gbps),
+        ("peer_gbps", t.peer_gbps),
+    ] {
+        if !(v.is_finite() && v > 0.0) {
+            return bad(format!("timing.{name} = {v}: expected a number > 0"));
+        }
+    }
+    if !(t.pageable_factor > 0.0 && t.pageable_factor <= 1.0) {
+        return bad(format!(
+            "timing.pageable_factor = {}: expected (0, 1]",
+            t.pageable_factor
+        ));
+    }
+    Ok(())
+}
+
+/// (domain, bus, device, function) of `DDDDDDDD:BB:DD.F`.
+pub fn parse_bus_id(s: &str) -> Option<(u32, u32, u32, u32)> {
+    let (domain, rest) = s.split_once(':')?;
+    let (bus, rest) = rest.split_once(':')?;
+    let (dev, func) = rest.split_once('.')?;
+    let hex = |t: &str, max: u32| u32::from_str_radix(t, 16).ok().filter(|v| *v <= max);
+    Some((
+        hex(domain, u32::MAX)?,
+        hex(bus, 0xff)?,
+        hex(dev, 0x1f)?,
+        hex(func, 7)?,
+    ))
+}
+
+/// The 16 bytes of a UUID written as 32 hex digits (dashes allowed).
+pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
+    let digits: String = s.chars().filter(|c| *c != '-').collect();
+    if digits.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(digits.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_node_has_two_hopper_class_gpus() {
+        let c = Config::default();
+        assert_eq!(c.gpus.len(), 2);
+        assert_eq!(c.gpus[0].name, DEFAULT_NAME);
+        assert_eq!(c.gpus[0].compute_capability, [9, 0]);
+        assert_eq!(c.gpus[0].pci_bus_id, "00000000:41:00.0");
+        assert_eq!(c.gpus[1].pci_bus_id, "00000000:42:00.0");
+        assert_ne!(c.gpus[0].uuid, c.gpus[1].uuid);
+    }
+
+    #[test]
+    fn overrides_apply_by_ordinal() {
+        let c = Config::from_toml(
+            "[node]\ngpus = 4\n[gpu]\nsms = 4\n[[gpus]]\nordinal = 2\nsms = 16\nname = \"other\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.gpus.len(), 4);
+        assert_eq!(
+            c.gpus.iter().map(|g| g.sms).collect::<Vec<_>>(),
+            [4, 4, 16, 4]
+        );
+        assert_eq!(c.gpus[2].name, "other");
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_the_reason() {
+        for (text, want) in [
+            ("[node]\ngpus = 0\n", "expected 1 to 64"),
+            ("[gpu]\nsms = 0\n", "sms = 0"),
+            ("[gpu]\nsmz = 3\n", "unknown field"),
+            ("[[gpus]]\nordinal = 5\n", "ordinal = 5"),
+            ("[gpu]\npci_bus_id = \"nope\"\n", "pci_bus_id"),
+            ("[gpu]\npci_bus_id = \"00000000:41:00.0\"\n", "two GPUs"),
+            ("[gpu.timing]\nhbm_gbps = -1.0\n", "hbm_gbps"),
+        ] {
+            let e = Config::from_toml(text).unwrap_err();
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
+    }
+}

@@ -1,0 +1,689 @@
+//! The virtual node's state and the rules of the driver API.
+//!
+//! Everything the exported functions do is here, in safe Rust, returning
+//! `Result<T, CUresult>`; every refusal writes one log line that names the
+//! rule. What is stricter than a real driver is marked "Stricter:".
+//!
+//! Execution model: work is executed when it is queued (a kernel runs inside
+//! cuLaunchKernel, a copy inside cuMemcpy*Async), so every stream is always
+//! complete; each stream keeps a *modelled* device clock that every
+//! operation advances by its modelled cost, and events record that clock.
+//! Host wall time never enters a measurement.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use super::heap::{Alloc, Heap, Kind, Snapshot};
+use super::log;
+use super::result::*;
+use crate::config::{Config, Gpu};
+use crate::ptx;
+
+/// A handle's type, kept in its low bits so that a stream passed where an
+/// event is expected is caught.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tag {
+    Context = 1,
+    Stream = 2,
+    Event = 3,
+    Module = 4,
+    Function = 5,
+    Pool = 6,
+}
+
+const HANDLE_BASE: u64 = 0x5647_5000_0000;
+
+/// The opaque pointer value of handle `id` of type `tag`.
+pub fn handle(tag: Tag, id: u64) -> u64 {
+    HANDLE_BASE | (id << 4) | tag as u64
+}
+
+/// The id inside a handle of type `tag`, if it is one.
+pub fn unhandle(tag: Tag, h: u64) -> Option<u64> {
+    (h & !0xffff_ffff_ffff == 0 && h & HANDLE_BASE == HANDLE_BASE && h & 0xf == tag as u64)
+        .then_some((h & 0x0fff_ffff) >> 4)
+        .filter(|id| *id != 0)
+}
+
+/// A context.
+#[derive(Debug)]
+pub struct Ctx {
+    pub device: usize,
+    pub alive: bool,
+    /// The error that poisoned the context (sticky: every later call on it
+    /// returns it).
+    pub sticky: Option<CUresult>,
+    /// Devices whose plain memory this context's device may access.
+    pub peers: HashSet<usize>,
+    pub default_stream: u64,
+}
+
+#[derive(Debug)]
+pub struct Stream {
+    pub ctx: u64,
+    pub alive: bool,
+    /// Modelled device time of the end of the last operation, in ns.
+    pub clock_ns: f64,
+}
+
+#[derive(Debug)]
+pub struct Event {
+    pub ctx: u64,
+    pub alive: bool,
+    pub timing: bool,
+    /// The stream clock when last recorded.
+    pub recorded: Option<f64>,
+}
+
+pub struct Module {
+    pub ctx: u64,
+    pub alive: bool,
+    pub module: Arc<ptx::Module>,
+    pub globals: Vec<u64>,
+}
+
+#[derive(Debug)]
+pub struct Function {
+    pub module: u64,
+    pub name: String,
+}
+
+/// One virtual GPU.
+#[derive(Debug)]
+pub struct DeviceState {
+    pub config: Gpu,
+    /// The primary context and its reference count.
+    pub primary: Option<(u64, u32)>,
+    /// Devices granted access to this device's default pool.
+    pub pool_access: HashSet<usize>,
+}
+
+/// The whole node.
+pub struct State {
+    pub devices: Vec<DeviceState>,
+    pub contexts: HashMap<u64, Ctx>,
+    pub streams: HashMap<u64, Stream>,
+    pub events: HashMap<u64, Event>,
+    pub modules: HashMap<u64, Module>,
+    pub functions: HashMap<u64, Function>,
+    /// Pinned host allocations: start -> size.
+    pub host: HashMap<usize, usize>,
+    next_id: u64,
+}
+
+/// What cuInit found: the node, or why there is none.
+static NODE: OnceLock<Result<Mutex<State>, String>> = OnceLock::new();
+
+/// Device memory, apart from the state so that kernels run without holding
+/// the state's lock.
+static HEAP: OnceLock<Mutex<Heap>> = OnceLock::new();
+
+thread_local! {
+    /// The calling thread's current context (its handle id).
+    static CURRENT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+pub type R<T> = Result<T, CUresult>;
+
+/// Logs `why` and returns `code`.
+pub fn refuse<T>(code: CUresult, why: impl AsRef<str>) -> R<T> {
+    log(&format!("{}: {}", name(code), why.as_ref()));
+    Err(code)
+}
+
+/// cuInit: reads the configuration once.
+pub fn init(flags: u32) -> R<()> {
+    if flags != 0 {
+        return refuse(
+            CUDA_ERROR_INVALID_VALUE,
+            format!("cuInit: Flags must be 0, got {flags}"),
+        );
+    }
+    let node = NODE.get_or_init(|| {
+        Config::from_env().map(|c| {
+            let n = c.gpus.len();
+            let _ = HEAP.set(Mutex::new(Heap::new(n)));
+            Mutex::new(State {
+                devices: c
+                    .gpus
+                    .into_iter()
+                    .map(|g| DeviceState {
+                        config: g,
+                        primary: None,
+                        pool_access: HashSet::new(),
+                    })
+                    .collect(),
+                contexts: HashMap::new(),
+                streams: HashMap::new(),
+                events: HashMap::new(),
+                modules: HashMap::new(),
+                functions: HashMap::new(),
+                host: HashMap::new(),
+                next_id: 1,
+            })
+        })
+    });
+    match node {
+        Ok(_) => Ok(()),
+        Err(e) => refuse(CUDA_ERROR_NOT_INITIALIZED, format!("cuInit: {e}")),
+    }
+}
+
+/// The state, once cuInit succeeded.
+pub fn state() -> R<MutexGuard<'static, State>> {
+    match NODE.get() {
+        Some(Ok(m)) => Ok(m.lock().unwrap_or_else(|p| p.into_inner())),
+        Some(Err(_)) => Err(CUDA_ERROR_NOT_INITIALIZED),
+        None => refuse(
+            CUDA_ERROR_NOT_INITIALIZED,
+            "a driver call before cuInit".to_string(),
+        ),
+    }
+}
+
+/// The heap (exists once cuInit succeeded).
+pub fn heap() -> R<MutexGuard<'static, Heap>> {
+    HEAP.get()
+        .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
+        .ok_or(CUDA_ERROR_NOT_INITIALIZED)
+}
+
+pub fn current() -> u64 {
+    CURRENT.with(|c| c.get())
+}
+
+pub fn set_current(id: u64) {
+    CURRENT.with(|c| c.set(id))
+}
+
+impl State {
+    fn id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Device `ordinal`, checked.
+    pub fn device(&self, ordinal: i32) -> R<&DeviceState> {
+        usize::try_from(ordinal)
+            .ok()
+            .and_then(|d| self.devices.get(d))
+            .map_or_else(
+                || {
+                    refuse(
+                        CUDA_ERROR_INVALID_DEVICE,
+                        format!(
+                            "device {ordinal}: the node has devices 0 to {}",
+                            self.devices.len().saturating_sub(1)
+                        ),
+                    )
+                },
+                Ok,
+            )
+    }
+
+    /// The calling thread's current context: alive, not poisoned.
+    pub fn current_ctx(&self, call: &str) -> R<u64> {
+        let id = current();
+        if id == 0 {
+            return refuse(
+                CUDA_ERROR_INVALID_CONTEXT,
+                format!("{call}: no context is current on this thread"),
+            );
+        }
+        self.live_ctx(id, call)
+    }
+
+    /// Context `id`: alive and not poisoned.
+    pub fn live_ctx(&self, id: u64, call: &str) -> R<u64> {
+        match self.contexts.get(&id) {
+            None => refuse(
+                CUDA_ERROR_INVALID_CONTEXT,
+                format!("{call}: not a context handle"),
+            ),
+            Some(c) if !c.alive => refuse(
+                CUDA_ERROR_CONTEXT_IS_DESTROYED,
+                format!(
+                    "{call}: the context of GPU {} was destroyed (its primary context released)",
+                    c.device
+                ),
+            ),
+            Some(c) => match c.sticky {
+                Some(code) => Err(code),
+                None => Ok(id),
+            },
+        }
+    }
+
+    pub fn ctx_device(&self, ctx: u64) -> usize {
+        self.contexts.get(&ctx).map_or(0, |c| c.device)
+    }
+
+    /// cuDevicePrimaryCtxRetain.
+    pub fn retain_primary(&mut self, ordinal: i32) -> R<u64> {
+        let d = self.device(ordinal)?;
+        if let Some((id, n)) = d.primary {
+            let d = ordinal as usize;
+            self.devices[d].primary = Some((id, n + 1));
+            return Ok(id);
+        }
+        let d = ordinal as usize;
+        let ctx = self.id();
+        let stream = self.id();
+        self.streams.insert(
+            stream,
+            Stream {
+                ctx,
+                alive: true,
+                clock_ns: 0.0,
+            },
+        );
+        self.contexts.insert(
+            ctx,
+            Ctx {
+                device: d,
+                alive: true,
+                sticky: None,
+                peers: HashSet::new(),
+                default_stream: stream,
+            },
+        );
+        self.devices[d].primary = Some((ctx, 1));
+        Ok(ctx)
+    }
+
+    /// cuDevicePrimaryCtxRelease: the last release destroys the context and
+    /// everything made in it.
+    pub fn release_primary(&mut self, ordinal: i32) -> R<()> {
+        let d = self.device(ordinal)?;
+        let Some((id, n)) = d.primary else {
+            return refuse(
+                CUDA_ERROR_INVALID_CONTEXT,
+                format!("cuDevicePrimaryCtxRelease: GPU {ordinal} has no retained primary context"),
+            );
+        };
+        let d = ordinal as usize;
+        if n > 1 {
+            self.devices[d].primary = Some((id, n - 1));
+            return Ok(());
+        }
+        self.devices[d].primary = None;
+        if let Some(c) = self.contexts.get_mut(&id) {
+            c.alive = false;
+        }
+        for s in self.streams.values_mut().filter(|s| s.ctx == id) {
+            s.alive = false;
+        }
+        for e in self.events.values_mut().filter(|e| e.ctx == id) {
+            e.alive = false;
+        }
+        for m in self.modules.values_mut().filter(|m| m.ctx == id) {
+            m.alive = false;
+        }
+        self.devices[d].pool_access.clear();
+        for c in self.contexts.values_mut() {
+            c.peers.remove(&d);
+        }
+        let mut heap = heap()?;
+        for base in heap.of_context(id) {
+            let _ = heap.free(base, "the context's destruction");
+        }
+        if current() == id {
+            // The handle stays current but is dead: later calls say so.
+        }
+        Ok(())
+    }
+
+    /// Stream handle `h` (0, 1 or 2: the current context's default stream),
+    /// which must belong to the current context. Returns (stream, ctx).
+    pub fn stream(&self, h: u64, call: &str) -> R<(u64, u64)> {
+        let cur = self.current_ctx(call)?;
+        if h <= 2 {
+            return Ok((self.contexts[&cur].default_stream, cur));
+        }
+        let Some(id) = unhandle(Tag::Stream, h) else {
+            return refuse(
+                CUDA_ERROR_INVALID_HANDLE,
+                format!("{call}: {h:#x} is not a stream handle"),
+            );
+        };
+        let Some(s) = self.streams.get(&id) else {
+            return refuse(
+                CUDA_ERROR_INVALID_HANDLE,
+                format!("{call}: unknown stream {h:#x}"),
+            );
+        };
+        if !s.alive {
+            return refuse(
+                CUDA_ERROR_INVALID_HANDLE,
+                format!("{call}: stream {h:#x} was destroyed"),
+            );
+        }
+        if s.ctx != cur {
+            // Stricter: a real driver may accept some such calls.
+            return refuse(
+                CUDA_ERROR_INVALID_CONTEXT,
+                format!(
+                    "{call}: stream {h:#x} belongs to GPU {}'s context, but GPU {}'s context is current",
+                    self.ctx_device(s.ctx),
+                    self.ctx_device(cur)
+                ),
+            );
+        }
+        self.live_ctx(s.ctx, call)?;
+        Ok((id, s.ctx))
+    }
+
+    pub fn create_stream(&mut self, call: &str) -> R<u64> {
+        let ctx = self.current_ctx(call)?;
+        let id = self.id();
+        self.streams.insert(
+            id,
+            Stream {
+                ctx,
+                alive: true,
+                clock_ns: 0.0,
+            },
+        );
+        Ok(handle(Tag::Stream, id))
+    }
+
+    pub fn destroy_stream(&mut self, h: u64) -> R<()> {
+        if h <= 2 {
+            return refuse(
+                CUDA_ERROR_INVALID_HANDLE,
+                "cuStreamDestroy: the default stream cannot be destroyed",
+            );
+        }
+        let (id, _) = self.stream(h, "cuStreamDestroy")?;
+        if let Some(s) = self.streams.get_mut(&id) {
+            s.alive = false;
+        }
+        Ok(())
+    }
+
+    /// Event handle `h`: alive, and of the current context when
+    /// `same_ctx`.
+    pub fn event(&self, h: u64, call: &str) -> R<u64> {
+        let Some(id) = unhandle(Tag::Event, h) else {
+            return refuse(
+                CUDA_ERROR_INVALID_HANDLE,
+                format!("{call}: {h:#x} is not an event handle"),
+            );
+        };
+        match self.events.get(&id) {
+            Some(e) if e.alive => Ok(id),
+            Some(_) => refuse(
+                CUDA_ERROR_INVALID_HANDLE,
+                format!("{call}: event {h:#x} was destroyed"),
+            ),
+            None => refuse(
+                CUDA_ERROR_INVALID_HANDLE,
+                format!("{call}: unknown event {h:#x}"),
+            ),
+        }
+    }
+
+    pub fn create_event(&mut self, flags: u32) -> R<u64> {
+        let ctx = self.current_ctx("cuEventCreate")?;
+        if flags & !0x7 != 0 {
+            return refuse(
+                CUDA_ERROR_INVALID_VALUE,
+                format!("cuEventCreate: unknown flags {flags:#x}"),
+            );
+        }
+        let id = self.id();
+        self.events.insert(
+            id,
+            Event {
+                ctx,
+                alive: true,
+                timing: flags & 0x2 == 0,
+                recorded: None,
+            },
+        );
+        Ok(handle(Tag::Event, id))
+    }
+
+    pub fn record_event(&mut self, ev: u64, stream: u64) -> R<()> {
+        let e = self.event(ev, "cuEventRecord")?;
+        let (s, ctx) = self.stream(stream, "cuEventRecord")?;
+        if self.events[&e].ctx != ctx {
+            return refuse(
+                CUDA_ERROR_INVALID_HANDLE,
+                format!(
+                    "cuEventRecord: event of GPU {}'s context recorded on a stream of GPU {}'s",
+                    self.ctx_device(self.events[&e].ctx),
+                    self.ctx_device(ctx)
+                ),
+            );
+        }
+        let t = self.streams[&s].clock_ns;
+        if let Some(e) = self.events.get_mut(&e) {
+            e.recorded = Some(t);
+        }
+        Ok(())
+    }
+
+    /// cuEventElapsedTime, in ms of modelled device time.
+    pub fn elapsed(&self, start: u64, end: u64) -> R<f32> {
+        let call = "cuEventElapsedTime";
+        let (a, b) = (self.event(start, call)?, self.event(end, call)?);
+        let (a, b) = (&self.events[&a], &self.events[&b]);
+        self.live_ctx(a.ctx, call)?;
+        self.live_ctx(b.ctx, call)?;
+        if !a.timing || !b.timing {
+            return refuse(
+                CUDA_ERROR_INVALID_HANDLE,
+                format!("{call}: an event was created with CU_EVENT_DISABLE_TIMING"),
+            );
+        }
+        if a.ctx != b.ctx {
+            return refuse(
+                CUDA_ERROR_INVALID_HANDLE,
+                format!("{call}: the two events belong to different contexts"),
+            );
+        }
+        match (a.recorded, b.recorded) {
+            (Some(x), Some(y)) => Ok(((y - x) / 1e6) as f32),
+            _ => refuse(
+                CUDA_ERROR_INVALID_HANDLE,
+                format!("{call}: an event was never recorded"),
+            ),
+        }
+    }
+
+    /// Advances stream `s` by `ns` of modelled time.
+    pub fn advance(&mut self, s: u64, ns: f64) {
+        if let Some(s) = self.streams.get_mut(&s) {
+            s.clock_ns += ns;
+        }
+    }
+
+    /// Marks context `ctx` poisoned by `code`.
+    pub fn poison(&mut self, ctx: u64, code: CUresult) {
+        if let Some(c) = self.contexts.get_mut(&ctx) {
+            c.sticky.get_or_insert(code);
+        }
+    }
+
+    /// Why device `d` may not touch allocation `a` (None: it may).
+    pub fn access_problem(&self, d: usize, a: &Alloc) -> Option<String> {
+        if a.device == d {
+            return None;
+        }
+        match a.kind {
+            Kind::ModuleGlobal => Some(format!("{} belongs to another GPU's module", a.describe())),
+            Kind::Plain => {
+                let enabled = self
+                    .devices
+                    .get(d)
+                    .and_then(|dev| dev.primary)
+                    .and_then(|(ctx, _)| self.contexts.get(&ctx))
+                    .is_some_and(|c| c.peers.contains(&a.device));
+                (!enabled).then(|| {
+                    format!(
+                        "{} is GPU {}'s memory and GPU {d} has not enabled peer access to it (cuCtxEnablePeerAccess)",
+                        a.describe(),
+                        a.device
+                    )
+                })
+            }
+            Kind::Pool => {
+                let granted = self
+                    .devices
+                    .get(a.device)
+                    .is_some_and(|dev| dev.pool_access.contains(&d));
+                (!granted).then(|| {
+                    format!(
+                        "{} is stream-ordered pool memory of GPU {} and GPU {d} was not granted access with cuMemPoolSetAccess (peer access does not cover pools; a real driver may take a slow path here)",
+                        a.describe(),
+                        a.device
+                    )
+                })
+            }
+        }
+    }
+
+    pub fn timing(&self, d: usize) -> &crate::config::Timing {
+        &self.devices[d].config.timing
+    }
+
+    pub fn is_pinned(&self, ptr: usize, len: usize) -> bool {
+        self.host
+            .iter()
+            .any(|(start, size)| ptr >= *start && ptr + len <= start + size)
+    }
+
+    pub fn new_module(&mut self, ctx: u64, module: Arc<ptx::Module>, globals: Vec<u64>) -> u64 {
+        let id = self.id();
+        self.modules.insert(
+            id,
+            Module {
+                ctx,
+                alive: true,
+                module,
+                globals,
+            },
+        );
+        handle(Tag::Module, id)
+    }
+
+    pub fn module(&self, h: u64, call: &str) -> R<u64> {
+        let Some(id) = unhandle(Tag::Module, h) else {
+            return refuse(
+                CUDA_ERROR_INVALID_HANDLE,
+                format!("{call}: {h:#x} is not a module handle"),
+            );
+        };
+        match self.modules.get(&id) {
+            Some(m) if m.alive => Ok(id),
+            Some(_) => refuse(
+                CUDA_ERROR_INVALID_HANDLE,
+                format!("{call}: module {h:#x} was unloaded"),
+            ),
+            None => refuse(
+                CUDA_ERROR_INVALID_HANDLE,
+                format!("{call}: unknown module {h:#x}"),
+            ),
+        }
+    }
+
+    pub fn new_function(&mut self, module: u64, name: String) -> u64 {
+        let id = self.id();
+        self.functions.insert(id, Function { module, name });
+        handle(Tag::Function, id)
+    }
+
+    /// Function handle `h`: (function id, module id), its module loaded.
+    pub fn function(&self, h: u64, call: &str) -> R<(u64, u64)> {
+        let Some(id) = unhandle(Tag::Function, h) else {
+            return refuse(
+                CUDA_ERROR_INVALID_HANDLE,
+                format!("{call}: {h:#x} is not a function handle"),
+            );
+        };
+        let Some(f) = self.functions.get(&id) else {
+            return refuse(
+                CUDA_ERROR_INVALID_HANDLE,
+                format!("{call}: unknown function {h:#x}"),
+            );
+        };
+        match self.modules.get(&f.module) {
+            Some(m) if m.alive => Ok((id, f.module)),
+            _ => refuse(
+                CUDA_ERROR_INVALID_HANDLE,
+                format!("{call}: function {} of an unloaded module", f.name),
+            ),
+        }
+    }
+
+    pub fn pool_handle(&self, d: usize) -> u64 {
+        handle(Tag::Pool, d as u64 + 1)
+    }
+
+    pub fn pool_device(&self, h: u64, call: &str) -> R<usize> {
+        match unhandle(Tag::Pool, h).map(|id| id as usize - 1) {
+            Some(d) if d < self.devices.len() => Ok(d),
+            _ => refuse(
+                CUDA_ERROR_INVALID_VALUE,
+                format!("{call}: {h:#x} is not a memory pool handle"),
+            ),
+        }
+    }
+}
+
+/// The memory a launch on device `d` sees, with the problems it reports.
+pub struct LaunchMemory {
+    pub snapshot: Snapshot,
+    pub device: usize,
+}
+
+impl ptx::Memory for LaunchMemory {
+    fn read(&mut self, addr: u64, out: &mut [u8]) -> Result<ptx::Init, String> {
+        let len = out.len() as u64;
+        match self.snapshot.find(addr, len) {
+            Some((_, _, Some(why))) => Err(why.to_string()),
+            Some((a, off, None)) => {
+                let d = a.lock();
+                let off = off as usize;
+                out.copy_from_slice(&d.bytes[off..off + out.len()]);
+                Ok(if d.all_written(off, out.len()) {
+                    ptx::Init::Written
+                } else {
+                    ptx::Init::NeverWritten
+                })
+            }
+            None => Err(miss(addr, len)),
+        }
+    }
+
+    fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), String> {
+        let len = data.len() as u64;
+        match self.snapshot.find(addr, len) {
+            Some((_, _, Some(why))) => Err(why.to_string()),
+            Some((a, off, None)) => {
+                let mut d = a.lock();
+                let off = off as usize;
+                d.bytes[off..off + data.len()].copy_from_slice(data);
+                d.mark(off, data.len());
+                Ok(())
+            }
+            None => Err(miss(addr, len)),
+        }
+    }
+}
+
+/// Why `len` bytes at `addr` are in no live allocation, in the heap's words.
+fn miss(addr: u64, len: u64) -> String {
+    match heap() {
+        Ok(h) => match h.range(addr, len) {
+            Err(why) => why,
+            Ok((a, _)) => format!(
+                "{addr:#x} is in {}, allocated after the launch",
+                a.describe()
+            ),
+        },
+        Err(_) => format!("{addr:#x} is not in any allocation"),
+    }
+}
