@@ -153,9 +153,25 @@ impl RunResults {
         self.header.backend
     }
 
-    /// True when the devices are simulated.
+    /// True when the devices are simulated: the sim backend, or virtual
+    /// GPUs (vgpu) behind the CUDA backend.
     pub fn simulated(&self) -> bool {
-        self.header.backend == BackendKind::Sim
+        self.header.backend == BackendKind::Sim || self.virtual_gpus()
+    }
+
+    /// True when the CUDA devices are virtual GPUs (vgpu: kernels run in a
+    /// PTX interpreter, figures come from its timing model).
+    pub fn virtual_gpus(&self) -> bool {
+        self.header.backend == BackendKind::Cuda && self.devices.iter().any(|d| d.info.simulated)
+    }
+
+    /// One sentence on where a simulated run's figures come from.
+    pub fn simulated_source(&self) -> &'static str {
+        if self.virtual_gpus() {
+            "performance figures come from the virtual GPU's timing model (vgpu), not from hardware; kiln's real CUDA path and kernels ran, in a PTX interpreter, and every verification ran for real on small data"
+        } else {
+            "performance figures come from the sim backend's model, not from hardware; verifications ran for real on small data"
+        }
     }
 }
 

@@ -73,7 +73,7 @@ pub struct DeviceDoc<'a> {
 pub fn notes(run: &RunResults, judgement: &Judgement) -> Vec<String> {
     let mut notes = run.header.notes.clone();
     if run.simulated() {
-        notes.push("SIMULATED: performance figures come from the sim backend's model, not from hardware; verifications ran for real on small data".into());
+        notes.push(format!("SIMULATED: {}", run.simulated_source()));
     }
     if run.finished_at.is_none() {
         notes.push("the run did not reach its end (killed or crashed): only the measurements that finished are here".into());

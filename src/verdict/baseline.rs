@@ -202,7 +202,7 @@ pub fn find<'a>(
 }
 
 /// The baseline files shipped in `baselines/`, compiled into the binary.
-const SHIPPED: [(&str, &str); 6] = [
+const SHIPPED: [(&str, &str); 7] = [
     (
         "h100-sxm-80gb.toml",
         include_str!("../../baselines/h100-sxm-80gb.toml"),
@@ -223,6 +223,10 @@ const SHIPPED: [(&str, &str); 6] = [
     (
         "sim-h100.toml",
         include_str!("../../baselines/sim-h100.toml"),
+    ),
+    (
+        "vgpu-hopper.toml",
+        include_str!("../../baselines/vgpu-hopper.toml"),
     ),
 ];
 

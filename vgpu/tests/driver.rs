@@ -308,9 +308,9 @@ fn a_wrong_parameter_size_is_refused() {
     let mut buf = [0u8; 8];
     let mut size: usize = 8;
     let mut extra: [*mut c_void; 5] = [
-        1 as *mut c_void,
+        std::ptr::without_provenance_mut::<c_void>(1), // CU_LAUNCH_PARAM_BUFFER_POINTER
         buf.as_mut_ptr().cast(),
-        2 as *mut c_void,
+        std::ptr::without_provenance_mut::<c_void>(2), // CU_LAUNCH_PARAM_BUFFER_SIZE
         (&mut size as *mut usize).cast(),
         null_mut(),
     ];

@@ -12,7 +12,8 @@
 //! and every word compared, to count and locate the bad words. A
 //! device-to-host copy is checked word by word on the host.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::driver::{
     sys, CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, PinnedHostSlice,
@@ -182,13 +183,76 @@ impl TransferOp for CudaTransfer {
     }
 }
 
+/// The primary context of every GPU that has been a peer in this process,
+/// retained until the process ends: a peer's context must outlive every
+/// buffer and copy that names it, and releasing the last reference would
+/// destroy that GPU's context (and all its memory) under its own device.
+fn peer_context(t: usize) -> Result<Arc<CudaContext>, cudarc::driver::DriverError> {
+    static HELD: OnceLock<Mutex<HashMap<usize, Arc<CudaContext>>>> = OnceLock::new();
+    let mut held = HELD
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = held.get(&t) {
+        return Ok(c.clone());
+    }
+    let c = CudaContext::new(t)?;
+    held.insert(t, c.clone());
+    Ok(c)
+}
+
+/// A copy destination in a peer's memory, from `cuMemAlloc`: peer access
+/// (cuCtxEnablePeerAccess) covers such memory, while memory from the
+/// stream-ordered pool (cudarc's allocations on a GPU that has pools) would
+/// need cuMemPoolSetAccess, and without it a driver may copy through a
+/// slower path, measuring `p2p` low.
+///
+/// Freed explicitly ([`PeerBuffer::release`]) with its own context bound,
+/// never by whatever context happens to be current.
+struct PeerBuffer {
+    ctx: Arc<CudaContext>,
+    ptr: sys::CUdeviceptr,
+}
+
+impl PeerBuffer {
+    /// `bytes` of the peer's memory, zeroed. Leaves the peer's context
+    /// current.
+    fn new(ctx: Arc<CudaContext>, bytes: usize) -> Result<PeerBuffer, cudarc::driver::DriverError> {
+        ctx.bind_to_thread()?;
+        // SAFETY: the peer's context is current; the pointer is freed once,
+        // by `release`, with that context bound again.
+        let ptr = unsafe { cudarc::driver::result::malloc_sync(bytes.max(8))? };
+        let buf = PeerBuffer { ctx, ptr };
+        // SAFETY: `ptr` holds `bytes.max(8)` bytes.
+        unsafe { cudarc::driver::result::memset_d8_sync(buf.ptr, 0, bytes.max(8))? };
+        Ok(buf)
+    }
+
+    /// Frees the memory with its own context bound (which stays current:
+    /// the caller binds its own again).
+    fn release(&mut self) -> Result<(), cudarc::driver::DriverError> {
+        if self.ptr == 0 {
+            return Ok(());
+        }
+        self.ctx.bind_to_thread()?;
+        let ptr = std::mem::replace(&mut self.ptr, 0);
+        // SAFETY: allocated by `new` in this context, freed exactly once.
+        unsafe { cudarc::driver::result::free_sync(ptr) }
+    }
+}
+
+impl Drop for PeerBuffer {
+    fn drop(&mut self) {
+        // Normally released already by CudaPeer's Drop; this is the
+        // safety net for an early return.
+        let _ = self.release();
+    }
+}
+
 /// A peer this GPU can copy to directly.
 struct Target {
     index: usize,
-    ctx: Arc<CudaContext>,
-    /// Keeps the stream the destination was allocated on alive.
-    _stream: Arc<CudaStream>,
-    dst: CudaSlice<u64>,
+    dst: PeerBuffer,
 }
 
 /// Copies from one GPU to its peers.
@@ -201,6 +265,19 @@ pub(crate) struct CudaPeer {
     unreachable: Vec<(usize, String)>,
     verifier: Verifier,
     timer: Timer,
+}
+
+impl Drop for CudaPeer {
+    /// Frees every peer's buffer with that peer's context bound, then binds
+    /// this GPU's context again, so that the rest of this op (freed by
+    /// cudarc, which does not bind a context first) and every later call on
+    /// this thread run in the right context.
+    fn drop(&mut self) {
+        for t in &mut self.targets {
+            let _ = t.dst.release();
+        }
+        let _ = self.h.ctx.bind_to_thread();
+    }
 }
 
 /// Whether `from` can read and write `to`'s memory directly.
@@ -227,56 +304,13 @@ impl CudaPeer {
         let src = h.upload(&pattern, "the peer-copy source")?;
         drop(pattern);
         let scratch = h.alloc::<u64>(words, "the peer-copy check buffer")?;
-        let mut targets = Vec::new();
-        let mut unreachable = Vec::new();
-        for &t in peers {
-            if !can_access(&h, t)? {
-                unreachable.push((
-                    t,
-                    format!("{} cannot access GPU {t} directly (cuDeviceCanAccessPeer = 0: no NVLink or PCIe peer path)", h.label),
-                ));
-                continue;
-            }
-            let what = format!("preparing copies to GPU {t}");
-            let fail = |e| h.fail(&what, e);
-            let ctx = CudaContext::new(t).map_err(fail)?;
-            // SAFETY: the destination is allocated below, then synchronised;
-            // after that only this device's stream touches it (copies in,
-            // copies back), in program order. Without tracking, cudarc
-            // records no event of the peer's context on this device's
-            // stream, which CUDA would refuse (CUDA_ERROR_INVALID_HANDLE).
-            unsafe { ctx.disable_event_tracking() };
-            h.ctx.bind_to_thread().map_err(fail)?;
-            // SAFETY: the current context is this GPU's; the peer context is
-            // live. Already enabled (by an earlier run in this process) is
-            // fine.
-            let r = unsafe { sys::cuCtxEnablePeerAccess(ctx.cu_ctx(), 0) };
-            if r != sys::CUresult::CUDA_SUCCESS
-                && r != sys::CUresult::CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED
-            {
-                unreachable.push((
-                    t,
-                    format!(
-                        "enabling peer access from {} failed: {}",
-                        h.label,
-                        describe(cudarc::driver::result::DriverError(r))
-                    ),
-                ));
-                continue;
-            }
-            let stream = ctx.new_stream().map_err(fail)?;
-            let dst = stream.alloc_zeros::<u64>(words.max(1)).map_err(fail)?;
-            stream.synchronize().map_err(fail)?;
-            targets.push(Target {
-                index: t,
-                ctx,
-                _stream: stream,
-                dst,
-            });
-        }
+        // Whatever happens to the peers, this GPU's context is current again
+        // afterwards (before `src` and `scratch` could be dropped).
+        let prepared = prepare_targets(&h, words, peers);
         h.ctx
             .bind_to_thread()
             .map_err(|e| h.fail("binding the context", e))?;
+        let (targets, unreachable) = prepared?;
         let timer = h.timer()?;
         h.sync("preparing the peer-copy buffers")?;
         Ok(CudaPeer {
@@ -292,25 +326,69 @@ impl CudaPeer {
     }
 }
 
+/// Enables peer access to each of `peers` that this GPU can reach and
+/// allocates its destination buffer; the others are listed with why. May
+/// leave a peer's context current.
+#[allow(clippy::type_complexity)]
+fn prepare_targets(
+    h: &Handle,
+    words: usize,
+    peers: &[usize],
+) -> DeviceResult<(Vec<Target>, Vec<(usize, String)>)> {
+    let mut targets = Vec::new();
+    let mut unreachable = Vec::new();
+    for &t in peers {
+        if !can_access(h, t)? {
+            unreachable.push((
+                t,
+                format!("{} cannot access GPU {t} directly (cuDeviceCanAccessPeer = 0: no NVLink or PCIe peer path)", h.label),
+            ));
+            continue;
+        }
+        let what = format!("preparing copies to GPU {t}");
+        let fail = |e| h.fail(&what, e);
+        let ctx = peer_context(t).map_err(fail)?;
+        h.ctx.bind_to_thread().map_err(fail)?;
+        // SAFETY: the current context is this GPU's; the peer context is
+        // live (held for the whole process). Already enabled (by an earlier
+        // op in this process) is fine.
+        let r = unsafe { sys::cuCtxEnablePeerAccess(ctx.cu_ctx(), 0) };
+        if r != sys::CUresult::CUDA_SUCCESS
+            && r != sys::CUresult::CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED
+        {
+            unreachable.push((
+                t,
+                format!(
+                    "enabling peer access from {} failed: {}",
+                    h.label,
+                    describe(cudarc::driver::result::DriverError(r))
+                ),
+            ));
+            continue;
+        }
+        let dst = PeerBuffer::new(ctx, words * 8).map_err(fail)?;
+        targets.push(Target { index: t, dst });
+    }
+    Ok((targets, unreachable))
+}
+
 /// Queues a copy of `bytes` between two contexts on `stream`.
 fn peer_copy(
     stream: &Arc<CudaStream>,
     dst_ctx: &CudaContext,
-    dst: &mut CudaSlice<u64>,
+    dst: sys::CUdeviceptr,
     src_ctx: &CudaContext,
-    src: &CudaSlice<u64>,
+    src: sys::CUdeviceptr,
     bytes: usize,
 ) -> Result<(), cudarc::driver::DriverError> {
-    let (s, _rs) = src.device_ptr(stream);
-    let (d, _rd) = dst.device_ptr_mut(stream);
     // SAFETY: both buffers are live and hold at least `bytes` bytes; the
     // contexts own them; the stream belongs to the current context.
     unsafe {
         cudarc::driver::result::memcpy_peer_async(
             dst_ctx.cu_ctx(),
-            d,
+            dst,
             src_ctx.cu_ctx(),
-            s,
+            src,
             bytes,
             stream.cu_stream(),
         )
@@ -338,8 +416,9 @@ impl PeerOp for CudaPeer {
             .iter_mut()
             .find(|t| t.index == target)
             .ok_or_else(|| h.failed(&what, "not a prepared peer"))?;
+        let (s, _guard) = src.device_ptr(&h.stream);
         timer.time(&h, &what, || {
-            peer_copy(&h.stream, &t.ctx, &mut t.dst, &src_ctx, src, bytes)
+            peer_copy(&h.stream, &t.dst.ctx, t.dst.ptr, &src_ctx, s, bytes)
                 .map_err(|e| h.fail(&format!("queueing {what}"), e))
         })
     }
@@ -353,8 +432,11 @@ impl PeerOp for CudaPeer {
             .iter()
             .find(|t| t.index == target)
             .ok_or_else(|| h.failed(&what, "not a prepared peer"))?;
-        peer_copy(&h.stream, &h.ctx, &mut self.scratch, &t.ctx, &t.dst, bytes)
-            .map_err(|e| h.fail(&what, e))?;
+        {
+            let (d, _guard) = self.scratch.device_ptr_mut(&h.stream);
+            peer_copy(&h.stream, &h.ctx, d, &t.dst.ctx, t.dst.ptr, bytes)
+                .map_err(|e| h.fail(&what, e))?;
+        }
         self.verifier.check(h, &self.scratch)
     }
 }

@@ -195,7 +195,10 @@ fn front_page(doc: &mut Doc, run: &RunResults, judgement: &Judgement) {
     if run.simulated() {
         banner(
             doc,
-            "SIMULATED RUN: performance figures come from kiln's sim backend, not from hardware; verifications ran for real on small data. Not an acceptance of real hardware.",
+            &format!(
+                "SIMULATED RUN: {}. Not an acceptance of real hardware.",
+                run.simulated_source()
+            ),
             RED,
         );
     }
@@ -772,7 +775,7 @@ pub fn render_fleet(nodes: &[(&RunResults, &Judgement)]) -> Vec<u8> {
     if simulated {
         banner(
             &mut doc,
-            "SIMULATED: at least one run used kiln's sim backend; its figures come from a model, not from hardware.",
+            "SIMULATED: at least one run used kiln's sim backend or virtual GPUs; its figures come from a model, not from hardware.",
             RED,
         );
     }

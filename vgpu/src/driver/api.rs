@@ -1066,7 +1066,7 @@ fn memset(call: &str, dst: u64, value: &[u8], count: usize, stream: Handle) -> R
     let (sid, ctx) = s.stream(h(stream), call)?;
     let d = s.ctx_device(ctx);
     let bytes = count * value.len();
-    if dst % value.len() as u64 != 0 {
+    if !dst.is_multiple_of(value.len() as u64) {
         return refuse(
             CUDA_ERROR_INVALID_VALUE,
             format!("{call}: {dst:#x} is not aligned to {} bytes", value.len()),
@@ -1131,7 +1131,10 @@ pub unsafe extern "C" fn cuMemsetD32_v2(dst: CUdeviceptr, v: c_uint, n: usize) -
 
 /// `.version X.Y` and `.target sm_NN[a]` of a PTX text, for the driver's
 /// checks before parsing.
-fn header(text: &str) -> (Option<(u32, u32)>, Option<(u32, u32, bool)>) {
+/// `.version` (major, minor) and `.target` (major, minor, arch-specific).
+type Header = (Option<(u32, u32)>, Option<(u32, u32, bool)>);
+
+fn header(text: &str) -> Header {
     let mut version = None;
     let mut target = None;
     for line in text.lines().take(200) {

@@ -69,7 +69,7 @@ impl Data {
         let mut i = off;
         let end = off + len;
         while i < end {
-            if i % 64 == 0 && end - i >= 64 {
+            if i.is_multiple_of(64) && end - i >= 64 {
                 self.written[i / 64] = u64::MAX;
                 i += 64;
             } else {
@@ -84,7 +84,7 @@ impl Data {
         let mut i = off;
         let end = off + len;
         while i < end {
-            if i % 64 == 0 && end - i >= 64 {
+            if i.is_multiple_of(64) && end - i >= 64 {
                 if self.written[i / 64] != u64::MAX {
                     return false;
                 }

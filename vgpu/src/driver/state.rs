@@ -174,10 +174,7 @@ pub fn state() -> R<MutexGuard<'static, State>> {
     match NODE.get() {
         Some(Ok(m)) => Ok(m.lock().unwrap_or_else(|p| p.into_inner())),
         Some(Err(_)) => Err(CUDA_ERROR_NOT_INITIALIZED),
-        None => refuse(
-            CUDA_ERROR_NOT_INITIALIZED,
-            "a driver call before cuInit".to_string(),
-        ),
+        None => refuse(CUDA_ERROR_NOT_INITIALIZED, "a driver call before cuInit"),
     }
 }
 

@@ -607,6 +607,9 @@ pub fn decode_kernel(
         syms.insert(v.name.clone(), Sym::Shared(dyn_base));
     }
     let nreg_decl = f.regs.len() as u32;
+    if nreg_decl > 1 << 16 {
+        return err(f.line, format!("kernel '{}' declares {nreg_decl} registers, more than the 65536 this interpreter allows", f.name));
+    }
     let mut dc = Dc {
         f,
         syms,

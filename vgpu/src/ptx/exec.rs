@@ -714,7 +714,7 @@ impl<'a> Run<'a> {
                     self.live_threads
                 };
                 parts.push(format!(
-                    "{} threads wait at barrier {} (line {}), which needs {}",
+                    "{} threads wait at barrier {} (line {}, which needs {})",
                     b.arrived, id, line, need
                 ));
                 if first_tid.is_none() {
@@ -733,7 +733,7 @@ impl<'a> Run<'a> {
             first_pc,
             first_tid,
             &format!(
-                "barrier cannot complete: {} of the block's {} live threads; the others have exited",
+                "barrier cannot complete: {}; the block has {} non-exited threads",
                 parts.join("; "),
                 self.live_threads
             ),

@@ -1,7 +1,16 @@
 //! PTX: parsing a module's text, and executing its kernels.
 //!
 //! This is the interface the driver (`crate::driver`) uses. It is fixed;
-//! the implementation lives in the submodules.
+//! the implementation lives in the submodules: `lexer` (text to tokens),
+//! `parse` (tokens to a syntax tree, register scopes), `decode` (syntax tree
+//! to the compact instruction form, once, at [`Module::parse`]), `exec`
+//! (the warp engine: divergence, barriers, memory), `shared` (shared memory
+//! and its race detector), `mma` (matrix fragments), `float` (rounding).
+//!
+//! Generic addresses: shared memory is seen at [`SHARED_WINDOW`] + offset
+//! and local memory at [`LOCAL_WINDOW`] + offset (4 GiB each); every other
+//! generic address is global and goes to [`Memory`]. The driver must not
+//! hand out device pointers inside these windows.
 
 use std::fmt;
 

@@ -391,7 +391,7 @@ impl<'a> Parser<'a> {
             } else {
                 elem.saturating_mul(count)
             };
-            if size > 1 << 32 {
+            if size > 1 << 28 {
                 return err(name.line, format!("variable '{}' too large", name.text));
             }
             let mut init = vec![0u8; size as usize];
