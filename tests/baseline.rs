@@ -14,7 +14,7 @@ fn model_of<'a>(all: &'a [Baseline], name: &str, pci: Option<u16>) -> Option<&'a
 #[test]
 fn every_shipped_baseline_is_built_in() {
     let all = baseline::builtin();
-    assert_eq!(all.len(), 6);
+    assert_eq!(all.len(), 7);
     for b in &all {
         assert!(b.source.starts_with("builtin:"), "{}", b.source);
         for (m, mb) in &b.metrics {
@@ -34,6 +34,7 @@ fn find_picks_the_model_by_name() {
         ("NVIDIA L40S", Some("builtin:l40s.toml")),
         ("NVIDIA GeForce RTX 4090", Some("builtin:rtx-4090.toml")),
         ("Simulated H100 80GB HBM3", Some("builtin:sim-h100.toml")),
+        ("vgpu Virtual Hopper", Some("builtin:vgpu-hopper.toml")),
         ("nvidia h100 80gb hbm3", Some("builtin:h100-sxm-80gb.toml")),
         ("AMD EPYC 9654 96-Core Processor", None),
         ("NVIDIA H100 PCIe", None),

@@ -264,3 +264,141 @@ fn kiln_list_shows_the_virtual_gpus_with_their_identity() {
         "{all}"
     );
 }
+
+#[test]
+fn a_virtual_gpu_fifteen_percent_slow_is_rejected_and_its_peers_accepted() {
+    // Every cost of GPU 2's timing model / 0.85: it does 85 % of the work
+    // of the others in the same time.
+    let slow = "[[gpus]]\nordinal = 2\n[gpus.timing]\n\
+        launch_latency_us = 4.70588\nhbm_gbps = 2847.5\nfp32_tflops = 56.95\n\
+        fp64_tflops = 28.9\ntensor_tflops = 840.65\nint_tops = 28.475\n\
+        pcie_gbps = 46.75\npeer_gbps = 382.5\ncopy_latency_us = 2.35294\n";
+    let node = Node::new(4, slow);
+    let out = node.path("out");
+    let o = node.kiln(
+        &[
+            "run",
+            "--backend",
+            "cuda",
+            "--out",
+            out.to_str().expect("utf-8 path"),
+        ],
+        &[],
+    );
+    let all = text(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{all}\n--- vgpu log\n{}",
+        node.log()
+    );
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("json"))
+            .expect("results.json parses");
+    let verdicts: Vec<&str> = json["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .map(|d| d["verdict"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(verdicts, ["accept", "accept", "reject", "accept"], "{all}");
+    let reasons = json["devices"][2]["reasons"].to_string();
+    assert!(
+        reasons.contains("below_baseline") && reasons.contains("peer_outlier"),
+        "{reasons}"
+    );
+}
+
+/// The limits of scripts/gpu-validate.sh: every step that can take time runs
+/// under `timeout`, and the limits add up to at most 8 minutes, so the one
+/// command on the device machine (10 minutes at most) always finishes.
+#[test]
+fn the_validation_script_caps_every_step_within_eight_minutes() {
+    let script = include_str!("../scripts/gpu-validate.sh");
+    let mut total = 0u32;
+    for line in script.lines().map(str::trim) {
+        if line.starts_with('#') {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let Some(i) = words.iter().position(|w| *w == "timeout") {
+            // `timeout [--kill-after=5] N` or the step helper's `"$limit"`.
+            let n = words[i + 1..]
+                .iter()
+                .find(|w| !w.starts_with("--"))
+                .copied()
+                .unwrap_or("");
+            if n != "\"$limit\"" {
+                total += n
+                    .parse::<u32>()
+                    .unwrap_or_else(|_| panic!("timeout without a number: {line}"));
+            }
+        } else if words.first() == Some(&"step") {
+            total += words[2]
+                .parse::<u32>()
+                .unwrap_or_else(|_| panic!("step without a limit: {line}"));
+        } else {
+            for program in ["\"$kiln\"", "\"$bench\"", "python3", "nvidia-smi"] {
+                assert!(
+                    !words.first().is_some_and(|w| *w == program),
+                    "runs without a time limit: {line}"
+                );
+            }
+        }
+    }
+    assert!(total <= 480, "the limits add up to {total} s");
+    assert!(total >= 300, "{total} s: the steps were not all counted");
+}
+
+/// scripts/gpu-validate.sh end to end on virtual GPUs (no torch here): each
+/// step's output is in its own file, and kiln's table is printed before the
+/// torch step.
+#[test]
+fn the_validation_script_runs_on_virtual_gpus_and_keeps_each_step() {
+    let node = Node::new(2, "");
+    let out = node.path("validation");
+    let o = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gpu-validate.sh"))
+        .arg(env!("CARGO_BIN_EXE_kiln"))
+        .env("OUT", &out)
+        .env("LD_LIBRARY_PATH", node.path("lib"))
+        .env("VGPU_CONFIG", node.path("vgpu.toml"))
+        .env("VGPU_LOG", node.path("vgpu.log"))
+        .env(
+            "PATH",
+            format!(
+                "/nonexistent-gpu-tools:{}",
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .output()
+        .expect("bash");
+    let all = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{all}");
+    for f in [
+        "list.txt",
+        "selftest.txt",
+        "quick.txt",
+        "summary-kiln.txt",
+        "torch.txt",
+        "summary.txt",
+        "quick/results.json",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing\n{all}");
+    }
+    let selftest = std::fs::read_to_string(out.join("selftest.txt")).expect("selftest.txt");
+    assert!(
+        selftest.contains("every device agrees with the CPU reference"),
+        "{selftest}"
+    );
+    let kiln_table = std::fs::read_to_string(out.join("summary-kiln.txt")).expect("summary");
+    assert!(
+        kiln_table.contains("bw_copy") && kiln_table.contains("ACCEPT"),
+        "{kiln_table}"
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let table_at = stdout.find("kiln's figures").expect("kiln's table");
+    let torch_at = stdout.find("== torch").expect("torch step");
+    assert!(table_at < torch_at, "{all}");
+    assert!(stdout.contains("selftest exit 0, run exit 0"), "{all}");
+}

@@ -159,9 +159,8 @@ impl Sensor for NvmlSensor {
             sm_clock_mhz: dev.clock_info(Clock::SM).ok().map(f64::from),
             mem_clock_mhz: dev.clock_info(Clock::Memory).ok().map(f64::from),
             util_pct: dev.utilization_rates().ok().map(|u| f64::from(u.gpu)),
-            throttle: dev
-                .current_throttle_reasons()
-                .map(|r| decode_throttle(r.bits()))
+            throttle: clock_event_reasons(self.nvml, &dev)
+                .map(decode_throttle)
                 .unwrap_or_default(),
             ecc_corrected: dev
                 .total_ecc_errors(MemoryError::Corrected, EccCounter::Volatile)
@@ -178,6 +177,28 @@ impl Sensor for NvmlSensor {
             pcie_max_width: dev.max_pcie_link_width().ok(),
         }
     }
+}
+
+/// The raw clock-event (throttle) reason mask, every bit kept.
+///
+/// Through the raw library, not nvml-wrapper's `current_throttle_reasons`:
+/// that one decodes with `from_bits_truncate`, which drops the bits it does
+/// not name (so kiln's `bit_N` could never show a new reason), and calls the
+/// deprecated `nvmlDeviceGetCurrentClocksThrottleReasons`. The current
+/// `nvmlDeviceGetCurrentClocksEventReasons` (driver r535 and later) is used
+/// when the library has it, the deprecated one otherwise.
+fn clock_event_reasons(nvml: &Nvml, dev: &nvml_wrapper::Device<'_>) -> Option<u64> {
+    let lib = nvml.lib();
+    let f = lib
+        .nvmlDeviceGetCurrentClocksEventReasons
+        .as_ref()
+        .or(lib.nvmlDeviceGetCurrentClocksThrottleReasons.as_ref())
+        .ok()?;
+    let mut mask = 0u64;
+    // SAFETY: the handle belongs to the live, leaked NVML instance; `mask`
+    // is a valid u64 for the duration of the call.
+    let rc = unsafe { f(dev.handle(), &mut mask) };
+    (rc == 0).then_some(mask)
 }
 
 /// (pending, failed) row remapping, through the raw NVML call (Ampere and
