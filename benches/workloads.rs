@@ -113,7 +113,7 @@ fn memtest_benches(c: &mut Criterion) {
 }
 
 fn cuda_benches(c: &mut Criterion) {
-    let devices = match kiln::device::cuda::probe() {
+    let devices = match kiln::device::cuda::probe().map(|p| p.devices) {
         Ok(d) if !d.is_empty() => d,
         Ok(_) => {
             println!("cuda benches skipped: no CUDA GPU found");

@@ -16,7 +16,9 @@ Exit codes:
   1  at least one device was rejected
   2  bad usage or bad input (flag, device index, file, output folder)
   3  no usable device, or a driver/library failure
-  4  the run was interrupted or is incomplete (and nothing was rejected)";
+  4  the run was interrupted or is incomplete (and nothing was rejected)
+  5  a device could not be tested because of the node's state (busy in
+     another process, fabric manager down), and nothing was rejected";
 
 /// kiln: benchmark, verify and accept or reject every GPU of a node.
 ///

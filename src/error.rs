@@ -18,6 +18,10 @@ pub enum ExitCode {
     NoDevice = 3,
     /// The run was interrupted or is incomplete.
     Incomplete = 4,
+    /// At least one device could not be tested because of the node's state
+    /// (busy in another process, fabric manager down), and none was
+    /// rejected: fix the node, not the GPU.
+    Untested = 5,
 }
 
 impl ExitCode {

@@ -24,6 +24,9 @@ pub struct DeviceFailure {
     pub lost: bool,
     /// Seconds into the run.
     pub at_s: Option<f64>,
+    /// The node-state reason code when the device could not be tested for
+    /// a reason outside it.
+    pub node_state: Option<String>,
 }
 
 /// When a device ran a workload.
@@ -238,6 +241,7 @@ pub fn from_journal(j: journal::Journal) -> Result<RunResults> {
                 message,
                 lost,
                 at_s,
+                node_state,
             } => {
                 if let Some(s) = slot(&mut devices, device) {
                     devices[s].failures.push(DeviceFailure {
@@ -246,6 +250,7 @@ pub fn from_journal(j: journal::Journal) -> Result<RunResults> {
                         message,
                         lost,
                         at_s,
+                        node_state,
                     });
                 }
             }

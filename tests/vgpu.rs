@@ -402,3 +402,134 @@ fn the_validation_script_runs_on_virtual_gpus_and_keeps_each_step() {
     assert!(table_at < torch_at, "{all}");
     assert!(stdout.contains("selftest exit 0, run exit 0"), "{all}");
 }
+
+/// Runs a quick run on `node`, returning its exit code, results.json and
+/// everything printed.
+fn quick_run(node: &Node) -> (Option<i32>, Value, String) {
+    let out = node.path("out");
+    let o = node.kiln(
+        &[
+            "run",
+            "--backend",
+            "cuda",
+            "--out",
+            out.to_str().expect("utf-8 path"),
+        ],
+        &[],
+    );
+    let all = format!("{}\n--- vgpu log\n{}", text(&o), node.log());
+    let json = std::fs::read_to_string(out.join("results.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null);
+    (o.status.code(), json, all)
+}
+
+fn verdicts(json: &Value) -> Vec<(u64, String)> {
+    json["devices"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|d| {
+                    (
+                        d["index"].as_u64().unwrap_or(99),
+                        d["verdict"].as_str().unwrap_or("?").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_gpu_busy_in_another_process_could_not_be_tested_and_is_not_rejected() {
+    // Before: CUDA_ERROR_DEVICE_UNAVAILABLE was taken for a lost device, a
+    // hardware reject for what is a node state.
+    let node = Node::new(4, "[[gpus]]\nordinal = 1\nfaults = { busy = true }\n");
+    let (code, json, all) = quick_run(&node);
+    assert_eq!(code, Some(5), "{all}");
+    let v = verdicts(&json);
+    assert_eq!(
+        v,
+        [
+            (0, "accept".into()),
+            (1, "untested".into()),
+            (2, "accept".into()),
+            (3, "accept".into())
+        ],
+        "{all}"
+    );
+    assert_eq!(
+        json["devices"][1]["reasons"],
+        serde_json::json!(["gpu_busy"]),
+        "{all}"
+    );
+    assert_eq!(json["summary"]["untested"], 1, "{all}");
+    assert!(all.contains("another process owns this GPU"), "{all}");
+    assert!(
+        all.contains("1 could not be tested because of the node's state"),
+        "{all}"
+    );
+    // Its peers skip it with the reason, and are judged on the rest.
+    assert!(
+        json["notes"]
+            .to_string()
+            .contains("p2p to device 1 skipped"),
+        "{all}"
+    );
+}
+
+#[test]
+fn gpus_in_mig_mode_are_named_and_left_out_and_the_others_tested() {
+    // Before: two MIG instances on one bus id made the identity table fail
+    // and the whole CUDA backend unavailable.
+    let node = Node::new(3, "[[gpus]]\nordinal = 1\nfaults = { mig_instances = 2 }\n");
+    let (code, json, all) = quick_run(&node);
+    assert_eq!(code, Some(0), "{all}");
+    // CUDA ordinals: 0 the first GPU, 1 and 2 the MIG instances, 3 the last.
+    assert_eq!(v_indices(&json), [0, 3], "{all}");
+    let notes = json["notes"].to_string();
+    assert!(
+        notes.contains("the GPU at 00000000:42:00.0 is in MIG mode (CUDA devices 1, 2")
+            && notes.contains("kiln tests whole GPUs"),
+        "{notes}"
+    );
+}
+
+fn v_indices(json: &Value) -> Vec<u64> {
+    verdicts(json).into_iter().map(|(i, _)| i).collect()
+}
+
+#[test]
+fn fabric_manager_down_is_one_line_and_exit_3_never_a_cpu_run() {
+    let node = Node::new(4, "nvswitch = true\nfabric_manager = false\n");
+    for backend in ["cuda", "auto"] {
+        let out = node.path(&format!("out-{backend}"));
+        let o = node.kiln(
+            &[
+                "run",
+                "--backend",
+                backend,
+                "--out",
+                out.to_str().expect("utf-8 path"),
+            ],
+            &[],
+        );
+        let all = text(&o);
+        assert_eq!(o.status.code(), Some(3), "{backend}: {all}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        let lines: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains("fabric manager"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{backend}: {all}");
+        assert!(
+            lines[0].contains("CUDA_ERROR_SYSTEM_NOT_READY"),
+            "{backend}: {all}"
+        );
+        assert!(
+            !out.join("results.json").exists(),
+            "{backend}: a run was made: {all}"
+        );
+    }
+}

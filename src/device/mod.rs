@@ -84,6 +84,11 @@ pub struct DeviceError {
     /// not the device's fault (e.g. cuBLASLt is not installed): the workload
     /// is skipped with a note, and the device is judged on the rest.
     pub unsupported: bool,
+    /// Set when the device cannot be tested because of the node's state,
+    /// not because of the device (another process owns it, the fabric
+    /// manager is down): the reason code. Its verdict is "could not test",
+    /// never a reject.
+    pub node_state: Option<&'static str>,
 }
 
 impl DeviceError {
@@ -93,6 +98,18 @@ impl DeviceError {
             message: message.into(),
             lost: false,
             unsupported: false,
+            node_state: None,
+        }
+    }
+
+    /// The device cannot be tested because of the node's state (reason
+    /// `code`, e.g. `gpu_busy`); nothing more is tried on it.
+    pub fn node_state(code: &'static str, message: impl Into<String>) -> Self {
+        DeviceError {
+            message: message.into(),
+            lost: false,
+            unsupported: false,
+            node_state: Some(code),
         }
     }
 
@@ -102,6 +119,7 @@ impl DeviceError {
             message: message.into(),
             lost: false,
             unsupported: true,
+            node_state: None,
         }
     }
 
@@ -111,6 +129,7 @@ impl DeviceError {
             message: message.into(),
             lost: true,
             unsupported: false,
+            node_state: None,
         }
     }
 }
@@ -637,7 +656,8 @@ pub struct Discovery {
     pub backend: BackendKind,
     /// Every device of that backend, in index order.
     pub devices: Vec<Box<dyn Device>>,
-    /// Why `auto` did not pick CUDA, when it did not.
+    /// Why `auto` did not pick CUDA, when it did not; or which GPUs were
+    /// left out (MIG mode).
     pub note: Option<String>,
 }
 
@@ -662,10 +682,10 @@ pub fn discover(choice: BackendChoice, sim: &SimOptions) -> crate::error::Result
             note: None,
         }),
         BackendChoice::Cuda => match cuda::probe() {
-            Ok(devices) => Ok(Discovery {
+            Ok(cuda::Probed { devices, note }) => Ok(Discovery {
                 backend: BackendKind::Cuda,
                 devices,
-                note: None,
+                note,
             }),
             Err(why) => {
                 let nvml = match crate::telemetry::nvml::open() {
@@ -678,11 +698,18 @@ pub fn discover(choice: BackendChoice, sim: &SimOptions) -> crate::error::Result
             }
         },
         BackendChoice::Auto => match cuda::probe() {
-            Ok(devices) if !devices.is_empty() => Ok(Discovery {
+            Ok(cuda::Probed { devices, note }) if !devices.is_empty() => Ok(Discovery {
                 backend: BackendKind::Cuda,
                 devices,
-                note: None,
+                note,
             }),
+            // A GPU node whose state stops the test (fabric manager down,
+            // every GPU in MIG mode) is not a CPU node: testing its CPU
+            // instead would report a pass for a node that cannot run GPU
+            // work.
+            Err(why) if why.node_state.is_some() => Err(crate::error::KilnError::NoDevice(
+                format!("CUDA backend unavailable: {why}"),
+            )),
             Ok(_) => Ok(Discovery {
                 backend: BackendKind::Cpu,
                 devices: vec![Box::new(cpu::CpuDevice::new(0))],

@@ -47,6 +47,8 @@ pub struct Summary {
     pub accepted: usize,
     pub rejected: usize,
     pub incomplete: usize,
+    /// Devices that could not be tested because of the node's state.
+    pub untested: usize,
 }
 
 /// One device in results.json.
@@ -120,6 +122,7 @@ pub fn document<'a>(run: &'a RunResults, judgement: &'a Judgement) -> Document<'
             accepted: count(Decision::Accept),
             rejected: count(Decision::Reject),
             incomplete: count(Decision::Incomplete),
+            untested: count(Decision::Untested),
         },
         notes: notes(run, judgement),
         devices: run

@@ -209,5 +209,12 @@ pub fn render(run: &RunResults, verdicts: &[DeviceVerdict], notes: &[String]) ->
         count(Decision::Reject),
         count(Decision::Incomplete)
     );
+    let untested = count(Decision::Untested);
+    if untested > 0 {
+        let _ = writeln!(
+            out,
+            "{untested} could not be tested because of the node's state (not a GPU fault): fix the node and run again"
+        );
+    }
     out
 }

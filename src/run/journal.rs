@@ -52,6 +52,10 @@ pub enum Event {
         /// Seconds since the run started.
         #[serde(default)]
         at_s: Option<f64>,
+        /// The node-state reason code when the device could not be tested
+        /// for a reason outside it (`gpu_busy`, `fabric_manager_down`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node_state: Option<String>,
     },
     /// When a device ran a workload, in seconds since the run started.
     Phase {

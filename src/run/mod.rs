@@ -499,9 +499,11 @@ fn device_thread(
                         message: e.message.clone(),
                         lost: e.lost,
                         at_s: Some(gate.elapsed_s()),
+                        node_state: e.node_state.map(String::from),
                     });
-                    if e.lost {
-                        // Nothing more can run on a device that is gone.
+                    if e.lost || e.node_state.is_some() {
+                        // Nothing more can run on a device that is gone, or
+                        // that the node will not let kiln use.
                         gate.exclude(slot);
                         return;
                     }

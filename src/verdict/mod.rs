@@ -48,6 +48,10 @@ pub enum Decision {
     Reject,
     /// Nothing failed, but not every workload finished.
     Incomplete,
+    /// The device could not be tested because of the node's state (another
+    /// process owns it, the fabric manager is down): a node problem to fix,
+    /// never a reason to send the GPU back.
+    Untested,
 }
 
 impl Decision {
@@ -57,6 +61,7 @@ impl Decision {
             Decision::Accept => "ACCEPT",
             Decision::Reject => "REJECT",
             Decision::Incomplete => "INCOMPLETE",
+            Decision::Untested => "UNTESTED",
         }
     }
 }
@@ -291,6 +296,24 @@ fn liveness_checks(dev: &DeviceRun, checks: &mut Vec<Check>) {
         );
     }
     for f in &dev.failures {
+        if let Some(code) = &f.node_state {
+            checks.push(
+                Check::new(
+                    "node",
+                    f.workload.name(),
+                    1.0,
+                    0.0,
+                    false,
+                    code,
+                    format!(
+                        "could not test ({code}, a node problem, not the GPU's): {}",
+                        f.message
+                    ),
+                )
+                .at(f.at_s),
+            );
+            continue;
+        }
         let reason = if f.lost {
             "device_lost"
         } else {
@@ -526,8 +549,13 @@ fn finish(
             reasons.push(c.reason.clone());
         }
     }
-    let decision = if !reasons.is_empty() {
+    let hardware = checks
+        .iter()
+        .any(|c| !c.pass && !c.reason.is_empty() && c.rule != "node");
+    let decision = if hardware {
         Decision::Reject
+    } else if !reasons.is_empty() {
+        Decision::Untested
     } else if finished {
         Decision::Accept
     } else {
@@ -550,11 +578,13 @@ fn finish(
 }
 
 /// The process exit code of a judged run: 1 if any device was rejected (a
-/// fault found is final even in a run cut short), else 4 if the run is
-/// incomplete, else 0.
+/// fault found is final even in a run cut short), else 5 if a device could
+/// not be tested for a node reason, else 4 if the run is incomplete, else 0.
 pub fn exit_code(run: &RunResults, verdicts: &[DeviceVerdict]) -> ExitCode {
     if verdicts.iter().any(|v| v.decision == Decision::Reject) {
         ExitCode::Rejected
+    } else if verdicts.iter().any(|v| v.decision == Decision::Untested) {
+        ExitCode::Untested
     } else if !run.complete() || verdicts.iter().any(|v| v.decision != Decision::Accept) {
         ExitCode::Incomplete
     } else {

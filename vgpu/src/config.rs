@@ -106,6 +106,22 @@ pub struct Gpu {
     /// Whether this GPU can reach every other GPU of the node directly.
     pub peer_access: bool,
     pub timing: Timing,
+    /// Node states and faults of this GPU.
+    pub faults: Faults,
+}
+
+/// What is wrong with a GPU, or with the node around it, acting where a real
+/// node acts.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Faults {
+    /// Another process owns the GPU (compute mode EXCLUSIVE_PROCESS):
+    /// creating a context fails with CUDA_ERROR_DEVICE_UNAVAILABLE.
+    pub busy: bool,
+    /// MIG mode on, with this many GPU instances (0: MIG off). CUDA then
+    /// sees each instance as a device of its own, named `<name> MIG
+    /// <slice>`, all on the GPU's PCI bus id.
+    pub mig_instances: u32,
 }
 
 impl Default for Gpu {
@@ -120,6 +136,7 @@ impl Default for Gpu {
             compute_capability: [9, 0],
             peer_access: true,
             timing: Timing::default(),
+            faults: Faults::default(),
         }
     }
 }
@@ -138,12 +155,25 @@ struct GpuOverride {
     compute_capability: Option<[u32; 2]>,
     peer_access: Option<bool>,
     timing: Option<Timing>,
+    faults: Option<Faults>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct Node {
     gpus: Option<usize>,
+    nvswitch: bool,
+    fabric_manager: bool,
+}
+
+impl Default for Node {
+    fn default() -> Node {
+        Node {
+            gpus: None,
+            nvswitch: false,
+            fabric_manager: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -158,12 +188,49 @@ struct File {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub gpus: Vec<Gpu>,
+    /// GPUs joined by NVSwitches (HGX): CUDA needs the fabric manager.
+    pub nvswitch: bool,
+    /// Whether the fabric manager runs (only matters with `nvswitch`):
+    /// without it cuInit fails with CUDA_ERROR_SYSTEM_NOT_READY.
+    pub fabric_manager: bool,
 }
 
 impl Default for Config {
     /// Two default GPUs.
     fn default() -> Config {
-        Config::from_toml("").unwrap_or(Config { gpus: Vec::new() })
+        Config::from_toml("").unwrap_or(Config {
+            gpus: Vec::new(),
+            nvswitch: false,
+            fabric_manager: true,
+        })
+    }
+}
+
+impl Config {
+    /// The devices CUDA enumerates: one per GPU, or one per MIG instance of
+    /// a GPU in MIG mode (a slice of its SMs and memory, named after the
+    /// MIG profile, on the same PCI bus id, with a UUID of its own).
+    pub fn cuda_devices(&self) -> Vec<Gpu> {
+        let mut out = Vec::new();
+        for g in &self.gpus {
+            let k = g.faults.mig_instances;
+            if k == 0 {
+                out.push(g.clone());
+                continue;
+            }
+            for i in 0..k {
+                let mut m = g.clone();
+                let mem_gb = (g.memory_mib / u64::from(k)).div_ceil(1024);
+                m.name = format!("{} MIG {}g.{}gb", g.name, (g.sms / k).max(1), mem_gb);
+                m.sms = (g.sms / k).max(1);
+                m.memory_mib = g.memory_mib / u64::from(k);
+                // The instance's UUID: the GPU's with its last byte replaced.
+                m.uuid = format!("{}{:02x}", &g.uuid[..30], 0x80 + i);
+                m.faults.mig_instances = 0;
+                out.push(m);
+            }
+        }
+        out
     }
 }
 
@@ -213,7 +280,8 @@ impl Config {
                 memory_mib,
                 compute_capability,
                 peer_access,
-                timing
+                timing,
+                faults
             );
         }
         for (i, g) in gpus.iter_mut().enumerate() {
@@ -231,7 +299,11 @@ impl Config {
         if let Some(w) = buses.windows(2).find(|w| w[0] == w[1]) {
             return Err(format!("two GPUs have PCI bus id {}", w[0]));
         }
-        Ok(Config { gpus })
+        Ok(Config {
+            gpus,
+            nvswitch: file.node.nvswitch,
+            fabric_manager: file.node.fabric_manager,
+        })
     }
 }
 
@@ -257,6 +329,13 @@ fn check_gpu(i: usize, g: &Gpu) -> Result<(), String> {
         return bad(format!(
             "memory_mib = {}: expected 64 to 1048576",
             g.memory_mib
+        ));
+    }
+    if g.faults.mig_instances > 7 || (g.faults.mig_instances > 0 && g.sms < g.faults.mig_instances)
+    {
+        return bad(format!(
+            "faults.mig_instances = {}: expected 0 (MIG off) to 7, and no more than the SMs",
+            g.faults.mig_instances
         ));
     }
     let [major, minor] = g.compute_capability;
@@ -348,6 +427,20 @@ mod tests {
             [4, 4, 16, 4]
         );
         assert_eq!(c.gpus[2].name, "other");
+    }
+
+    #[test]
+    fn a_gpu_in_mig_mode_is_several_cuda_devices_on_one_bus() {
+        let c = Config::from_toml(
+            "[node]\ngpus = 2\n[[gpus]]\nordinal = 1\nfaults = { mig_instances = 2 }\n",
+        )
+        .unwrap();
+        let d = c.cuda_devices();
+        assert_eq!(d.len(), 3);
+        assert_eq!(d[1].name, "vgpu Virtual Hopper MIG 4g.2gb");
+        assert_eq!(d[1].pci_bus_id, d[2].pci_bus_id);
+        assert_ne!(d[1].uuid, d[2].uuid);
+        assert!(parse_uuid(&d[2].uuid).is_some());
     }
 
     #[test]

@@ -29,9 +29,10 @@ use crate::device::{DeviceError, DeviceResult, Seconds};
 /// Sticky kernel faults (illegal address, illegal or misaligned
 /// instruction, hardware stack error, failed launch, assert, timeout) poison
 /// the context for the life of the process; `ECC_UNCORRECTABLE`,
-/// `NVLINK_UNCORRECTABLE`, `NO_DEVICE`, `DEVICE_UNAVAILABLE`,
-/// `DEINITIALIZED` and `UNKNOWN` (what the driver answers when a GPU fell off
-/// the bus) mean the hardware itself is not there to use.
+/// `NVLINK_UNCORRECTABLE`, `NO_DEVICE`, `DEINITIALIZED` and `UNKNOWN` (what
+/// the driver answers when a GPU fell off the bus) mean the hardware itself
+/// is not there to use. `DEVICE_UNAVAILABLE` and `SYSTEM_NOT_READY` are not
+/// here: they are node states ([`node_state`]).
 pub(crate) fn is_fatal(error_name: &str) -> bool {
     matches!(
         error_name,
@@ -47,11 +48,45 @@ pub(crate) fn is_fatal(error_name: &str) -> bool {
             | "CUDA_ERROR_ECC_UNCORRECTABLE"
             | "CUDA_ERROR_NVLINK_UNCORRECTABLE"
             | "CUDA_ERROR_NO_DEVICE"
-            | "CUDA_ERROR_DEVICE_UNAVAILABLE"
             | "CUDA_ERROR_DEINITIALIZED"
             | "CUDA_ERROR_CONTEXT_IS_DESTROYED"
             | "CUDA_ERROR_UNKNOWN"
     )
+}
+
+/// Driver errors that say the node, not the GPU, stops the test: the reason
+/// code and what to do about it.
+///
+/// - `CUDA_ERROR_DEVICE_UNAVAILABLE`: another process owns the GPU (compute
+///   mode EXCLUSIVE_PROCESS or PROHIBITED).
+/// - `CUDA_ERROR_SYSTEM_NOT_READY` (802): on an NVSwitch node, the fabric
+///   manager is not running.
+pub(crate) fn node_state(error_name: &str) -> Option<(&'static str, &'static str)> {
+    match error_name {
+        "CUDA_ERROR_DEVICE_UNAVAILABLE" => Some((
+            "gpu_busy",
+            "another process owns this GPU (compute mode EXCLUSIVE_PROCESS or PROHIBITED): stop it, or set the compute mode to DEFAULT with nvidia-smi -c DEFAULT",
+        )),
+        "CUDA_ERROR_SYSTEM_NOT_READY" => Some((
+            "fabric_manager_down",
+            "the NVIDIA fabric manager is not running on this NVSwitch node: start it (systemctl start nvidia-fabricmanager) and run again",
+        )),
+        _ => None,
+    }
+}
+
+/// The [`DeviceError`] for driver error `e` while doing `what` on `label`,
+/// without touching any device state: a node state, a loss or a failure.
+pub(crate) fn classify(label: &str, what: &str, e: DriverError) -> DeviceError {
+    let name = error_name(e);
+    let msg = message(label, what, &describe(e));
+    if let Some((code, todo)) = node_state(&name) {
+        DeviceError::node_state(code, format!("{msg}: {todo}"))
+    } else if is_fatal(&name) {
+        DeviceError::lost(msg)
+    } else {
+        DeviceError::failed(msg)
+    }
 }
 
 /// The driver's name of an error, e.g. `CUDA_ERROR_OUT_OF_MEMORY` (from the
@@ -118,16 +153,14 @@ impl Handle {
     /// The [`DeviceError`] for driver error `e` while doing `what`; marks the
     /// device lost when `e` is fatal.
     pub fn fail(&self, what: &str, e: DriverError) -> DeviceError {
-        let msg = message(&self.label, what, &describe(e));
-        if is_fatal(&error_name(e)) {
+        let err = classify(&self.label, what, e);
+        if err.lost {
             if let Ok(mut m) = self.lost.lock() {
-                m.get_or_insert_with(|| msg.clone());
+                m.get_or_insert_with(|| err.message.clone());
             }
             self.lost_flag.store(true, Ordering::Relaxed);
-            DeviceError::lost(msg)
-        } else {
-            DeviceError::failed(msg)
         }
+        err
     }
 
     /// A failure that is not a driver error.
@@ -327,14 +360,7 @@ impl Gpu {
     /// Retains the primary context of `ordinal` and creates the one stream
     /// every op of this device runs on.
     pub fn open(ordinal: usize, label: &str, sms: u32) -> DeviceResult<Gpu> {
-        let err = |what: &str, e: DriverError| {
-            let msg = message(label, what, &describe(e));
-            if is_fatal(&error_name(e)) {
-                DeviceError::lost(msg)
-            } else {
-                DeviceError::failed(msg)
-            }
-        };
+        let err = |what: &str, e: DriverError| classify(label, what, e);
         let ctx = CudaContext::new(ordinal).map_err(|e| err("creating the CUDA context", e))?;
         // SAFETY: kiln queues all work of a device on the single stream made
         // below, in program order, so cudarc's per-buffer events (which order

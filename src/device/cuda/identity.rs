@@ -31,6 +31,46 @@ pub fn is_virtual(name: &str, pci_device_id: Option<u16>) -> bool {
     pci_device_id == Some(VIRTUAL_PCI_DEVICE_ID) || name.starts_with(VIRTUAL_NAME_PREFIX)
 }
 
+/// The CUDA ordinals that are MIG instances rather than whole GPUs, and one
+/// line naming each GPU in MIG mode, from `(ordinal, name, bus id)` as the
+/// driver reported them.
+///
+/// With MIG mode on, CUDA enumerates a GPU's instances as devices of their
+/// own, named `<model> MIG <profile>` and all on the GPU's PCI bus id, so
+/// they would make the identity table ambiguous. kiln tests whole GPUs:
+/// those are left out (and the rest tested), with the line saying so.
+pub fn mig_instances(devices: &[(usize, String, String)]) -> (Vec<usize>, Option<String>) {
+    let mut buses: Vec<&str> = Vec::new();
+    for (_, name, bus) in devices {
+        let shared = devices.iter().filter(|(_, _, b)| b == bus).count() > 1;
+        if (shared || name.contains(" MIG ")) && !buses.contains(&bus.as_str()) {
+            buses.push(bus);
+        }
+    }
+    let mut ordinals = Vec::new();
+    let mut parts = Vec::new();
+    for bus in &buses {
+        let here: Vec<&(usize, String, String)> =
+            devices.iter().filter(|(_, _, b)| b == bus).collect();
+        ordinals.extend(here.iter().map(|d| d.0));
+        let list: Vec<String> = here.iter().map(|d| d.0.to_string()).collect();
+        parts.push(format!(
+            "the GPU at {bus} is in MIG mode (CUDA devices {}: {})",
+            list.join(", "),
+            here[0].1
+        ));
+    }
+    let note = (!parts.is_empty()).then(|| {
+        format!(
+            "{}; kiln tests whole GPUs, so {} left out: disable MIG (nvidia-smi -i <gpu> -mig 0) to test {}",
+            parts.join("; "),
+            if parts.len() == 1 { "it is" } else { "they are" },
+            if parts.len() == 1 { "it" } else { "them" }
+        )
+    });
+    (ordinals, note)
+}
+
 /// One device as the driver reported it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -167,6 +207,33 @@ impl IdentityTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mig_instances_are_left_out_and_named() {
+        let d = |o: usize, name: &str, bus: &str| (o, name.to_string(), bus.to_string());
+        let devs = [
+            d(0, "NVIDIA H100 80GB HBM3", "00000000:19:00.0"),
+            d(1, "NVIDIA H100 80GB HBM3 MIG 3g.40gb", "00000000:3b:00.0"),
+            d(2, "NVIDIA H100 80GB HBM3 MIG 3g.40gb", "00000000:3b:00.0"),
+            d(3, "NVIDIA H100 80GB HBM3", "00000000:4c:00.0"),
+        ];
+        let (mig, note) = mig_instances(&devs);
+        assert_eq!(mig, [1, 2]);
+        assert_eq!(
+            note.unwrap(),
+            "the GPU at 00000000:3b:00.0 is in MIG mode (CUDA devices 1, 2: NVIDIA H100 80GB HBM3 MIG 3g.40gb); \
+             kiln tests whole GPUs, so it is left out: disable MIG (nvidia-smi -i <gpu> -mig 0) to test it"
+        );
+        // One instance alone is still known by its name.
+        let (mig, _) = mig_instances(&[d(
+            0,
+            "NVIDIA A100-SXM4-80GB MIG 7g.80gb",
+            "00000000:07:00.0",
+        )]);
+        assert_eq!(mig, [0]);
+        let (mig, note) = mig_instances(&devs[..1]);
+        assert!(mig.is_empty() && note.is_none());
+    }
 
     #[test]
     fn the_virtual_gpu_is_known_by_its_pci_id_or_its_name() {

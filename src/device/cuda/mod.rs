@@ -59,16 +59,50 @@ use self::identity::{format_bus_id, format_uuid, Identity, IdentityTable};
 pub const NO_LIBCUDA: &str =
     "libcuda.so not found: the NVIDIA driver is not installed or not on the library path";
 
-/// The CUDA devices of this node, one per visible ordinal, or one line
-/// saying why there are none.
-pub fn probe() -> Result<Vec<Box<dyn Device>>, String> {
+/// Why there are no CUDA devices to test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeError {
+    /// One line.
+    pub message: String,
+    /// Set when a GPU node's state stops the test (the fabric manager is
+    /// down, every GPU is in MIG mode): `--backend auto` must not quietly
+    /// test the CPU of such a node instead.
+    pub node_state: Option<&'static str>,
+}
+
+impl ProbeError {
+    fn plain(message: impl Into<String>) -> ProbeError {
+        ProbeError {
+            message: message.into(),
+            node_state: None,
+        }
+    }
+}
+
+impl std::fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// What [`probe`] found: the devices to test, and one line about GPUs left
+/// out (in MIG mode), if any.
+pub struct Probed {
+    pub devices: Vec<Box<dyn Device>>,
+    pub note: Option<String>,
+}
+
+/// The CUDA devices of this node, one per visible ordinal (GPUs in MIG mode
+/// left out, with a note), or one line saying why there are none.
+pub fn probe() -> Result<Probed, ProbeError> {
     // SAFETY: only opens and closes the candidate library names; no symbol
     // is used.
     if !unsafe { cudarc::driver::sys::is_culib_present() } {
-        return Err(NO_LIBCUDA.into());
+        return Err(ProbeError::plain(NO_LIBCUDA));
     }
-    let infos = guarded(query_devices).map_err(|p| format!("the CUDA driver failed: {p}"))??;
-    Ok(infos
+    let (infos, note) = guarded(query_devices)
+        .map_err(|p| ProbeError::plain(format!("the CUDA driver failed: {p}")))??;
+    let devices = infos
         .into_iter()
         .map(|(mut info, capability)| {
             // NVML knows what the driver API does not: serial and PCI device
@@ -90,7 +124,8 @@ pub fn probe() -> Result<Vec<Box<dyn Device>>, String> {
                 sensor,
             }) as Box<dyn Device>
         })
-        .collect())
+        .collect();
+    Ok(Probed { devices, note })
 }
 
 /// The CUDA version the installed driver supports (e.g. "13.0"), when
@@ -155,24 +190,47 @@ fn label(info: &DeviceInfo) -> String {
 type Capability = (u32, u32);
 
 /// Initialises the driver and reads every visible device's identity and
-/// compute capability (no context is created).
-fn query_devices() -> Result<Vec<(DeviceInfo, Capability)>, String> {
+/// compute capability (no context is created). GPUs in MIG mode are left
+/// out, and named in the note.
+#[allow(clippy::type_complexity)]
+fn query_devices() -> Result<(Vec<(DeviceInfo, Capability)>, Option<String>), ProbeError> {
     use cudarc::driver::result::{self, device};
     use cudarc::driver::sys::CUdevice_attribute as A;
-    result::init().map_err(|e| format!("cuInit failed: {}{}", describe(e), visible_note()))?;
-    let count =
-        device::get_count().map_err(|e| format!("cuDeviceGetCount failed: {}", describe(e)))?;
+    result::init().map_err(|e| {
+        let state = gpu::node_state(&gpu::error_name(e));
+        ProbeError {
+            message: format!(
+                "cuInit failed: {}{}{}",
+                describe(e),
+                state
+                    .map(|(_, todo)| format!(": {todo}"))
+                    .unwrap_or_default(),
+                visible_note()
+            ),
+            node_state: state.map(|(code, _)| code),
+        }
+    })?;
+    let count = device::get_count()
+        .map_err(|e| ProbeError::plain(format!("cuDeviceGetCount failed: {}", describe(e))))?;
     if count <= 0 {
-        return Err(format!("no CUDA device found{}", visible_note()));
+        return Err(ProbeError::plain(format!(
+            "no CUDA device found{}",
+            visible_note()
+        )));
     }
     let mut infos = Vec::new();
     let mut ids = Vec::new();
     for ordinal in 0..count {
-        let fail = |call: &str, e| format!("CUDA device {ordinal}: {call} failed: {}", describe(e));
+        let fail = |call: &str, e| {
+            ProbeError::plain(format!(
+                "CUDA device {ordinal}: {call} failed: {}",
+                describe(e)
+            ))
+        };
         let dev = device::get(ordinal).map_err(|e| fail("cuDeviceGet", e))?;
         let name = device::get_name(dev).map_err(|e| fail("cuDeviceGetName", e))?;
         let uuid = device::get_uuid(dev).map_err(|e| fail("cuDeviceGetUuid", e))?;
-        let attr = |a: A| -> Result<u32, String> {
+        let attr = |a: A| -> Result<u32, ProbeError> {
             // SAFETY: `dev` was returned by cuDeviceGet.
             let v = unsafe { device::get_attribute(dev, a) }
                 .map_err(|e| fail("cuDeviceGetAttribute", e))?;
@@ -214,8 +272,30 @@ fn query_devices() -> Result<Vec<(DeviceInfo, Capability)>, String> {
             capability,
         ));
     }
-    IdentityTable::new(ids)?;
-    Ok(infos)
+    let (mig, note) = identity::mig_instances(
+        &infos
+            .iter()
+            .map(|(i, _)| {
+                (
+                    i.index,
+                    i.name.clone(),
+                    i.pci_bus_id.clone().unwrap_or_default(),
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    let keep = |o: &usize| !mig.contains(o);
+    let ids: Vec<Identity> = ids.into_iter().filter(|i| keep(&i.ordinal)).collect();
+    let infos: Vec<(DeviceInfo, Capability)> =
+        infos.into_iter().filter(|(i, _)| keep(&i.index)).collect();
+    if infos.is_empty() {
+        return Err(ProbeError {
+            message: note.unwrap_or_else(|| "no CUDA device left to test".into()),
+            node_state: Some("mig_enabled"),
+        });
+    }
+    IdentityTable::new(ids).map_err(ProbeError::plain)?;
+    Ok((infos, note))
 }
 
 /// One NVIDIA GPU.
@@ -399,12 +479,13 @@ mod tests {
         let present = unsafe { cudarc::driver::sys::is_culib_present() };
         match probe() {
             Err(why) => {
+                let why = why.message;
                 assert!(!why.is_empty() && !why.contains('\n'), "{why:?}");
                 if !present {
                     assert_eq!(why, NO_LIBCUDA);
                 }
             }
-            Ok(devices) => {
+            Ok(Probed { devices, .. }) => {
                 assert!(present);
                 for (k, d) in devices.iter().enumerate() {
                     let i = d.info();

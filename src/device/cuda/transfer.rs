@@ -347,7 +347,23 @@ fn prepare_targets(
         }
         let what = format!("preparing copies to GPU {t}");
         let fail = |e| h.fail(&what, e);
-        let ctx = peer_context(t).map_err(fail)?;
+        // A peer whose context cannot be made (busy in another process, or
+        // itself failing) is that peer's problem, not this GPU's: skip it
+        // with the reason.
+        let ctx = match peer_context(t) {
+            Ok(c) => c,
+            Err(e) => {
+                unreachable.push((
+                    t,
+                    format!(
+                        "GPU {t}'s context could not be created for the copies from {}: {}",
+                        h.label,
+                        describe(e)
+                    ),
+                ));
+                continue;
+            }
+        };
         h.ctx.bind_to_thread().map_err(fail)?;
         // SAFETY: the current context is this GPU's; the peer context is
         // live (held for the whole process). Already enabled (by an earlier

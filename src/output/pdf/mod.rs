@@ -43,6 +43,8 @@ pub fn reason_words(code: &str) -> &'static str {
         "hang" => "a workload hung",
         "device_lost" => "fell off the bus",
         "device_error" => "device or driver error",
+        "gpu_busy" => "in use by another process (node state, not a GPU fault)",
+        "fabric_manager_down" => "fabric manager not running (node state, not a GPU fault)",
         _ => "failed a check",
     }
 }
@@ -51,7 +53,7 @@ fn decision_color(d: Decision) -> Color {
     match d {
         Decision::Accept => GREEN,
         Decision::Reject => RED,
-        Decision::Incomplete => ORANGE,
+        Decision::Incomplete | Decision::Untested => ORANGE,
     }
 }
 
@@ -80,6 +82,10 @@ pub fn verdict_words(v: &DeviceVerdict) -> String {
             })
             .collect::<Vec<_>>()
             .join("; "),
+        Decision::Untested => {
+            let c = v.checks.iter().find(|c| !c.pass && c.rule == "node");
+            format!("could not test: {}", c.map_or("", |c| c.detail.as_str()))
+        }
         Decision::Incomplete => {
             let c = v.checks.iter().find(|c| !c.pass);
             format!(
@@ -245,11 +251,15 @@ fn front_page(doc: &mut Doc, run: &RunResults, judgement: &Judgement) {
             (
                 "Result",
                 format!(
-                    "{} GPU(s): {} accepted, {} rejected, {} incomplete",
+                    "{} GPU(s): {} accepted, {} rejected, {} incomplete{}",
                     run.devices.len(),
                     count(Decision::Accept),
                     count(Decision::Reject),
-                    count(Decision::Incomplete)
+                    count(Decision::Incomplete),
+                    match count(Decision::Untested) {
+                        0 => String::new(),
+                        n => format!(", {n} could not be tested (node state)"),
+                    }
                 ),
             ),
         ],
@@ -291,7 +301,7 @@ fn front_page(doc: &mut Doc, run: &RunResults, judgement: &Judgement) {
                 opt(d.info.pci_bus_id.as_deref()),
             );
             let word_size = match (v.decision, compact) {
-                (Decision::Incomplete, _) => 10.0,
+                (Decision::Incomplete | Decision::Untested, _) => 10.0,
                 (_, true) => 12.0,
                 (_, false) => 14.0,
             };
@@ -624,7 +634,9 @@ fn failure_details(doc: &mut Doc, run: &RunResults, judgement: &Judgement) {
                 RED,
                 format!(
                     "{}: {} (cycle {}): {}",
-                    if f.lost {
+                    if f.node_state.is_some() {
+                        "could not test (node state)"
+                    } else if f.lost {
                         "device lost"
                     } else {
                         "device error"

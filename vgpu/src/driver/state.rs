@@ -131,6 +131,10 @@ pub fn refuse<T>(code: CUresult, why: impl AsRef<str>) -> R<T> {
     Err(code)
 }
 
+/// Why cuInit fails on an NVSwitch node whose fabric manager is down.
+const FABRIC_MANAGER_DOWN: &str =
+    "the node has NVSwitches ([node] nvswitch = true) and its fabric manager is not running (fabric_manager = false)";
+
 /// cuInit: reads the configuration once.
 pub fn init(flags: u32) -> R<()> {
     if flags != 0 {
@@ -140,31 +144,41 @@ pub fn init(flags: u32) -> R<()> {
         );
     }
     let node = NODE.get_or_init(|| {
-        Config::from_env().map(|c| {
-            let n = c.gpus.len();
-            let _ = HEAP.set(Mutex::new(Heap::new(n)));
-            Mutex::new(State {
-                devices: c
-                    .gpus
-                    .into_iter()
-                    .map(|g| DeviceState {
-                        config: g,
-                        primary: None,
-                        pool_access: HashSet::new(),
-                    })
-                    .collect(),
-                contexts: HashMap::new(),
-                streams: HashMap::new(),
-                events: HashMap::new(),
-                modules: HashMap::new(),
-                functions: HashMap::new(),
-                host: HashMap::new(),
-                next_id: 1,
+        Config::from_env()
+            .and_then(|c| {
+                if c.nvswitch && !c.fabric_manager {
+                    return Err(FABRIC_MANAGER_DOWN.into());
+                }
+                Ok(c)
             })
-        })
+            .map(|c| {
+                let gpus = c.cuda_devices();
+                let n = gpus.len();
+                let _ = HEAP.set(Mutex::new(Heap::new(n)));
+                Mutex::new(State {
+                    devices: gpus
+                        .into_iter()
+                        .map(|g| DeviceState {
+                            config: g,
+                            primary: None,
+                            pool_access: HashSet::new(),
+                        })
+                        .collect(),
+                    contexts: HashMap::new(),
+                    streams: HashMap::new(),
+                    events: HashMap::new(),
+                    modules: HashMap::new(),
+                    functions: HashMap::new(),
+                    host: HashMap::new(),
+                    next_id: 1,
+                })
+            })
     });
     match node {
         Ok(_) => Ok(()),
+        Err(e) if e == FABRIC_MANAGER_DOWN => {
+            refuse(CUDA_ERROR_SYSTEM_NOT_READY, format!("cuInit: {e}"))
+        }
         Err(e) => refuse(CUDA_ERROR_NOT_INITIALIZED, format!("cuInit: {e}")),
     }
 }
@@ -265,6 +279,14 @@ impl State {
             return Ok(id);
         }
         let d = ordinal as usize;
+        if self.devices[d].config.faults.busy {
+            return refuse(
+                CUDA_ERROR_DEVICE_UNAVAILABLE,
+                format!(
+                    "cuDevicePrimaryCtxRetain: GPU {d} is in use by another process (compute mode EXCLUSIVE_PROCESS; faults.busy)"
+                ),
+            );
+        }
         let ctx = self.id();
         let stream = self.id();
         self.streams.insert(
