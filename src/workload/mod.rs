@@ -200,12 +200,18 @@ impl WorkloadSpec {
                 }
             }
             WorkloadKind::Memtest => {
-                // GPUs: quick tests 512 MiB; standard and burn-in test most
+                // GPUs: quick tests 4 GiB; standard and burn-in test most
                 // of the free memory (the driver clamps the whole memory to
                 // what Device::memtest_capacity allows). CPUs: a slice of
                 // the host's memory.
+                // GPUs in quick: 4 GiB (at most an eighth of the memory),
+                // so that each step's single timed launch (the moving
+                // inversions cannot be repeated in one window) holds over a
+                // millisecond of work on the fastest HBM and the launch gap
+                // stays under 0.5 % of it.
                 let bytes: u64 = match (big, info.backend) {
                     (true, BackendKind::Cuda) => mem,
+                    (false, BackendKind::Cuda) => (4 << 30u64).min(mem / 8),
                     (true, _) => (2 << 30u64).min(mem / 8),
                     (false, _) => (512 << 20u64).min(mem / 8),
                 };
@@ -723,7 +729,8 @@ mod tests {
                 WorkloadSpec::Memtest { words, .. } => words as u64 * 8,
                 other => panic!("{other:?}"),
             };
-        assert_eq!(words(Profile::Quick), 512 << 20);
+        // 4 GiB: each step's one launch holds over a millisecond of work.
+        assert_eq!(words(Profile::Quick), 4 << 30);
         // The whole memory as the bound: the driver clamps it to the free
         // memory less the margin (Device::memtest_capacity).
         assert_eq!(words(Profile::Standard), 80 << 30);

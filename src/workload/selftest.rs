@@ -69,11 +69,39 @@ pub fn run(device: &mut dyn Device, seed: u64, others: &[usize]) -> Vec<Outcome>
     out
 }
 
-/// An odd size, so a copy is not a whole number of any block.
-const COPY_WORDS: usize = (1 << 20) + 3;
+/// The sizes of the comparisons: odd, so that no buffer is a whole number
+/// of any block, and large enough to span many blocks of every kernel.
+/// Virtual GPUs (vgpu, an interpreter) get a sixteenth, still thousands of
+/// blocks' worth of odd tails.
+#[derive(Debug, Clone, Copy)]
+struct Sizes {
+    copy_words: usize,
+    stream_len: usize,
+    /// A nonce range that crosses a 2^16 boundary, of odd length.
+    nonces: (u32, u32),
+    memtest_words: usize,
+}
 
-fn copy_result(what: &str, c: &crate::device::CopyCheck) -> Result<(), String> {
-    if c.errors > 0 || c.checked != COPY_WORDS as u64 {
+fn sizes(info: &crate::device::DeviceInfo) -> Sizes {
+    if info.simulated && info.backend == BackendKind::Cuda {
+        Sizes {
+            copy_words: (1 << 16) + 3,
+            stream_len: (1 << 16) + 3,
+            nonces: (65_000, 8_193),
+            memtest_words: (1 << 16) + 5,
+        }
+    } else {
+        Sizes {
+            copy_words: (1 << 20) + 3,
+            stream_len: (1 << 20) + 3,
+            nonces: (65_000, 70_001),
+            memtest_words: (1 << 18) + 5,
+        }
+    }
+}
+
+fn copy_result(what: &str, c: &crate::device::CopyCheck, words: usize) -> Result<(), String> {
+    if c.errors > 0 || c.checked != words as u64 {
         return Err(format!(
             "{what}: {} of {} words differ from the source (first bad word: {:?})",
             c.errors, c.checked, c.first_bad
@@ -83,20 +111,26 @@ fn copy_result(what: &str, c: &crate::device::CopyCheck) -> Result<(), String> {
 }
 
 fn transfer_check(device: &mut dyn Device, seed: u64) -> Result<String, String> {
-    let mut op = match device.transfer(COPY_WORDS, seed) {
+    let words = sizes(device.info()).copy_words;
+    let mut op = match device.transfer(words, seed) {
         Ok(op) => op,
         Err(e) if e.unsupported => return Ok(format!("skipped: {}", e.message)),
         Err(e) => return Err(e.to_string()),
     };
     for dir in Direction::ALL {
         op.run(dir).map_err(|e| e.to_string())?;
-        copy_result(dir.name(), &op.check(dir).map_err(|e| e.to_string())?)?;
+        copy_result(
+            dir.name(),
+            &op.check(dir).map_err(|e| e.to_string())?,
+            words,
+        )?;
     }
-    Ok(format!("{COPY_WORDS} words each way equal to the source"))
+    Ok(format!("{words} words each way equal to the source"))
 }
 
 fn peer_check(device: &mut dyn Device, seed: u64, others: &[usize]) -> Result<String, String> {
-    let mut op = match device.peer(COPY_WORDS, seed, others) {
+    let words = sizes(device.info()).copy_words;
+    let mut op = match device.peer(words, seed, others) {
         Ok(op) => op,
         Err(e) if e.unsupported => return Ok(format!("skipped: {}", e.message)),
         Err(e) => return Err(e.to_string()),
@@ -107,10 +141,11 @@ fn peer_check(device: &mut dyn Device, seed: u64, others: &[usize]) -> Result<St
         copy_result(
             &format!("copy to device {t}"),
             &op.check(t).map_err(|e| e.to_string())?,
+            words,
         )?;
     }
     let mut text = format!(
-        "{COPY_WORDS} words to each of {} peer(s) equal to the source",
+        "{words} words to each of {} peer(s) equal to the source",
         reachable.len()
     );
     if !unreachable.is_empty() {
@@ -159,7 +194,7 @@ fn matmul_check(
 }
 
 fn stream_check(device: &mut dyn Device, seed: u64) -> Result<String, String> {
-    let len = (1 << 20) + 3; // an odd tail on purpose
+    let len = sizes(device.info()).stream_len; // an odd tail on purpose
     let mut op = device.stream(len, seed).map_err(|e| e.to_string())?;
     let mut reference = CpuStream::new(len, seed);
     let sum_a = bandwidth::expected_sum_a(seed, len);
@@ -202,9 +237,9 @@ fn stream_check(device: &mut dyn Device, seed: u64) -> Result<String, String> {
 
 fn hash_check(device: &mut dyn Device, seed: u64) -> Result<String, String> {
     let job = hash::HashJob::from_seed(seed, 8, 1 << 8);
-    let mut op = device.hasher(&job).map_err(|e| e.to_string())?;
     // A range that crosses a 2^16 boundary, with an odd length.
-    let (start, count) = (65_000u32, 70_001u32);
+    let (start, count) = sizes(device.info()).nonces;
+    let mut op = device.hasher(&job).map_err(|e| e.to_string())?;
     let (got, _) = op.scan(start, count).map_err(|e| e.to_string())?;
     let want = hash::scan_range(&job, &hash::midstate(&job.header), start, count);
     if got != want {
@@ -224,7 +259,7 @@ fn hash_check(device: &mut dyn Device, seed: u64) -> Result<String, String> {
 }
 
 fn memtest_check(device: &mut dyn Device, seed: u64) -> Result<String, String> {
-    let words = (1 << 18) + 5;
+    let words = sizes(device.info()).memtest_words;
     let mut op = device.memtest(words).map_err(|e| e.to_string())?;
     let mut reference = CpuMemtest::new(words);
     let steps = memtest::algorithm(&[0, 33, 63], 1, seed);

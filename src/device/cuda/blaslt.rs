@@ -633,7 +633,7 @@ impl Gemm {
                 (&zero32) as *const f32 as *const c_void,
             )
         };
-        timer.time(h, &what, || {
+        timer.time_each(h, &what, || {
             // SAFETY: handle, descriptor, layouts and algorithm were created
             // for this n and precision and are alive; a, b and c hold n*n
             // elements of the input and output types (CudaMatmul allocates

@@ -125,6 +125,9 @@ pub(crate) struct Handle {
     pub label: Arc<str>,
     /// Streaming multiprocessors, for grid sizes.
     pub sms: u32,
+    /// A virtual GPU (vgpu): timed windows repeat their work at most
+    /// [`VIRTUAL_MAX_REPEATS`] times, as its kernels run in an interpreter.
+    pub virtual_gpu: bool,
     pub ctx: Arc<CudaContext>,
     pub stream: Arc<CudaStream>,
     /// The message of the error that lost the device, once one did.
@@ -240,6 +243,12 @@ impl Handle {
         Ok(Timer {
             start: ev()?,
             end: ev()?,
+            repeats: std::cell::Cell::new(0),
+            max_repeats: if self.virtual_gpu {
+                VIRTUAL_MAX_REPEATS
+            } else {
+                MAX_REPEATS
+            },
         })
     }
 }
@@ -320,13 +329,66 @@ impl<'a> Launch<'a> {
     }
 }
 
+/// The least device time one timed window should hold: a window under it
+/// counts the few microseconds between the start event and the first
+/// launch (the host building and queueing the launch while the GPU idles)
+/// as part of the work, which is 10 to 20 % of a 30 us kernel.
+pub(crate) const MIN_WINDOW_S: f64 = 1e-3;
+
+/// The most launches one window repeats to reach [`MIN_WINDOW_S`].
+pub(crate) const MAX_REPEATS: u32 = 256;
+
+/// The same on a virtual GPU, whose launches run in an interpreter (its
+/// figures are a model's, so a short window costs them nothing real).
+pub(crate) const VIRTUAL_MAX_REPEATS: u32 = 4;
+
+/// How many times a window repeats work whose single launch took `one_s`
+/// (gap included): enough for [`MIN_WINDOW_S`], at most `max`.
+pub(crate) fn repeats_for(one_s: f64, max: u32) -> u32 {
+    if one_s.is_nan() || one_s <= 0.0 {
+        return max;
+    }
+    ((MIN_WINDOW_S / one_s).ceil() as u32).clamp(1, max)
+}
+
 /// Start and end events around the timed launches.
 pub(crate) struct Timer {
     start: CudaEvent,
     end: CudaEvent,
+    /// Launches per window for [`Timer::time_each`], once calibrated.
+    repeats: std::cell::Cell<u32>,
+    max_repeats: u32,
 }
 
 impl Timer {
+    /// The device time of one `launch`, from a window that repeats it until
+    /// the window holds at least [`MIN_WINDOW_S`] of work (so the gap
+    /// before the first launch is a small part of it): the window's time
+    /// over the launches in it. The first call calibrates the count with
+    /// one launch timed alone (that launch doubles as a warm-up).
+    ///
+    /// `launch` must be idempotent: each repetition does the same work on
+    /// the same buffers.
+    pub fn time_each(
+        &self,
+        h: &Handle,
+        what: &str,
+        mut launch: impl FnMut() -> DeviceResult<()>,
+    ) -> DeviceResult<Seconds> {
+        if self.repeats.get() == 0 {
+            let one = self.time(h, what, &mut launch)?;
+            self.repeats.set(repeats_for(one, self.max_repeats));
+        }
+        let n = self.repeats.get();
+        let t = self.time(h, what, || {
+            for _ in 0..n {
+                launch()?;
+            }
+            Ok(())
+        })?;
+        Ok(t / f64::from(n))
+    }
+
     /// Records the start event, queues `launches`, records the end event and
     /// waits for it: the device time of the launches alone, in seconds.
     pub fn time(
@@ -359,7 +421,7 @@ pub(crate) struct Gpu {
 impl Gpu {
     /// Retains the primary context of `ordinal` and creates the one stream
     /// every op of this device runs on.
-    pub fn open(ordinal: usize, label: &str, sms: u32) -> DeviceResult<Gpu> {
+    pub fn open(ordinal: usize, label: &str, sms: u32, virtual_gpu: bool) -> DeviceResult<Gpu> {
         let err = |what: &str, e: DriverError| classify(label, what, e);
         let ctx = CudaContext::new(ordinal).map_err(|e| err("creating the CUDA context", e))?;
         // SAFETY: kiln queues all work of a device on the single stream made
@@ -374,6 +436,7 @@ impl Gpu {
             h: Handle {
                 label: label.into(),
                 sms,
+                virtual_gpu,
                 ctx,
                 stream,
                 lost: Arc::new(Mutex::new(None)),
@@ -421,6 +484,17 @@ impl Gpu {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_launches_are_repeated_to_a_millisecond() {
+        // A 30 us kernel (plus gap): 29 launches of 34 us.
+        assert_eq!(repeats_for(34e-6, MAX_REPEATS), 30);
+        assert_eq!(repeats_for(2e-3, MAX_REPEATS), 1);
+        assert_eq!(repeats_for(1e-9, MAX_REPEATS), MAX_REPEATS);
+        assert_eq!(repeats_for(4e-6, VIRTUAL_MAX_REPEATS), 4);
+        assert_eq!(repeats_for(0.0, 7), 7);
+        assert_eq!(repeats_for(f64::NAN, 7), 7);
+    }
 
     #[test]
     fn fatal_errors_are_the_ones_that_poison_the_context() {

@@ -186,7 +186,7 @@ impl MatmulOp for CudaMatmul {
                 };
                 let what = f.kernel.describe();
                 let (a, b, c) = (&self.a, &self.b, &self.c);
-                self.timer.time(h, &what, || {
+                self.timer.time_each(h, &what, || {
                     h.launch(f).ptr(a).ptr(b).ptr(c).u32(&n).run_with(cfg)
                 })
             }

@@ -198,7 +198,7 @@ impl MemtestOp for CudaMemtestOp {
         let (h, n) = (&self.h, self.words as u64);
         let (kind, param) = encode(pattern);
         let g = grid(h.sms, n, BW_ITEMS_PER_BLOCK);
-        self.timer.time(h, &self.fill.kernel.describe(), || {
+        self.timer.time_each(h, &self.fill.kernel.describe(), || {
             h.launch(&self.fill)
                 .ptr(&self.buf)
                 .u64(&n)

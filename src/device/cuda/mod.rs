@@ -316,7 +316,8 @@ impl CudaDevice {
         if self.gpu.is_none() {
             let label = label(&self.info);
             let (ordinal, sms) = (self.ordinal, self.info.compute_units);
-            let gpu = guarded(|| Gpu::open(ordinal, &label, sms)).map_err(|p| {
+            let virtual_gpu = self.info.simulated;
+            let gpu = guarded(|| Gpu::open(ordinal, &label, sms, virtual_gpu)).map_err(|p| {
                 DeviceError::failed(format!("{label}: creating the CUDA context failed: {p}"))
             })??;
             self.gpu = Some(gpu);

@@ -151,7 +151,7 @@ impl HashOp for CudaHashOp {
         }
         let h = &self.h;
         let g = grid(h.sms, hi - lo, SHA_STEP_NONCES);
-        let t = self.timer.time(h, &self.scan.kernel.describe(), || {
+        let t = self.timer.time_each(h, &self.scan.kernel.describe(), || {
             h.launch(&self.scan)
                 .ptr(&self.job)
                 .u32(&start)

@@ -114,7 +114,7 @@ impl StreamOp for CudaStreamOp {
             StreamKernel::Copy => &self.copy,
             StreamKernel::Triad => &self.triad,
         };
-        let t = self.timer.time(h, &f.kernel.describe(), || {
+        let t = self.timer.time_each(h, &f.kernel.describe(), || {
             let mut l = h.launch(f);
             match kernel {
                 StreamKernel::Read => l.ptr(&self.a).u64(&n).ptr(&self.partial_sum),

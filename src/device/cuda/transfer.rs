@@ -158,7 +158,7 @@ impl TransferOp for CudaTransfer {
         let what = format!("the {} copy", dir.name());
         let (host_src, host_dst) = (&self.host_src, &mut self.host_dst);
         let (dev_src, dev_dst) = (&self.dev_src, &mut self.dev_dst);
-        self.timer.time(h, &what, || {
+        self.timer.time_each(h, &what, || {
             let r = match dir {
                 Direction::HostToDevice => h.stream.memcpy_htod(host_src, dev_dst),
                 Direction::DeviceToHost => h.stream.memcpy_dtoh(dev_src, host_dst),
@@ -433,7 +433,7 @@ impl PeerOp for CudaPeer {
             .find(|t| t.index == target)
             .ok_or_else(|| h.failed(&what, "not a prepared peer"))?;
         let (s, _guard) = src.device_ptr(&h.stream);
-        timer.time(&h, &what, || {
+        timer.time_each(&h, &what, || {
             peer_copy(&h.stream, &t.dst.ctx, t.dst.ptr, &src_ctx, s, bytes)
                 .map_err(|e| h.fail(&format!("queueing {what}"), e))
         })

@@ -398,7 +398,10 @@ pub unsafe extern "C" fn cuCtxGetDevice(dev: *mut c_int) -> CUresult {
 #[no_mangle]
 pub unsafe extern "C" fn cuCtxSynchronize() -> CUresult {
     guard("cuCtxSynchronize", || {
-        state()?.current_ctx("cuCtxSynchronize").map(|_| ())
+        let mut s = state()?;
+        let ctx = s.current_ctx("cuCtxSynchronize")?;
+        s.wait_context(ctx);
+        Ok(())
     })
 }
 
@@ -487,9 +490,10 @@ pub unsafe extern "C" fn cuStreamDestroy_v2(stream: Handle) -> CUresult {
 #[no_mangle]
 pub unsafe extern "C" fn cuStreamSynchronize(stream: Handle) -> CUresult {
     guard("cuStreamSynchronize", || {
-        state()?
-            .stream(h(stream), "cuStreamSynchronize")
-            .map(|_| ())
+        let mut s = state()?;
+        let (sid, _) = s.stream(h(stream), "cuStreamSynchronize")?;
+        s.wait_stream(sid);
+        Ok(())
     })
 }
 
@@ -563,10 +567,14 @@ pub unsafe extern "C" fn cuEventRecordWithFlags(
 #[no_mangle]
 pub unsafe extern "C" fn cuEventSynchronize(event: Handle) -> CUresult {
     guard("cuEventSynchronize", || {
-        let s = state()?;
+        let mut s = state()?;
         let e = s.event(h(event), "cuEventSynchronize")?;
-        s.live_ctx(s.events[&e].ctx, "cuEventSynchronize")
-            .map(|_| ())
+        let ctx = s.events[&e].ctx;
+        s.live_ctx(ctx, "cuEventSynchronize")?;
+        if let (Some(t), Some(c)) = (s.events[&e].recorded, s.contexts.get_mut(&ctx)) {
+            c.host_ns = c.host_ns.max(t);
+        }
+        Ok(())
     })
 }
 
@@ -843,6 +851,9 @@ fn copy(
     bytes: usize,
     peer: Option<(u64, u64)>,
 ) -> R<()> {
+    // A copy on the legacy default stream (what the synchronous cuMemcpy*
+    // calls use) returns when it is done.
+    let blocking = stream.is_null();
     let mut s = state()?;
     let (sid, ctx) = s.stream(h(stream), call)?;
     let d = s.ctx_device(ctx);
@@ -934,7 +945,10 @@ fn copy(
             }
         }
     };
-    s.advance(sid, t.copy_latency_us * 1e3 + bytes as f64 / gbps);
+    s.enqueue(sid, t.copy_latency_us * 1e3, bytes as f64 / gbps);
+    if blocking {
+        s.wait_stream(sid);
+    }
     Ok(())
 }
 
@@ -1089,7 +1103,7 @@ fn memset(call: &str, dst: u64, value: &[u8], count: usize, stream: Handle) -> R
         data.mark(off, bytes);
     }
     let t = s.timing(d).clone();
-    s.advance(sid, t.copy_latency_us * 1e3 + bytes as f64 / t.hbm_gbps);
+    s.enqueue(sid, t.copy_latency_us * 1e3, bytes as f64 / t.hbm_gbps);
     Ok(())
 }
 
@@ -1526,8 +1540,8 @@ pub unsafe extern "C" fn cuLaunchKernel(
                 ]
                 .into_iter()
                 .fold(0.0, f64::max);
-                let ns = t.launch_latency_us * 1e3 + work;
-                s.advance(sid, ns);
+                let host = t.launch_latency_us * 1e3;
+                s.enqueue(sid, host, work);
                 Ok(())
             }
             Err(fault) => {

@@ -6,9 +6,21 @@
 //!
 //! Execution model: work is executed when it is queued (a kernel runs inside
 //! cuLaunchKernel, a copy inside cuMemcpy*Async), so every stream is always
-//! complete; each stream keeps a *modelled* device clock that every
-//! operation advances by its modelled cost, and events record that clock.
-//! Host wall time never enters a measurement.
+//! complete. Time is modelled, never host wall time: each context keeps a
+//! host clock (when the host queues its next operation) and each stream a
+//! device clock (when its queued work ends).
+//!
+//! - Queueing a launch costs the host `launch_latency_us` (a copy or memset
+//!   `copy_latency_us`); the work starts when both the host has queued it
+//!   and the stream's earlier work has ended, and runs for its modelled
+//!   time (bytes over the link or memory bandwidth, work over throughput).
+//!   So back-to-back launches overlap the host's latency with the device's
+//!   work, as on hardware, while a launch onto an idle stream leaves a gap.
+//! - An event records when the stream reaches it: the later of the two
+//!   clocks. An event pair around one short launch therefore measures the
+//!   launch gap too, as it does on a real GPU.
+//! - Synchronising (a stream, an event, the context, a blocking copy) brings
+//!   the host clock up to the device's.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -49,6 +61,8 @@ pub fn unhandle(tag: Tag, h: u64) -> Option<u64> {
 #[derive(Debug)]
 pub struct Ctx {
     pub device: usize,
+    /// Modelled host time of this context's next queued operation, in ns.
+    pub host_ns: f64,
     pub alive: bool,
     /// The error that poisoned the context (sticky: every later call on it
     /// returns it).
@@ -301,6 +315,7 @@ impl State {
             ctx,
             Ctx {
                 device: d,
+                host_ns: 0.0,
                 alive: true,
                 sticky: None,
                 peers: HashSet::new(),
@@ -477,7 +492,11 @@ impl State {
                 ),
             );
         }
-        let t = self.streams[&s].clock_ns;
+        let host = self.contexts.get(&ctx).map_or(0.0, |c| c.host_ns);
+        let t = self.streams[&s].clock_ns.max(host);
+        if let Some(st) = self.streams.get_mut(&s) {
+            st.clock_ns = t;
+        }
         if let Some(e) = self.events.get_mut(&e) {
             e.recorded = Some(t);
         }
@@ -512,10 +531,45 @@ impl State {
         }
     }
 
-    /// Advances stream `s` by `ns` of modelled time.
-    pub fn advance(&mut self, s: u64, ns: f64) {
-        if let Some(s) = self.streams.get_mut(&s) {
-            s.clock_ns += ns;
+    /// Queues work on stream `s`: the host spends `host_ns` queueing it,
+    /// then it runs for `device_ns` once the stream's earlier work is done.
+    pub fn enqueue(&mut self, s: u64, host_ns: f64, device_ns: f64) {
+        let Some(ctx) = self.streams.get(&s).map(|st| st.ctx) else {
+            return;
+        };
+        let host = match self.contexts.get_mut(&ctx) {
+            Some(c) => {
+                c.host_ns += host_ns;
+                c.host_ns
+            }
+            None => return,
+        };
+        if let Some(st) = self.streams.get_mut(&s) {
+            st.clock_ns = st.clock_ns.max(host) + device_ns;
+        }
+    }
+
+    /// The host waits for stream `s`: its context's host clock catches up
+    /// with the stream's device clock.
+    pub fn wait_stream(&mut self, s: u64) {
+        let Some((ctx, t)) = self.streams.get(&s).map(|st| (st.ctx, st.clock_ns)) else {
+            return;
+        };
+        if let Some(c) = self.contexts.get_mut(&ctx) {
+            c.host_ns = c.host_ns.max(t);
+        }
+    }
+
+    /// The host waits for every stream of context `ctx`.
+    pub fn wait_context(&mut self, ctx: u64) {
+        let ends: Vec<u64> = self
+            .streams
+            .iter()
+            .filter(|(_, st)| st.ctx == ctx)
+            .map(|(id, _)| *id)
+            .collect();
+        for s in ends {
+            self.wait_stream(s);
         }
     }
 
