@@ -69,13 +69,15 @@ pub enum BaselineCommand {
         file: PathBuf,
     },
     /// Derive a baseline from runs of known-good nodes: the median of each
-    /// metric over every matching device (Tukey outliers discarded first),
-    /// with floors from a documented rule.
+    /// metric over every matching device that its run accepted (rejected,
+    /// incomplete and untested devices are left out and named; at least 3
+    /// accepted devices, else exit 2), Tukey outliers discarded first, with
+    /// floors from a documented rule.
     Record {
         /// Run folders (the --out of `kiln run`).
         #[arg(value_name = "DIR", required = true)]
         dirs: Vec<PathBuf>,
-        /// The GPU model: devices whose name contains it are used.
+        /// The GPU model: accepted devices whose name contains it are used.
         #[arg(long, value_name = "NAME")]
         model: String,
         /// Where to write the baseline; must not exist yet.

@@ -178,6 +178,13 @@ fn run(host: &str, name: &str, values: &[f64]) -> RunResults {
         events.push(metric(d, "matmul_f32", "GFLOP/s", v * 10.0 + 2.0, 1));
         // A peer-matrix entry: a position in this node, never a baseline.
         events.push(metric(d, "p2p_gpu0", "GB/s", v / 10.0, 0));
+        for cycle in 0..2 {
+            for workload in ["bandwidth", "matmul"] {
+                events.push(json!({
+                    "event": "workload_done", "device": d, "workload": workload, "cycle": cycle
+                }));
+            }
+        }
     }
     events.push(json!({
         "event": "end", "finished_at": "2025-01-01T01:00:00Z", "interrupted": false, "cycles": 2
@@ -215,6 +222,12 @@ fn record_discards_the_outlier_and_parses_back() {
     let text = baseline::record(&runs, "h100 80gb").expect("records");
     let b = baseline::parse("recorded.toml", &text).expect("parses back");
     assert_eq!(b.model, "NVIDIA H100 80GB HBM3");
+    // The half-speed device is rejected by its own run (slower than its
+    // peers), so it never reaches the statistics.
+    assert!(
+        text.contains("Left out, not accepted by their run: 1 device(s): device 3 of node-a: reject (below_baseline, peer_outlier)"),
+        "{text}"
+    );
     assert_eq!(b.match_names, vec!["h100 80gb".to_string()]);
     assert!(b.matches("NVIDIA H100 80GB HBM3", None));
 
@@ -224,7 +237,7 @@ fn record_discards_the_outlier_and_parses_back() {
     // 90 % of expected to 4 significant digits, under 0.98 x the minimum.
     assert_eq!(copy.floor, 2701.0);
     assert!(copy.floor <= 0.98 * 2985.75);
-    assert!(text.contains("1 discarded as outliers: 1500"), "{text}");
+    assert!(!text.contains("1500"), "{text}");
 
     // matmul_f32: one value per device, the median over its two cycles.
     let f32s: Vec<f64> = good.iter().map(|v| v * 10.0 + 1.0).collect();
@@ -234,7 +247,7 @@ fn record_discards_the_outlier_and_parses_back() {
     assert!(!text.contains("Intel"), "{text}");
     assert!(!b.metrics.contains_key("p2p_gpu0"), "{text}");
     assert!(text.contains("1 run(s)"), "{text}");
-    assert!(text.contains("8 device(s)"), "{text}");
+    assert!(text.contains("7 accepted device(s)"), "{text}");
     assert!(text.contains("Tukey"), "{text}");
     assert_eq!(b.limits, kiln::verdict::baseline::Limits::standard());
 }
@@ -244,8 +257,15 @@ fn record_caps_the_floor_under_the_slowest_kept_device() {
     // A wide but outlier-free spread: 90 % of the median would sit above
     // the slowest device, so the floor drops to 0.98 x its value.
     // Fences: Q1 93.75, Q3 106.25, IQR 12.5: [75, 125] keeps all eight.
+    // Two devices per run: too few for the peer rule, so every device is
+    // accepted by its run and the spread reaches the statistics.
     let values = [100.0, 90.0, 120.0, 80.0, 105.0, 95.0, 110.0, 100.0];
-    let text = baseline::record(&[run("n", "GPU Z", &values)], "GPU Z").expect("records");
+    let runs: Vec<_> = values
+        .chunks(2)
+        .enumerate()
+        .map(|(i, v)| run(&format!("n{i}"), "GPU Z", v))
+        .collect();
+    let text = baseline::record(&runs, "GPU Z").expect("records");
     let b = baseline::parse("r.toml", &text).expect("parses back");
     let copy = &b.metrics["bw_copy"];
     assert_eq!(copy.expected, 100.0);
@@ -263,7 +283,7 @@ fn record_uses_every_run() {
     let b = baseline::parse("r.toml", &text).expect("parses back");
     assert_eq!(b.metrics["bw_copy"].expected, 11.5);
     assert!(text.contains("2 run(s)"), "{text}");
-    assert!(text.contains("4 device(s)"), "{text}");
+    assert!(text.contains("4 accepted device(s)"), "{text}");
 }
 
 #[test]
@@ -278,11 +298,72 @@ fn record_says_when_nothing_matches() {
     assert!(e.to_string().contains("device names seen: none"), "{e}");
     let e = baseline::record(&runs, "  ").expect_err("empty model");
     assert!(e.to_string().contains("must not be empty"), "{e}");
-    let mut one = run("a", "GPU Z", &[1.0]);
-    one.devices[0].metrics.clear();
+    let mut one = run("a", "GPU Z", &[1.0, 1.0, 1.0]);
+    for d in &mut one.devices {
+        d.metrics.clear();
+    }
     let e = baseline::record(&[one], "GPU Z").expect_err("no metric");
     assert_eq!(
         e.to_string(),
-        "the 1 device(s) named like \"GPU Z\" have no finished measurement to record"
+        "the 3 device(s) named like \"GPU Z\" have no finished measurement to record"
+    );
+}
+
+/// A run of `values` whose devices `bad` corrupted their output (an
+/// integrity failure: rejected) and `cut` never finished the matmul
+/// (incomplete).
+fn run_with_faults(host: &str, values: &[f64], bad: &[usize], cut: &[usize]) -> RunResults {
+    let mut r = run(host, "GPU Z", values);
+    for d in &mut r.devices {
+        let i = d.info.index;
+        if bad.contains(&i) {
+            d.integrity.push(
+                serde_json::from_value(json!({
+                    "workload": "matmul", "check": "matmul_f32", "checked": 100,
+                    "errors": 3, "detail": "3 wrong elements", "cycle": 0
+                }))
+                .expect("integrity"),
+            );
+        }
+        if cut.contains(&i) {
+            d.done
+                .retain(|(w, _)| *w != kiln::workload::WorkloadKind::Matmul);
+        }
+    }
+    r
+}
+
+#[test]
+fn record_learns_only_from_accepted_devices() {
+    // Device 1 of node-a (corrupt, at a high figure) would pull the
+    // expected value up; device 1 of node-b never finished its matmul. Only
+    // the accepted devices count.
+    let values = [100.0, 140.0, 101.0, 99.0, 100.2, 100.5];
+    let runs = vec![
+        run_with_faults("node-a", &values[..3], &[1], &[]),
+        run_with_faults("node-b", &values[3..], &[], &[1]),
+    ];
+    let text = baseline::record(&runs, "GPU Z").expect("records");
+    let b = baseline::parse("r.toml", &text).expect("parses back");
+    assert_eq!(
+        b.metrics["bw_copy"].expected,
+        median(vec![100.0, 101.0, 99.0, 100.5])
+    );
+    assert!(text.contains("4 accepted device(s)"), "{text}");
+    assert!(text.contains("of 2 run(s) with such devices"), "{text}");
+    assert!(
+        text.contains("Left out, not accepted by their run: 2 device(s): device 1 of node-a: reject (sdc_matmul); device 1 of node-b: incomplete"),
+        "{text}"
+    );
+}
+
+#[test]
+fn record_refuses_with_too_few_accepted_devices() {
+    let runs = vec![run_with_faults("node-a", &[100.0, 101.0, 99.0], &[0], &[])];
+    let e = baseline::record(&runs, "GPU Z").expect_err("two accepted");
+    assert_eq!(e.exit_code(), kiln::error::ExitCode::Usage);
+    assert_eq!(
+        e.to_string(),
+        "only 2 accepted device(s) named like \"GPU Z\" in the 1 run(s) given, and a baseline needs at least 3; left out: device 0 of node-a: reject (sdc_matmul)"
     );
 }

@@ -665,3 +665,71 @@ mod cross_device {
         }
     }
 }
+
+mod baseline_record {
+    use super::*;
+
+    /// The case: a 4-GPU run with one GPU at 80 % speed and one that
+    /// corrupts its matmul output. Recording from it learns from the two
+    /// healthy GPUs only, which is too few: exit 2, saying why.
+    #[test]
+    fn a_run_with_two_bad_gpus_of_four_is_too_few_to_record_from() {
+        let dir = tmp();
+        let run = dir.path().join("run");
+        let o = sim_run(
+            &run,
+            &[
+                "--sim-gpus",
+                "4",
+                "--inject",
+                "1:slow=0.80",
+                "--inject",
+                "2:sdc",
+            ],
+        );
+        assert_eq!(code(&o), 1, "{}", stderr(&o));
+        let out = dir.path().join("b.toml");
+        let o = kiln(&[
+            "baseline",
+            "record",
+            run.to_str().expect("utf-8"),
+            "--model",
+            "Simulated H100",
+            "--out",
+            out.to_str().expect("utf-8"),
+        ]);
+        assert_usage_error(
+            &o,
+            "only 2 accepted device(s) named like \"Simulated H100\"",
+        );
+        let err = stderr(&o);
+        assert!(
+            err.contains("device 1 of ") && err.contains("device 2 of "),
+            "{err}"
+        );
+        assert!(err.contains("reject (sdc_matmul"), "{err}");
+        assert!(!out.exists());
+    }
+
+    #[test]
+    fn recording_from_clean_runs_names_what_it_used() {
+        let dir = tmp();
+        let run = dir.path().join("run");
+        let o = sim_run(&run, &["--sim-gpus", "4"]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let out = dir.path().join("b.toml");
+        let o = kiln(&[
+            "baseline",
+            "record",
+            run.to_str().expect("utf-8"),
+            "--model",
+            "Simulated H100",
+            "--out",
+            out.to_str().expect("utf-8"),
+        ]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let text = std::fs::read_to_string(&out).expect("baseline written");
+        assert!(text.contains("4 accepted device(s)"), "{text}");
+        assert!(text.contains("Left out: none"), "{text}");
+    }
+}

@@ -902,12 +902,18 @@ struct Series {
 /// Derives a baseline from runs of known-good nodes and returns it as TOML
 /// text, ready to save in `baselines/` (it parses back with [`parse`]).
 ///
-/// Which values: every device whose name contains `model`
+/// Which devices: only those the run itself accepts. Each run is judged as
+/// `kiln report` judges it (the shipped baselines, the peer, integrity,
+/// telemetry and liveness rules); a rejected, incomplete or untested device
+/// is left out, and the header says which, with its verdict and reasons. A
+/// "known-good node" with one bad GPU must not teach the baseline that GPU's
+/// figures. Fewer than [`MIN_RECORD_DEVICES`] accepted devices is an error.
+///
+/// Which values: every accepted device whose name contains `model`
 /// (case-insensitive) gives, per metric name, one value per run: the metric's
 /// `value` (the median over its iterations), or the median over burn-in
 /// cycles when the run has several. Values that are not finite or not above
-/// 0 are left out. The runs are taken to be of known-good nodes: no verdict
-/// is consulted.
+/// 0 are left out.
 ///
 /// The rule, per metric:
 /// 1. outliers are discarded by Tukey's fences: values outside
@@ -928,6 +934,25 @@ struct Series {
 /// matches it, the matching devices have no measurement, or one metric has
 /// different units on different devices.
 pub fn record(runs: &[RunResults], model: &str) -> Result<String, KilnError> {
+    let shipped = builtin();
+    let judged: Vec<Vec<super::DeviceVerdict>> = runs
+        .iter()
+        .map(|r| super::judge(r, super::BaselineChoice::Match(&shipped)).verdicts)
+        .collect();
+    record_judged(runs, &judged, model)
+}
+
+/// The fewest accepted devices a baseline is recorded from: with fewer,
+/// one device's bad day is the model's "expected".
+pub const MIN_RECORD_DEVICES: usize = 3;
+
+/// [`record`], with each run's verdicts given (`verdicts[i]` for
+/// `runs[i]`, one per device, by device index).
+pub fn record_judged(
+    runs: &[RunResults],
+    verdicts: &[Vec<super::DeviceVerdict>],
+    model: &str,
+) -> Result<String, KilnError> {
     let needle = model.trim().to_lowercase();
     if needle.is_empty() {
         return Err(KilnError::Usage(
@@ -940,14 +965,40 @@ pub fn record(runs: &[RunResults], model: &str) -> Result<String, KilnError> {
     let mut hosts: Vec<String> = Vec::new();
     let mut devices = 0usize;
     let mut runs_used = 0usize;
-    for run in runs {
+    let mut runs_matching = 0usize;
+    let mut left_out: Vec<String> = Vec::new();
+    for (k, run) in runs.iter().enumerate() {
         let mut used = false;
+        let mut matching = false;
         for dev in &run.devices {
             if !seen.contains(&dev.info.name) {
                 seen.push(dev.info.name.clone());
             }
             if !dev.info.name.to_lowercase().contains(&needle) {
                 continue;
+            }
+            matching = true;
+            let verdict = verdicts
+                .get(k)
+                .and_then(|vs| vs.iter().find(|v| v.device == dev.info.index));
+            match verdict {
+                Some(v) if v.decision == super::Decision::Accept => {}
+                other => {
+                    let what = match other {
+                        Some(v) if v.reasons.is_empty() => v.decision.word().to_lowercase(),
+                        Some(v) => format!(
+                            "{} ({})",
+                            v.decision.word().to_lowercase(),
+                            v.reasons.join(", ")
+                        ),
+                        None => "not judged".to_string(),
+                    };
+                    left_out.push(format!(
+                        "device {} of {}: {what}",
+                        dev.info.index, run.header.host
+                    ));
+                    continue;
+                }
             }
             used = true;
             devices += 1;
@@ -980,6 +1031,9 @@ pub fn record(runs: &[RunResults], model: &str) -> Result<String, KilnError> {
                 s.values.push(v);
             }
         }
+        if matching {
+            runs_matching += 1;
+        }
         if used {
             runs_used += 1;
             if !hosts.contains(&run.header.host) {
@@ -987,7 +1041,7 @@ pub fn record(runs: &[RunResults], model: &str) -> Result<String, KilnError> {
             }
         }
     }
-    if devices == 0 {
+    if devices == 0 && left_out.is_empty() {
         return Err(KilnError::Usage(format!(
             "no device of the {} run(s) given is named like \"{}\"; device names seen: {}",
             runs.len(),
@@ -996,6 +1050,18 @@ pub fn record(runs: &[RunResults], model: &str) -> Result<String, KilnError> {
                 "none".to_string()
             } else {
                 seen.join(", ")
+            }
+        )));
+    }
+    if devices < MIN_RECORD_DEVICES {
+        return Err(KilnError::Usage(format!(
+            "only {devices} accepted device(s) named like \"{}\" in the {} run(s) given, and a baseline needs at least {MIN_RECORD_DEVICES}; left out: {}",
+            model.trim(),
+            runs.len(),
+            if left_out.is_empty() {
+                "none".to_string()
+            } else {
+                left_out.join("; ")
             }
         )));
     }
@@ -1020,10 +1086,20 @@ pub fn record(runs: &[RunResults], model: &str) -> Result<String, KilnError> {
         env!("CARGO_PKG_VERSION"),
     ));
     out.push_str(&format!(
-        "# (hosts: {}), {devices} device(s) whose name contains \"{}\".\n",
+        "# (hosts: {}), {devices} accepted device(s) whose name contains \"{}\", of {} run(s) with such devices.\n",
         comment_text(&hosts.join(", ")),
         comment_text(model.trim()),
+        runs_matching,
     ));
+    if left_out.is_empty() {
+        out.push_str("# Left out: none (every matching device was accepted by its run).\n");
+    } else {
+        out.push_str(&format!(
+            "# Left out, not accepted by their run: {} device(s): {}.\n",
+            left_out.len(),
+            comment_text(&left_out.join("; "))
+        ));
+    }
     out.push_str(
         "# Rule, per metric: one value per device per run (the median over burn-in cycles);\n\
          # values outside Tukey's fences [Q1 - 1.5 IQR, Q3 + 1.5 IQR] discarded;\n\
