@@ -11,6 +11,8 @@
 //! vgpu is a model written from NVIDIA's documentation (the PTX ISA and the
 //! CUDA driver API reference). It depends on nothing of kiln.
 
+pub mod blaslt;
 pub mod config;
 pub mod driver;
+pub mod nvml;
 pub mod ptx;
