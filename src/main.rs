@@ -11,15 +11,19 @@ use kiln::error::ExitCode;
 
 fn main() {
     let cli = Cli::parse();
-    // First Ctrl-C: finish cleanly (journal, results, exit 4). Second: leave now;
-    // every finished measurement is already in the journal.
+    // First Ctrl-C, SIGTERM or SIGHUP (Slurm's time limit, systemd, a
+    // Kubernetes eviction, `timeout`): finish cleanly after the current step
+    // (journal, every output marked stopped early, exit 4). A second signal:
+    // leave now; every finished measurement is already in the journal.
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let _ = ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(ExitCode::Incomplete.code());
         }
-        eprintln!("\nkiln: stopping after the current step (Ctrl-C again to quit now)");
+        eprintln!(
+            "\nkiln: stopping after the current step (a second Ctrl-C, SIGTERM or SIGHUP quits now)"
+        );
     });
     let outcome = match &cli.command {
         Command::List(a) => commands::list(a),

@@ -733,3 +733,161 @@ mod baseline_record {
         assert!(text.contains("Left out: none"), "{text}");
     }
 }
+
+mod signals {
+    use super::*;
+
+    /// Starts a simulated burn-in (a second per workload) and waits for its
+    /// first finished workload.
+    fn burnin(out: &str) -> std::process::Child {
+        let child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args([
+                "run",
+                "--backend",
+                "sim",
+                "--sim-gpus",
+                "2",
+                "--profile",
+                "burnin",
+                "--duration",
+                "10m",
+                "--out",
+                out,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kiln starts");
+        let journal = Path::new(out).join("journal.jsonl");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !std::fs::read_to_string(&journal)
+            .unwrap_or_default()
+            .contains("workload_done")
+        {
+            assert!(Instant::now() < deadline, "no workload finished in time");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child
+    }
+
+    fn send(child: &std::process::Child, signal: &str) {
+        let ok = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(ok.success());
+    }
+
+    fn wait(child: std::process::Child, limit: Duration) -> Output {
+        let start = Instant::now();
+        let o = child.wait_with_output().expect("kiln ends");
+        assert!(start.elapsed() < limit, "took {:?}", start.elapsed());
+        o
+    }
+
+    #[test]
+    fn sigterm_and_sighup_stop_cleanly_with_complete_outputs_and_code_4() {
+        for signal in ["-TERM", "-HUP", "-INT"] {
+            let d = tmp();
+            let out = d.path().to_str().expect("utf-8").to_string();
+            let child = burnin(&out);
+            send(&child, signal);
+            let o = wait(child, Duration::from_secs(30));
+            assert_eq!(code(&o), 4, "{signal}: {}", stderr(&o));
+            assert!(
+                stderr(&o).contains("stopping after the current step"),
+                "{signal}"
+            );
+            let v = read_json(&d.path().join("results.json"));
+            assert_eq!(v["interrupted"], true, "{signal}");
+            assert_eq!(v["complete"], false, "{signal}");
+            for f in ["results.csv", "report.pdf", "telemetry.csv"] {
+                assert!(d.path().join(f).exists(), "{signal}: {f}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_second_signal_quits_at_once() {
+        let d = tmp();
+        let out = d.path().to_str().expect("utf-8").to_string();
+        let child = burnin(&out);
+        send(&child, "-TERM");
+        std::thread::sleep(Duration::from_millis(100));
+        send(&child, "-TERM");
+        let o = wait(child, Duration::from_secs(10));
+        assert_eq!(code(&o), 4, "{}", stderr(&o));
+        // The journal holds what finished.
+        let text = std::fs::read_to_string(d.path().join("journal.jsonl")).expect("journal");
+        assert!(text.contains("workload_done"));
+    }
+}
+
+mod exact_values {
+    use super::*;
+
+    /// The raw number text after each `"key":` in `text`, in order, for the
+    /// metric fields: compares what was written, not what a parser makes
+    /// of it.
+    fn numbers(text: &str) -> Vec<(String, String)> {
+        let keys = ["value", "median", "p05", "p95", "cv"];
+        let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        let mut out = Vec::new();
+        let mut rest = compact.as_str();
+        while let Some(i) = rest.find("\":") {
+            let key_start = rest[..i].rfind('"').map_or(0, |j| j + 1);
+            let key = &rest[key_start..i];
+            let after = &rest[i + 2..];
+            if keys.contains(&key) {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_digit() || "+-.eE".contains(c)))
+                    .unwrap_or(after.len());
+                if end > 0 {
+                    out.push((key.to_string(), after[..end].to_string()));
+                }
+            }
+            rest = after;
+        }
+        out
+    }
+
+    #[test]
+    fn results_json_carries_the_journal_values_bit_for_bit() {
+        let d = tmp();
+        let o = sim_run(d.path(), &["--sim-gpus", "4", "--seed", "17"]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let journal = std::fs::read_to_string(d.path().join("journal.jsonl")).expect("journal");
+        assert_eq!(
+            read_json(&d.path().join("results.json"))["devices"]
+                .as_array()
+                .map(Vec::len),
+            Some(4)
+        );
+        for dev in 0..4u64 {
+            // The journal's metric events of this device, in order.
+            let from_journal: Vec<(String, String)> = journal
+                .lines()
+                .filter(|l| {
+                    l.contains("\"event\":\"metric\"") && l.contains(&format!("\"device\":{dev},"))
+                })
+                .flat_map(numbers)
+                .collect();
+            // results.json itself, as written (not re-serialised): the
+            // device's metrics array in the file's text.
+            let file = std::fs::read_to_string(d.path().join("results.json")).expect("results");
+            let start = file
+                .match_indices("\"metrics\"")
+                .nth(dev as usize)
+                .map(|(i, _)| i)
+                .expect("metrics of the device");
+            let end = start
+                + file[start..]
+                    .find("\"integrity\"")
+                    .expect("integrity after metrics");
+            let from_results = numbers(&file[start..end]);
+            assert!(from_journal.len() > 20, "{}", from_journal.len());
+            assert_eq!(from_journal, from_results, "device {dev}");
+        }
+    }
+}
