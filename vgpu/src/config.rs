@@ -23,7 +23,25 @@
 //! [[gpus]]                       # optional per-GPU overrides, by ordinal
 //! ordinal = 1
 //! pci_bus_id = "00000000:42:00.0"
+//! faults = { xid = 79, xid_at_s = 5.0 }
 //! ```
+//!
+//! Faults (`faults = { ... }`, all optional; times are seconds of host wall
+//! time since the node started, [`crate::clock::fault_time_s`]):
+//!
+//! | key | what the node shows |
+//! |---|---|
+//! | `busy` | another process owns the GPU (compute mode EXCLUSIVE_PROCESS) |
+//! | `mig_instances` | MIG mode on, with this many instances (0: off) |
+//! | `ecc_uncorrectable_at_s` | one uncorrectable ECC error at that time: counters step up, a row remapping pending |
+//! | `ecc_correctable_per_s` | correctable ECC errors at this rate |
+//! | `xid`, `xid_at_s` | an XID error of that number, delivered as an NVML event |
+//! | `clocks_low`, `clocks_low_reason` | the SM clock under load at this factor (< 1) of its boost clock, for that reason |
+//! | `pcie_gen`, `pcie_width` | the PCIe link trained below its maximum (Gen5, x16) |
+//! | `nvlink_down` | these NVLinks (0 to 17) inactive |
+//! | `nvlink_errors_per_s` | NVLink replay, recovery and CRC errors at this rate on every active link |
+//! | `lost_at_s` | the GPU falls off the bus (NVML_ERROR_GPU_IS_LOST, XID 79) |
+//! | `persistence_off` | persistence mode disabled (on by default, as on a managed node) |
 
 use std::path::Path;
 
@@ -122,6 +140,89 @@ pub struct Faults {
     /// sees each instance as a device of its own, named `<name> MIG
     /// <slice>`, all on the GPU's PCI bus id.
     pub mig_instances: u32,
+    /// One uncorrectable (double-bit) ECC error in device memory at this
+    /// time: NVML's uncorrected counters (volatile and aggregate) step from 0
+    /// to 1, one row remapping is pending (nvmlDeviceGetRemappedRows: one
+    /// uncorrectable row, pending) and an nvmlEventTypeDoubleBitEccError
+    /// event is delivered.
+    pub ecc_uncorrectable_at_s: Option<f64>,
+    /// Correctable (single-bit) ECC errors per second since the node
+    /// started: NVML's corrected counters (default 0).
+    pub ecc_correctable_per_s: f64,
+    /// An XID error of this number (1 to 999) at `xid_at_s`, delivered to
+    /// NVML event sets registered for nvmlEventTypeXidCriticalError.
+    pub xid: Option<u32>,
+    /// When `xid` happens (default 0: as the node starts).
+    pub xid_at_s: f64,
+    /// Under load the SM clock runs at this factor (0 < f < 1) of its boost
+    /// clock, and NVML reports `clocks_low_reason` among the clock event
+    /// reasons. The hardware slowdowns (`hw_slowdown`, `thermal`,
+    /// `power_brake`) reduce clocks "by a factor of 2 or more" (nvml.h), so
+    /// they need a factor of 0.5 or less.
+    pub clocks_low: Option<f64>,
+    /// Why the clocks are low (required with `clocks_low`).
+    pub clocks_low_reason: Option<ClockReason>,
+    /// The PCIe generation the link trained at (1 to 5; default 5, the
+    /// maximum). An idle GPU's link may run slower still (see NVML).
+    pub pcie_gen: Option<u32>,
+    /// The PCIe width the link trained at (1, 2, 4, 8 or 16; default 16).
+    pub pcie_width: Option<u32>,
+    /// NVLinks (0 to 17) that are down (nvmlDeviceGetNvLinkState: disabled).
+    pub nvlink_down: Vec<u32>,
+    /// NVLink errors per second on every active link, for each of the DL
+    /// replay, recovery, CRC flit and CRC data counters (default 0).
+    pub nvlink_errors_per_s: f64,
+    /// The GPU falls off the bus at this time: every NVML call on it returns
+    /// NVML_ERROR_GPU_IS_LOST and an XID 79 event is delivered.
+    pub lost_at_s: Option<f64>,
+    /// Persistence mode disabled (a managed node enables it; default on).
+    pub persistence_off: bool,
+}
+
+/// Why a GPU's clocks are low: the clock event reason NVML reports
+/// (nvml.h's `nvmlClocksEventReason*` / `nvmlClocksThrottleReason*` bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClockReason {
+    /// Software power capping: SW_POWER_CAP (0x4).
+    SwPowerCap,
+    /// Software thermal slowdown: SW_THERMAL_SLOWDOWN (0x20).
+    SwThermal,
+    /// Hardware slowdown: HW_SLOWDOWN (0x8).
+    HwSlowdown,
+    /// Hardware thermal slowdown: HW_THERMAL_SLOWDOWN (0x40) with
+    /// HW_SLOWDOWN (0x8), which nvml.h says indicates a temperature too high.
+    Thermal,
+    /// External power brake: HW_POWER_BRAKE_SLOWDOWN (0x80) with
+    /// HW_SLOWDOWN (0x8), which nvml.h says indicates a power brake.
+    PowerBrake,
+    /// Board limit (0x200), a reason newer than nvml-wrapper 0.13's names.
+    BoardLimit,
+    /// Reliability (0x400), likewise unnamed by nvml-wrapper 0.13.
+    Reliability,
+}
+
+impl ClockReason {
+    /// The reason's bits in NVML's clock event reason mask.
+    pub fn bits(self) -> u64 {
+        match self {
+            ClockReason::SwPowerCap => 0x4,
+            ClockReason::SwThermal => 0x20,
+            ClockReason::HwSlowdown => 0x8,
+            ClockReason::Thermal => 0x40 | 0x8,
+            ClockReason::PowerBrake => 0x80 | 0x8,
+            ClockReason::BoardLimit => 0x200,
+            ClockReason::Reliability => 0x400,
+        }
+    }
+
+    /// Whether it is a hardware slowdown (clocks halved or worse).
+    pub fn is_hardware(self) -> bool {
+        matches!(
+            self,
+            ClockReason::HwSlowdown | ClockReason::Thermal | ClockReason::PowerBrake
+        )
+    }
 }
 
 impl Default for Gpu {
@@ -236,7 +337,11 @@ impl Config {
 
 impl Config {
     /// The node described by `VGPU_CONFIG`, or the default node.
+    ///
+    /// Reading it starts the node: [`crate::clock`] counts fault times from
+    /// the first read (the first cuInit or nvmlInit).
     pub fn from_env() -> Result<Config, String> {
+        crate::clock::start();
         match std::env::var_os("VGPU_CONFIG") {
             Some(path) if !path.is_empty() => Config::load(Path::new(&path)),
             _ => Ok(Config::default()),
@@ -338,6 +443,7 @@ fn check_gpu(i: usize, g: &Gpu) -> Result<(), String> {
             g.faults.mig_instances
         ));
     }
+    check_faults(&g.faults).map_err(|e| format!("GPU {i}: faults.{e}"))?;
     let [major, minor] = g.compute_capability;
     if !(5..=12).contains(&major) || minor > 9 {
         return bad(format!("compute_capability = [{major}, {minor}]"));
@@ -369,6 +475,68 @@ fn check_gpu(i: usize, g: &Gpu) -> Result<(), String> {
             "timing.pageable_factor = {}: expected (0, 1]",
             t.pageable_factor
         ));
+    }
+    Ok(())
+}
+
+/// The NVML-visible faults of a GPU, checked.
+fn check_faults(f: &Faults) -> Result<(), String> {
+    let time = |name: &str, v: f64| {
+        if v.is_finite() && v >= 0.0 {
+            Ok(())
+        } else {
+            Err(format!("{name} = {v}: expected seconds >= 0"))
+        }
+    };
+    if let Some(t) = f.ecc_uncorrectable_at_s {
+        time("ecc_uncorrectable_at_s", t)?;
+    }
+    if let Some(t) = f.lost_at_s {
+        time("lost_at_s", t)?;
+    }
+    time("xid_at_s", f.xid_at_s)?;
+    for (name, v) in [
+        ("ecc_correctable_per_s", f.ecc_correctable_per_s),
+        ("nvlink_errors_per_s", f.nvlink_errors_per_s),
+    ] {
+        if !(v.is_finite() && (0.0..=1e6).contains(&v)) {
+            return Err(format!("{name} = {v}: expected 0 to 1e6 per second"));
+        }
+    }
+    match f.xid {
+        Some(x) if !(1..=999).contains(&x) => {
+            return Err(format!("xid = {x}: expected an XID number 1 to 999"))
+        }
+        None if f.xid_at_s != 0.0 => return Err("xid_at_s without xid".into()),
+        _ => {}
+    }
+    match (f.clocks_low, f.clocks_low_reason) {
+        (Some(c), _) if !(c > 0.0 && c < 1.0) => {
+            return Err(format!("clocks_low = {c}: expected a factor in (0, 1)"))
+        }
+        (Some(_), None) => {
+            return Err("clocks_low needs clocks_low_reason (sw_power_cap, sw_thermal, hw_slowdown, thermal, power_brake, board_limit or reliability)".into())
+        }
+        (None, Some(_)) => return Err("clocks_low_reason without clocks_low".into()),
+        (Some(c), Some(r)) if r.is_hardware() && c > 0.5 => {
+            return Err(format!(
+                "clocks_low = {c} with clocks_low_reason {r:?}: a hardware slowdown reduces clocks by a factor of 2 or more (nvml.h), expected <= 0.5"
+            ))
+        }
+        _ => {}
+    }
+    if let Some(g) = f.pcie_gen {
+        if !(1..=5).contains(&g) {
+            return Err(format!("pcie_gen = {g}: expected 1 to 5"));
+        }
+    }
+    if let Some(w) = f.pcie_width {
+        if ![1, 2, 4, 8, 16].contains(&w) {
+            return Err(format!("pcie_width = {w}: expected 1, 2, 4, 8 or 16"));
+        }
+    }
+    if let Some(l) = f.nvlink_down.iter().find(|l| **l >= 18) {
+        return Err(format!("nvlink_down: link {l}: expected links 0 to 17"));
     }
     Ok(())
 }
@@ -453,6 +621,22 @@ mod tests {
             ("[gpu]\npci_bus_id = \"nope\"\n", "pci_bus_id"),
             ("[gpu]\npci_bus_id = \"00000000:41:00.0\"\n", "two GPUs"),
             ("[gpu.timing]\nhbm_gbps = -1.0\n", "hbm_gbps"),
+            ("[gpu]\nfaults = { xid = 0 }\n", "faults.xid = 0"),
+            (
+                "[gpu]\nfaults = { clocks_low = 0.8 }\n",
+                "needs clocks_low_reason",
+            ),
+            (
+                "[gpu]\nfaults = { clocks_low = 0.8, clocks_low_reason = \"power_brake\" }\n",
+                "factor of 2",
+            ),
+            (
+                "[gpu]\nfaults = { clocks_low = 0.4, clocks_low_reason = \"brownout\" }\n",
+                "unknown variant",
+            ),
+            ("[gpu]\nfaults = { pcie_width = 3 }\n", "pcie_width"),
+            ("[gpu]\nfaults = { nvlink_down = [18] }\n", "nvlink_down"),
+            ("[gpu]\nfaults = { lost_at_s = -1.0 }\n", "lost_at_s"),
         ] {
             let e = Config::from_toml(text).unwrap_err();
             assert!(e.contains(want), "{text:?}: {e}");

@@ -12,6 +12,7 @@
 //! CUDA driver API reference). It depends on nothing of kiln.
 
 pub mod blaslt;
+pub mod clock;
 pub mod config;
 pub mod driver;
 pub mod nvml;

@@ -760,3 +760,34 @@ fn miss(addr: u64, len: u64) -> String {
         Err(_) => format!("{addr:#x} is not in any allocation"),
     }
 }
+
+// --- for NVML
+impl State {
+    /// The node's state if cuInit has succeeded, or None (without a log
+    /// line: NVML runs with or without the driver).
+    pub(crate) fn for_nvml() -> Option<MutexGuard<'static, State>> {
+        match NODE.get() {
+            Some(Ok(m)) => Some(m.lock().unwrap_or_else(|p| p.into_inner())),
+            _ => None,
+        }
+    }
+
+    /// Modelled device activity per PCI bus id: the sum, over every stream
+    /// ever created on the devices at that bus id (a GPU and its MIG
+    /// instances), of the stream's device clock in ns. Stream clocks only
+    /// move forward, so the sum grows exactly when work is queued on the
+    /// GPU (or an event is recorded on an idle stream).
+    pub(crate) fn device_activity_ns(&self) -> HashMap<String, f64> {
+        let mut out: HashMap<String, f64> = HashMap::new();
+        for s in self.streams.values() {
+            let Some(c) = self.contexts.get(&s.ctx) else {
+                continue;
+            };
+            if let Some(d) = self.devices.get(c.device) {
+                *out.entry(d.config.pci_bus_id.to_ascii_lowercase())
+                    .or_default() += s.clock_ns;
+            }
+        }
+        out
+    }
+}
