@@ -123,8 +123,9 @@ pub struct RunArgs {
     pub profile: Profile,
 
     /// How long a burn-in runs, e.g. 30m, 8h, 90s (only with --profile
-    /// burnin; default 30m). Every started cycle finishes.
-    #[arg(long, value_name = "DURATION")]
+    /// burnin; default 30m; at most 30 days). Every started cycle
+    /// finishes.
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub duration: Option<String>,
 
     /// Comma-separated device indices to test, as printed by `kiln list`

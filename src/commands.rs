@@ -128,6 +128,12 @@ pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Result<ExitCode> {
 /// `kiln report DIR...`.
 pub fn report(args: &ReportArgs) -> Result<ExitCode> {
     for dir in &args.dirs {
+        if !dir.exists() {
+            return Err(KilnError::input(
+                dir,
+                "does not exist; expected the folder of a kiln run (the --out of `kiln run`)",
+            ));
+        }
         if !dir.is_dir() {
             return Err(KilnError::input(
                 dir,

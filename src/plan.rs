@@ -71,6 +71,17 @@ impl Plan {
             (None, _) => None,
         };
         let devices = args.devices.as_deref().map(parse_devices).transpose()?;
+        if let Some(selected) = &devices {
+            for (text, inj) in args.inject.iter().zip(&sim.faults) {
+                if !selected.contains(&inj.device) {
+                    return Err(KilnError::Usage(format!(
+                        "--inject {text:?}: device {} is not among --devices {}, so the fault would never run",
+                        inj.device,
+                        args.devices.as_deref().unwrap_or_default()
+                    )));
+                }
+            }
+        }
         if !(args.sample_rate >= 0.1 && args.sample_rate <= 10.0) {
             return Err(KilnError::Usage(format!(
                 "--sample-rate {}: expected samples per second from 0.1 to 10",
@@ -91,6 +102,15 @@ impl Plan {
             Some(p) => p.clone(),
             None => default_out(host, now),
         };
+        if let Ok(meta) = std::fs::metadata(&out) {
+            if !meta.is_dir() {
+                return Err(KilnError::Usage(format!(
+                    "--out {}: a file is there ({} bytes), not a folder; --out names the folder kiln writes the run to (new, or empty)",
+                    out.display(),
+                    meta.len()
+                )));
+            }
+        }
         Ok(Plan {
             profile: args.profile,
             duration,
@@ -120,8 +140,17 @@ pub fn sim_options(gpus: usize, seed: u64) -> Result<SimOptions> {
     })
 }
 
-/// Parses a duration such as `30m`, `8h`, `90s` or `1h30m`.
+/// The longest burn-in kiln accepts.
+pub const MAX_BURNIN: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Parses a duration such as `30m`, `8h`, `90s` or `1h30m`: more than zero,
+/// at most [`MAX_BURNIN`] (30 days).
 pub fn parse_duration(text: &str) -> Result<Duration> {
+    if text.trim().starts_with('-') {
+        return Err(KilnError::Usage(format!(
+            "--duration {text:?}: a duration cannot be negative; expected e.g. 90s, 30m, 8h or 1h30m"
+        )));
+    }
     let d = humantime::parse_duration(text.trim()).map_err(|e| {
         KilnError::Usage(format!(
             "--duration {text:?}: {e}; expected e.g. 90s, 30m, 8h or 1h30m"
@@ -130,6 +159,11 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
     if d.is_zero() {
         return Err(KilnError::Usage(format!(
             "--duration {text:?}: a burn-in must last longer than zero"
+        )));
+    }
+    if d > MAX_BURNIN {
+        return Err(KilnError::Usage(format!(
+            "--duration {text:?}: longer than the most kiln accepts, 30 days (720h)"
         )));
     }
     Ok(d)
@@ -209,6 +243,16 @@ mod tests {
         let e = parse_duration("ten minutes").unwrap_err().to_string();
         assert!(e.contains("--duration") && e.contains("30m"), "{e}");
         assert!(parse_duration("0s").is_err());
+        let e = parse_duration("-5m").unwrap_err().to_string();
+        assert!(
+            e.contains("--duration \"-5m\": a duration cannot be negative"),
+            "{e}"
+        );
+        assert!(parse_duration("30days").is_ok());
+        let e = parse_duration("31days").unwrap_err().to_string();
+        assert!(e.contains("30 days"), "{e}");
+        let e = parse_duration("99999h").unwrap_err().to_string();
+        assert!(e.contains("longer than the most kiln accepts"), "{e}");
     }
 
     #[test]

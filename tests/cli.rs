@@ -891,3 +891,73 @@ mod exact_values {
         }
     }
 }
+
+mod bounded_input {
+    use super::*;
+
+    #[test]
+    fn durations_are_bounded_and_negative_ones_name_the_flag() {
+        let d = tmp();
+        let out = d.path().join("r");
+        let out = out.to_str().expect("utf-8");
+        let o = kiln(&[
+            "run",
+            "--backend",
+            "sim",
+            "--profile",
+            "burnin",
+            "--duration",
+            "-5m",
+            "--out",
+            out,
+        ]);
+        assert_usage_error(&o, "--duration \"-5m\": a duration cannot be negative");
+        let o = kiln(&[
+            "run",
+            "--backend",
+            "sim",
+            "--profile",
+            "burnin",
+            "--duration",
+            "31days",
+            "--out",
+            out,
+        ]);
+        assert_usage_error(&o, "longer than the most kiln accepts, 30 days");
+        assert!(
+            !d.path().join("r").exists(),
+            "nothing is created for a refused run"
+        );
+    }
+
+    #[test]
+    fn a_fault_for_an_unselected_device_is_an_error() {
+        let d = tmp();
+        let o = sim_run(
+            d.path(),
+            &["--sim-gpus", "4", "--devices", "0,1", "--inject", "3:sdc"],
+        );
+        assert_usage_error(
+            &o,
+            "--inject \"3:sdc\": device 3 is not among --devices 0,1",
+        );
+    }
+
+    #[test]
+    fn report_on_a_missing_path_says_it_does_not_exist() {
+        let d = tmp();
+        let missing = d.path().join("nope");
+        let o = kiln(&["report", missing.to_str().expect("utf-8")]);
+        assert_usage_error(&o, "nope: does not exist");
+    }
+
+    #[test]
+    fn out_on_an_existing_file_says_what_is_there() {
+        let d = tmp();
+        let f = d.path().join("afile");
+        std::fs::write(&f, "12345").expect("file");
+        let o = sim_run(&f, &[]);
+        assert_usage_error(&o, "a file is there (5 bytes), not a folder");
+        assert_eq!(std::fs::read_to_string(&f).expect("file"), "12345");
+    }
+}
