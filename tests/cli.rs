@@ -457,7 +457,7 @@ mod bad_input {
     #[test]
     fn report_of_a_missing_folder() {
         let o = kiln(&["report", "/nonexistent/run"]);
-        assert_usage_error(&o, "/nonexistent/run: not a folder");
+        assert_usage_error(&o, "/nonexistent/run: does not exist");
     }
 
     #[test]

@@ -44,7 +44,8 @@ pub struct Burnin {
     pub first_throttle_s: Option<f64>,
     /// Median GPU temperature over the last quarter of the samples, C.
     pub temp_plateau_c: Option<f64>,
-    /// First cycle (from 1) in which a verification found errors.
+    /// First cycle in which a verification found errors, counted from 0 as
+    /// every `cycle` field is.
     pub first_error_cycle: Option<u32>,
     /// Correctable ECC errors per hour over the run.
     pub ecc_corrected_per_hour: Option<f64>,
@@ -135,7 +136,7 @@ pub fn analyse(
         .integrity
         .iter()
         .filter(|i| i.errors > 0)
-        .map(|i| i.cycle + 1)
+        .map(|i| i.cycle)
         .min();
     let ecc: Vec<(f64, u64)> = t
         .iter()
@@ -228,6 +229,10 @@ mod tests {
         let values = vec![100.0; 12];
         let mut checks = Vec::new();
         let b = analyse(&dev(&values, Some(7)), 12, &|_| 0.05, &mut checks);
-        assert_eq!(b.first_error_cycle, Some(8), "cycles count from 1");
+        assert_eq!(
+            b.first_error_cycle,
+            Some(7),
+            "cycles count from 0, as the integrity record's own cycle"
+        );
     }
 }

@@ -204,6 +204,39 @@ pub fn device_values(dev: &DeviceRun) -> BTreeMap<String, (f64, String)> {
         .collect()
 }
 
+/// Each metric of a device as the peer rule takes it: the value (median over
+/// burn-in cycles), the median cv and the iterations over all cycles; with
+/// its unit and workload.
+fn device_samples(dev: &DeviceRun) -> BTreeMap<String, (peers::Sample, String, String)> {
+    let mut per: BTreeMap<String, (Vec<f64>, Vec<f64>, usize, String, String)> = BTreeMap::new();
+    for m in &dev.metrics {
+        let e = per.entry(m.name.clone()).or_insert_with(|| {
+            (Vec::new(), Vec::new(), 0, m.unit.clone(), m.workload.name().to_string())
+        });
+        e.0.push(m.value);
+        e.1.push(m.cv);
+        e.2 += m.iterations;
+    }
+    per.into_iter()
+        .filter_map(|(k, (values, cvs, iterations, unit, workload))| {
+            let value = stats::median(&values)?;
+            let cv = stats::median(&cvs).unwrap_or(0.0);
+            Some((
+                k,
+                (
+                    peers::Sample {
+                        value,
+                        cv,
+                        iterations,
+                    },
+                    unit,
+                    workload,
+                ),
+            ))
+        })
+        .collect()
+}
+
 fn integrity_checks(run: &RunResults, dev: &DeviceRun, checks: &mut Vec<Check>) {
     for i in &dev.integrity {
         let pass = i.errors == 0;
@@ -290,7 +323,7 @@ fn liveness_checks(dev: &DeviceRun, checks: &mut Vec<Check>) {
                 0.0,
                 false,
                 "hang",
-                format!("hung at {:.0} s into the run: {}", h.at_s, h.message),
+                format!("hung at {} into the run: {}", secs(h.at_s), h.message),
             )
             .at(Some(h.at_s)),
         );
@@ -327,7 +360,16 @@ fn liveness_checks(dev: &DeviceRun, checks: &mut Vec<Check>) {
                 0.0,
                 false,
                 reason,
-                format!("{} failed: {}", f.workload, f.message),
+                match f.at_s {
+                    Some(t) => format!(
+                        "{} {} at {} into the run: {}",
+                        f.workload,
+                        if f.lost { "lost the device" } else { "failed" },
+                        secs(t),
+                        f.message
+                    ),
+                    None => format!("{} failed: {}", f.workload, f.message),
+                },
             )
             .at(f.at_s),
         );
@@ -363,41 +405,57 @@ pub fn judge(run: &RunResults, baselines: BaselineChoice<'_>) -> Judgement {
     let mut peer_checks: Vec<Vec<Check>> = vec![Vec::new(); run.devices.len()];
     for (model, members) in &groups {
         if members.len() < peers::MIN_PEERS {
-            if run.devices.len() > 1 || members.len() > 1 {
-                notes.push(format!(
-                    "peer comparison skipped for {model}: {} device(s) of that model in this run, {} needed",
-                    members.len(),
-                    peers::MIN_PEERS
-                ));
-            }
+            notes.push(format!(
+                "peer comparison skipped for {model}: {} device(s) of that model in this run, {} needed",
+                members.len(),
+                peers::MIN_PEERS
+            ));
             continue;
         }
-        let mut names: Vec<&String> = members.iter().flat_map(|&i| values[i].keys()).collect();
+        let samples: Vec<BTreeMap<String, (peers::Sample, String, String)>> = members
+            .iter()
+            .map(|&i| device_samples(&run.devices[i]))
+            .collect();
+        let mut names: Vec<&String> = samples.iter().flat_map(|m| m.keys()).collect();
         names.sort();
         names.dedup();
-        for name in names {
-            let tol =
-                bases[members[0]].map_or(peers::DEFAULT_TOLERANCE, |b| b.peer_tolerance_for(name));
-            let vals: Vec<Option<f64>> = members
-                .iter()
-                .map(|&i| values[i].get(name).map(|v| v.0))
-                .collect();
-            for (&i, c) in members.iter().zip(peers::check(&vals, tol)) {
+        let inputs: Vec<peers::MetricInput> = names
+            .iter()
+            .map(|name| peers::MetricInput {
+                name: name.to_string(),
+                workload: samples
+                    .iter()
+                    .find_map(|m| m.get(*name).map(|x| x.2.clone()))
+                    .unwrap_or_default(),
+                tolerance: bases[members[0]]
+                    .map_or(peers::DEFAULT_TOLERANCE, |b| b.peer_tolerance_for(name)),
+                samples: samples.iter().map(|m| m.get(*name).map(|x| x.0)).collect(),
+            })
+            .collect();
+        for (input, outcome) in inputs.iter().zip(peers::check_group(&inputs)) {
+            for (k, c) in outcome.into_iter().enumerate() {
                 let Some(c) = c else { continue };
-                let (v, unit) = &values[i][name];
+                let i = members[k];
+                let Some((sample, unit, _)) = samples[k].get(&input.name) else {
+                    continue;
+                };
+                let v = sample.value;
                 peer_checks[i].push(Check::new(
                     "peers",
-                    name.clone(),
-                    *v,
+                    input.name.clone(),
+                    v,
                     c.threshold,
                     c.pass,
                     "peer_outlier",
                     format!(
-                        "{v:.1} {unit} is {:+.1} % from the median of {} {model} devices ({:.1} {unit}; tolerance {:.0} %)",
-                        100.0 * (v / c.median - 1.0),
-                        members.len(),
-                        c.median,
-                        tol * 100.0
+                        "{v:.1} {unit} is {:+.1} % from the upper quartile of {} {model} devices ({:.1} {unit}); its {} figures {:+.1} % in the median; tolerance {:.0} %, noise band {:.1} %",
+                        100.0 * c.deviation,
+                        c.devices,
+                        c.reference,
+                        input.workload,
+                        100.0 * c.workload_deviation,
+                        input.tolerance * 100.0,
+                        100.0 * c.noise_band
                     ),
                 ));
             }
@@ -574,6 +632,16 @@ fn finish(
         time_to_fault_s,
         burnin: None,
         checks,
+    }
+}
+
+/// Seconds into a run, as checks say them: with sub-second precision under
+/// 10 s (a loss 0.4 s in is not "0 s"), whole seconds above.
+pub fn secs(t: f64) -> String {
+    if t.abs() < 10.0 {
+        format!("{t:.2} s")
+    } else {
+        format!("{t:.0} s")
     }
 }
 

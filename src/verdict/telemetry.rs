@@ -70,7 +70,7 @@ pub fn checks(dev: &DeviceRun, base: Option<&Baseline>, checks: &mut Vec<Check>)
                         if pass {
                             String::new()
                         } else {
-                            format!(" at {at:.0} s")
+                            format!(" at {}", super::secs(at))
                         }
                     ),
                 )
@@ -129,7 +129,7 @@ pub fn checks(dev: &DeviceRun, base: Option<&Baseline>, checks: &mut Vec<Check>)
                 0.0,
                 false,
                 throttle_reason(reason),
-                format!("{reason} in {count} of {n} samples, first at {first:.0} s"),
+                format!("{reason} in {count} of {n} samples, first at {}", super::secs(*first)),
             )
             .at(Some(*first)),
         );
@@ -212,7 +212,7 @@ pub fn checks(dev: &DeviceRun, base: Option<&Baseline>, checks: &mut Vec<Check>)
     } else {
         let list: Vec<String> = xids
             .iter()
-            .map(|(x, t)| format!("XID {x} at {t:.0} s"))
+            .map(|(x, t)| format!("XID {x} at {}", super::secs(*t)))
             .collect();
         list.join(", ")
     };
