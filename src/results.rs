@@ -76,6 +76,10 @@ pub struct DeviceRun {
     pub phases: Vec<PhaseWindow>,
     /// Workloads skipped because they cannot run on this node, with why.
     pub skipped: Vec<(WorkloadKind, String)>,
+    /// Lines of the journal that may have held this device's data could
+    /// not be read: what it finished cannot be known, so it is incomplete
+    /// (unless a rule already rejected it).
+    pub damaged: bool,
 }
 
 impl DeviceRun {
@@ -95,6 +99,7 @@ impl DeviceRun {
                 backend: crate::device::BackendKind::Sim,
                 simulated: true,
             },
+            damaged: false,
             metrics: Vec::new(),
             integrity: Vec::new(),
             failures: Vec::new(),
@@ -137,6 +142,24 @@ pub struct RunResults {
     pub devices: Vec<DeviceRun>,
     /// True when the journal's last line was torn (the run was killed).
     pub torn_tail: bool,
+    /// Lines (1-based) inside the journal that could not be read and were
+    /// skipped.
+    pub damaged_lines: Vec<usize>,
+}
+
+impl RunResults {
+    /// "journal damaged: lines 12, 40 unreadable", when lines were.
+    pub fn damage_note(&self) -> Option<String> {
+        if self.damaged_lines.is_empty() {
+            return None;
+        }
+        let lines: Vec<String> = self.damaged_lines.iter().map(|l| l.to_string()).collect();
+        Some(format!(
+            "journal damaged: line{} {} unreadable (skipped); the devices whose data may have been there are incomplete unless a rule rejected them",
+            if lines.len() == 1 { "" } else { "s" },
+            lines.join(", ")
+        ))
+    }
 }
 
 impl RunResults {
@@ -203,8 +226,17 @@ pub fn from_journal(j: journal::Journal) -> Result<RunResults> {
             telemetry: Vec::new(),
             phases: Vec::new(),
             skipped: Vec::new(),
+            damaged: false,
         })
         .collect();
+    for (_, dev) in &j.damaged {
+        for d in devices.iter_mut() {
+            if dev.is_none_or(|i| i == d.info.index) {
+                d.damaged = true;
+            }
+        }
+    }
+    let damaged_lines: Vec<usize> = j.damaged.iter().map(|(l, _)| *l).collect();
     let mut finished_at = None;
     let mut interrupted = false;
     let mut cycles = 0;
@@ -332,6 +364,7 @@ pub fn from_journal(j: journal::Journal) -> Result<RunResults> {
         cycles: cycles.max(1),
         devices,
         torn_tail: j.torn_tail,
+        damaged_lines,
     })
 }
 

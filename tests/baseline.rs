@@ -143,7 +143,7 @@ fn a_file_is_loaded_and_its_errors_name_it() {
 }
 
 /// A finished run on `host` of `values.len()` devices named `name`; device
-/// `d` measured `bw_copy` = `values[d]` GB/s once, and `matmul_f32` in two
+/// `d` measured `bw_copy` = `values[d]` GB/s once, and `matmul_fp32` in two
 /// burn-in cycles, `values[d] x 10` and `values[d] x 10 + 2` GFLOP/s.
 fn run(host: &str, name: &str, values: &[f64]) -> RunResults {
     let devices: Vec<_> = (0..values.len())
@@ -174,8 +174,8 @@ fn run(host: &str, name: &str, values: &[f64]) -> RunResults {
     };
     for (d, &v) in values.iter().enumerate() {
         events.push(metric(d, "bw_copy", "GB/s", v, 0));
-        events.push(metric(d, "matmul_f32", "GFLOP/s", v * 10.0, 0));
-        events.push(metric(d, "matmul_f32", "GFLOP/s", v * 10.0 + 2.0, 1));
+        events.push(metric(d, "matmul_fp32", "GFLOP/s", v * 20.0, 0));
+        events.push(metric(d, "matmul_fp32", "GFLOP/s", v * 20.0 + 2.0, 1));
         // A peer-matrix entry: a position in this node, never a baseline.
         events.push(metric(d, "p2p_gpu0", "GB/s", v / 10.0, 0));
         for cycle in 0..2 {
@@ -196,6 +196,7 @@ fn run(host: &str, name: &str, values: &[f64]) -> RunResults {
     results::from_journal(Journal {
         events,
         torn_tail: false,
+        damaged: Vec::new(),
     })
     .expect("run")
 }
@@ -239,9 +240,9 @@ fn record_discards_the_outlier_and_parses_back() {
     assert!(copy.floor <= 0.98 * 2985.75);
     assert!(!text.contains("1500"), "{text}");
 
-    // matmul_f32: one value per device, the median over its two cycles.
-    let f32s: Vec<f64> = good.iter().map(|v| v * 10.0 + 1.0).collect();
-    let mm = &b.metrics["matmul_f32"];
+    // matmul_fp32: one value per device, the median over its two cycles.
+    let f32s: Vec<f64> = good.iter().map(|v| v * 20.0 + 1.0).collect();
+    let mm = &b.metrics["matmul_fp32"];
     assert_eq!(mm.unit, "GFLOP/s");
     assert_eq!(mm.expected, median(f32s));
     assert!(!text.contains("Intel"), "{text}");
@@ -319,7 +320,7 @@ fn run_with_faults(host: &str, values: &[f64], bad: &[usize], cut: &[usize]) -> 
         if bad.contains(&i) {
             d.integrity.push(
                 serde_json::from_value(json!({
-                    "workload": "matmul", "check": "matmul_f32", "checked": 100,
+                    "workload": "matmul", "check": "matmul_fp32", "checked": 100,
                     "errors": 3, "detail": "3 wrong elements", "cycle": 0
                 }))
                 .expect("integrity"),

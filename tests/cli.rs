@@ -961,3 +961,166 @@ mod bounded_input {
         assert_eq!(std::fs::read_to_string(&f).expect("file"), "12345");
     }
 }
+
+mod baseline_units {
+    use super::*;
+
+    const WRONG_UNIT: &str = "[model]\nname = \"Simulated H100 80GB HBM3\"\n\n[metrics.bw_copy]\nunit = \"MB/s\"\nexpected = 3000.0\nfloor = 2700.0\n";
+
+    #[test]
+    fn a_unit_kiln_does_not_measure_in_is_refused_by_check_and_run() {
+        let d = tmp();
+        let f = d.path().join("b.toml");
+        std::fs::write(&f, WRONG_UNIT).expect("file");
+        let o = kiln(&["baseline", "check", f.to_str().expect("utf-8")]);
+        assert_usage_error(
+            &o,
+            "b.toml: line 5: metrics.bw_copy.unit: \"MB/s\": kiln measures bw_copy in GB/s",
+        );
+        let out = d.path().join("run");
+        let o = sim_run(&out, &["--baseline", f.to_str().expect("utf-8")]);
+        assert_usage_error(&o, "kiln measures bw_copy in GB/s");
+        assert!(!out.exists(), "refused before anything ran");
+    }
+
+    #[test]
+    fn a_floor_for_a_figure_not_measured_is_skipped_never_passed() {
+        // The file has a floor for matmul_fp8, which the CPU never measures.
+        let d = tmp();
+        let f = d.path().join("b.toml");
+        std::fs::write(
+            &f,
+            "[model]\nname = \"any CPU\"\n\n[metrics.matmul_fp8]\nunit = \"GFLOP/s\"\nexpected = 10.0\nfloor = 9.0\n\n[metrics.bw_copy]\nunit = \"GB/s\"\nexpected = 0.001\nfloor = 0.0009\n",
+        )
+        .expect("file");
+        let out = d.path().join("run");
+        let o = kiln(&[
+            "run",
+            "--backend",
+            "cpu",
+            "--workloads",
+            "matmul,bandwidth",
+            "--out",
+            out.to_str().expect("utf-8"),
+            "--baseline",
+            f.to_str().expect("utf-8"),
+        ]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert!(
+            stdout(&o).contains(
+                "1 check(s) skipped, not compared (not counted as passed): matmul_fp8 on device 0"
+            ),
+            "{}",
+            stdout(&o)
+        );
+        let v = read_json(&out.join("results.json"));
+        assert_eq!(v["summary"]["skipped_checks"], 1);
+        let checks = v["devices"][0]["checks"].as_array().expect("checks");
+        let fp8 = checks
+            .iter()
+            .find(|c| c["metric"] == "matmul_fp8")
+            .expect("a check for the floor");
+        assert_eq!(fp8["skipped"], true);
+        assert!(fp8["detail"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("skipped: matmul_fp8 was not measured"));
+    }
+}
+
+mod damaged_journal {
+    use super::*;
+
+    /// A finished 4-GPU sim run's journal lines.
+    fn clean_journal(dir: &Path) -> Vec<String> {
+        let o = sim_run(dir, &["--sim-gpus", "4"]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        std::fs::read_to_string(dir.join("journal.jsonl"))
+            .expect("journal")
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    fn rewrite(dir: &Path, lines: &[String]) {
+        std::fs::write(dir.join("journal.jsonl"), lines.join("\n") + "\n").expect("journal");
+    }
+
+    #[test]
+    fn a_last_line_cut_after_a_nested_object_is_a_torn_tail() {
+        let d = tmp();
+        let mut lines = clean_journal(d.path());
+        // End the file with a metric event cut right after its nested
+        // "metric" object: the text ends in '}', yet is not a whole event.
+        let last = lines
+            .iter()
+            .rposition(|l| l.contains("\"metric\":{"))
+            .expect("a metric event");
+        lines.truncate(last + 1);
+        assert_eq!(lines[last].pop(), Some('}'));
+        assert!(lines[last].ends_with('}'));
+        assert!(serde_json::from_str::<Value>(&lines[last]).is_err());
+        rewrite(d.path(), &lines);
+        let o = kiln(&["report", d.path().to_str().expect("utf-8")]);
+        assert_eq!(code(&o), 4, "{}", stderr(&o));
+        let v = read_json(&d.path().join("results.json"));
+        assert!(
+            v["notes"].to_string().contains("last line was cut off"),
+            "{}",
+            v["notes"]
+        );
+    }
+
+    #[test]
+    fn a_garbled_line_inside_is_reported_skipped_and_its_device_incomplete() {
+        let d = tmp();
+        let mut lines = clean_journal(d.path());
+        // Garble one metric line of device 2 in the middle of the file.
+        let i = lines
+            .iter()
+            .position(|l| l.contains("\"event\":\"metric\"") && l.contains("\"device\":2,"))
+            .expect("a metric of device 2");
+        lines[i] = lines[i].replace("\"value\":", "\"value\":#!");
+        rewrite(d.path(), &lines);
+        let o = kiln(&["report", d.path().to_str().expect("utf-8")]);
+        assert_eq!(code(&o), 4, "{}{}", stdout(&o), stderr(&o));
+        let v = read_json(&d.path().join("results.json"));
+        let note = format!("journal damaged: line {} unreadable", i + 1);
+        assert!(v["notes"].to_string().contains(&note), "{}", v["notes"]);
+        let verdicts: Vec<&str> = v["devices"]
+            .as_array()
+            .expect("devices")
+            .iter()
+            .map(|d| d["verdict"].as_str().unwrap_or("?"))
+            .collect();
+        assert_eq!(verdicts, ["accept", "accept", "incomplete", "accept"]);
+        // Page 1 of the report says so.
+        let text = pdf_extract::extract_text(d.path().join("report.pdf")).expect("pdf text");
+        assert!(text.contains("journal damaged"), "{text}");
+    }
+
+    #[test]
+    fn a_rejected_device_stays_rejected_despite_damage() {
+        let d = tmp();
+        let o = sim_run(d.path(), &["--sim-gpus", "4", "--inject", "1:sdc"]);
+        assert_eq!(code(&o), 1, "{}", stderr(&o));
+        let mut lines: Vec<String> = std::fs::read_to_string(d.path().join("journal.jsonl"))
+            .expect("journal")
+            .lines()
+            .map(String::from)
+            .collect();
+        let i = lines
+            .iter()
+            .position(|l| l.contains("\"event\":\"metric\"") && l.contains("\"device\":1,"))
+            .expect("a metric of device 1");
+        lines[i] = "{garbage".into();
+        rewrite(d.path(), &lines);
+        let o = kiln(&["report", d.path().to_str().expect("utf-8")]);
+        let v = read_json(&d.path().join("results.json"));
+        // A line with no device named may be anyone's: every device not
+        // rejected becomes incomplete; device 1 stays rejected.
+        assert_eq!(code(&o), 1, "{}", stderr(&o));
+        assert_eq!(v["devices"][1]["verdict"], "reject");
+        assert_eq!(v["devices"][0]["verdict"], "incomplete");
+    }
+}

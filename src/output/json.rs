@@ -49,6 +49,8 @@ pub struct Summary {
     pub incomplete: usize,
     /// Devices that could not be tested because of the node's state.
     pub untested: usize,
+    /// Checks not compared (e.g. a floor for a figure not measured).
+    pub skipped_checks: usize,
 }
 
 /// One device in results.json.
@@ -88,6 +90,9 @@ pub fn notes(run: &RunResults, judgement: &Judgement) -> Vec<String> {
             notes.push(format!("{w} skipped on device {}: {why}", d.info.index));
         }
     }
+    if let Some(note) = run.damage_note() {
+        notes.push(note);
+    }
     if run.torn_tail {
         notes
             .push("the journal's last line was cut off by the interruption and was skipped".into());
@@ -123,6 +128,11 @@ pub fn document<'a>(run: &'a RunResults, judgement: &'a Judgement) -> Document<'
             rejected: count(Decision::Reject),
             incomplete: count(Decision::Incomplete),
             untested: count(Decision::Untested),
+            skipped_checks: judgement
+                .verdicts
+                .iter()
+                .map(|v| v.checks.iter().filter(|c| c.skipped).count())
+                .sum(),
         },
         notes: notes(run, judgement),
         devices: run

@@ -93,7 +93,11 @@ pub fn render(run: &RunResults, verdicts: &[DeviceVerdict], notes: &[String]) ->
     for (d, v) in run.devices.iter().zip(verdicts) {
         let rule = |r: &str| {
             let all = v.checks.iter().filter(|c| c.rule == r).count();
-            let ok = v.checks.iter().filter(|c| c.rule == r && c.pass).count();
+            let ok = v
+                .checks
+                .iter()
+                .filter(|c| c.rule == r && c.pass && !c.skipped)
+                .count();
             if all == 0 {
                 "-".to_string()
             } else {
@@ -201,6 +205,24 @@ pub fn render(run: &RunResults, verdicts: &[DeviceVerdict], notes: &[String]) ->
         }
     }
     let count = |x: Decision| verdicts.iter().filter(|v| v.decision == x).count();
+    let skipped: Vec<String> = verdicts
+        .iter()
+        .flat_map(|v| {
+            v.checks
+                .iter()
+                .filter(|c| c.skipped)
+                .map(move |c| format!("{} on device {}", c.metric, v.device))
+        })
+        .collect();
+    if !skipped.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "{} check(s) skipped, not compared (not counted as passed): {}",
+            skipped.len(),
+            fit(&skipped.join(", "), 200)
+        );
+    }
     let _ = writeln!(out);
     let _ = writeln!(
         out,

@@ -183,6 +183,21 @@ pub struct Journal {
     pub events: Vec<Event>,
     /// Set when the last line was torn and skipped.
     pub torn_tail: bool,
+    /// Lines (1-based) before the last that could not be read and were
+    /// skipped, each with the device it names when that can be told
+    /// (None: unknown, so any device's data may be missing).
+    pub damaged: Vec<(usize, Option<usize>)>,
+}
+
+/// The device a damaged line names (`"device":N`), if its text still says.
+fn device_of(line: &str) -> Option<usize> {
+    let at = line.find("\"device\":")? + "\"device\":".len();
+    let digits: String = line[at..]
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
 }
 
 /// Reads `dir/journal.jsonl`.
@@ -207,19 +222,27 @@ pub fn read(dir: &Path) -> Result<Journal> {
     let last = lines.iter().rposition(|l| !l.trim().is_empty());
     let mut events = Vec::new();
     let mut torn_tail = false;
+    let mut damaged = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         match serde_json::from_str::<Event>(line) {
             Ok(e) => events.push(e),
-            Err(_) if Some(i) == last && !line.ends_with('}') => torn_tail = true,
-            Err(e) => {
+            // The last line, whatever its last character: a write cut short
+            // by a kill (a line cut just after a nested object ends in '}'
+            // too).
+            Err(_) if Some(i) == last => torn_tail = true,
+            // The run's header: without it there is nothing to judge.
+            Err(e) if events.is_empty() => {
                 return Err(KilnError::input(
                     &path,
                     format!("line {}: not a kiln journal event: {e}", i + 1),
                 ))
             }
+            // Damage inside the file: skipped and reported, never a reason
+            // to refuse the whole run.
+            Err(_) => damaged.push((i + 1, device_of(line))),
         }
     }
     match events.first() {
@@ -241,5 +264,9 @@ pub fn read(dir: &Path) -> Result<Journal> {
             ))
         }
     }
-    Ok(Journal { events, torn_tail })
+    Ok(Journal {
+        events,
+        torn_tail,
+        damaged,
+    })
 }

@@ -711,6 +711,42 @@ fn read_pci_ids(r: &mut Reader, t: &DeTable<'_>) -> Vec<u16> {
     ids
 }
 
+/// Every metric kiln measures and the units it reports it in (matmul in
+/// TFLOP/s on GPUs and GFLOP/s on CPUs; [`convert`] moves between the two).
+pub const MEASURED: &[(&str, &[&str])] = &[
+    ("matmul_bf16", &["TFLOP/s", "GFLOP/s"]),
+    ("matmul_fp16", &["TFLOP/s", "GFLOP/s"]),
+    ("matmul_tf32", &["TFLOP/s", "GFLOP/s"]),
+    ("matmul_fp8", &["TFLOP/s", "GFLOP/s"]),
+    ("matmul_fp32", &["TFLOP/s", "GFLOP/s"]),
+    ("matmul_fp64", &["TFLOP/s", "GFLOP/s"]),
+    ("matmul_mma_bf16", &["TFLOP/s", "GFLOP/s"]),
+    ("matmul_mma_fp16", &["TFLOP/s", "GFLOP/s"]),
+    ("bw_read", &["GB/s"]),
+    ("bw_write", &["GB/s"]),
+    ("bw_copy", &["GB/s"]),
+    ("bw_triad", &["GB/s"]),
+    ("sha256d", &["MH/s"]),
+    ("memtest", &["GB/s"]),
+    ("h2d", &["GB/s"]),
+    ("d2h", &["GB/s"]),
+    ("p2p", &["GB/s"]),
+];
+
+/// `value` in `from` expressed in `to`, when the two units measure the same
+/// quantity (GFLOP/s and TFLOP/s); None otherwise.
+pub fn convert(value: f64, from: &str, to: &str) -> Option<f64> {
+    let scale = |u: &str| match u {
+        "GFLOP/s" => Some(1e9),
+        "TFLOP/s" => Some(1e12),
+        _ => None,
+    };
+    if from == to {
+        return Some(value);
+    }
+    Some(value * scale(from)? / scale(to)?)
+}
+
 /// One `[metrics.NAME]` table; `path` is `metrics.NAME`, `at` where it opens.
 fn read_metric(r: &mut Reader, path: &str, at: usize, t: &DeTable<'_>) -> Option<MetricBaseline> {
     r.known_keys(t, path, &["unit", "expected", "floor", "peer_tolerance"]);
@@ -723,12 +759,38 @@ fn read_metric(r: &mut Reader, path: &str, at: usize, t: &DeTable<'_>) -> Option
             r.missing(at, format!("{path}.{key}"));
         }
     }
+    let name = path.strip_prefix("metrics.").unwrap_or(path);
+    let known = MEASURED.iter().find(|(m, _)| *m == name).map(|(_, u)| *u);
+    if known.is_none() {
+        let names: Vec<&str> = MEASURED.iter().map(|(m, _)| *m).collect();
+        r.report(
+            at,
+            path.to_string(),
+            format!(
+                "kiln measures no metric called {name:?}, so its floor would never be compared; expected one of {}",
+                names.join(", ")
+            ),
+        );
+    }
     let unit = match unit {
         Some(u) if u.value.trim().is_empty() => {
             r.report(
                 u.at,
                 format!("{path}.unit"),
                 "must not be empty; write the unit of the measured metric, e.g. \"TFLOP/s\"",
+            );
+            None
+        }
+        Some(u) if known.is_some_and(|k| !k.contains(&u.value.as_str())) => {
+            let k = known.unwrap_or_default();
+            r.report(
+                u.at,
+                format!("{path}.unit"),
+                format!(
+                    "{}: kiln measures {name} in {}, so this floor could never be compared",
+                    toml::Value::String(u.value.clone()),
+                    k.join(" or ")
+                ),
             );
             None
         }
@@ -1345,7 +1407,7 @@ pcie_width = 16
             "f.toml: line 1: metric: unknown key; expected one of model, metrics, limits"
         );
         assert_eq!(
-            err(&metric("unit = \"GB/s\"\nexpected = 1.0\nfloor = 1.0\nflor = 2\n")),
+            err(&metric("unit = \"TFLOP/s\"\nexpected = 1.0\nfloor = 1.0\nflor = 2\n")),
             "f.toml: line 7: metrics.matmul_bf16.flor: unknown key; expected one of unit, expected, floor, peer_tolerance"
         );
         assert_eq!(
@@ -1384,7 +1446,7 @@ pcie_width = 16
         assert!(parse("f.toml", &file("1")).is_ok());
         assert_eq!(
             err(&metric(
-                "unit = \"GB/s\"\nexpected = 1.0\nfloor = 1.0\npeer_tolerance = 1.5\n"
+                "unit = \"TFLOP/s\"\nexpected = 1.0\nfloor = 1.0\npeer_tolerance = 1.5\n"
             )),
             "f.toml: line 7: metrics.matmul_bf16.peer_tolerance: must be a fraction from 0 to 1 (e.g. 0.05), found 1.5"
         );
@@ -1425,7 +1487,35 @@ pcie_width = 16
             "f.toml: line 5: metrics.matmul_bf16.expected: must be a number above 0, found inf"
         );
         // A floor equal to expected is allowed (the floor is the expectation).
-        assert!(parse("f.toml", &metric("unit = \"u\"\nexpected = 1\nfloor = 1\n")).is_ok());
+        assert!(parse(
+            "f.toml",
+            &metric("unit = \"TFLOP/s\"\nexpected = 1\nfloor = 1\n")
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn units_and_names_are_checked_against_what_kiln_measures() {
+        assert_eq!(
+            err(&metric("unit = \"MB/s\"\nexpected = 1\nfloor = 1\n")),
+            "f.toml: line 4: metrics.matmul_bf16.unit: \"MB/s\": kiln measures matmul_bf16 in TFLOP/s or GFLOP/s, so this floor could never be compared"
+        );
+        let e = err(&format!(
+            "{HEAD}[metrics.bw_cpy]\nunit = \"GB/s\"\nexpected = 1\nfloor = 1\n"
+        ));
+        assert!(
+            e.starts_with(
+                "f.toml: line 3: metrics.bw_cpy: kiln measures no metric called \"bw_cpy\""
+            ),
+            "{e}"
+        );
+        assert!(parse(
+            "f.toml",
+            &metric("unit = \"GFLOP/s\"\nexpected = 1\nfloor = 1\n")
+        )
+        .is_ok());
+        assert_eq!(convert(1500.0, "GFLOP/s", "TFLOP/s"), Some(1.5));
+        assert_eq!(convert(1.0, "GB/s", "TFLOP/s"), None);
     }
 
     #[test]
@@ -1435,7 +1525,7 @@ pcie_width = 16
             "f.toml: line 3: metrics.matmul_bf16.unit: required key is missing"
         );
         assert_eq!(
-            err(&metric("unit = \"GB/s\"\nfloor = 1.0\n")),
+            err(&metric("unit = \"TFLOP/s\"\nfloor = 1.0\n")),
             "f.toml: line 3: metrics.matmul_bf16.expected: required key is missing"
         );
         assert_eq!(

@@ -85,6 +85,10 @@ pub struct Check {
     /// Passed, but worth a look (e.g. growing correctable ECC).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub warn: bool,
+    /// Not compared (e.g. a baseline floor for a figure the run did not
+    /// measure): neither passed nor failed, and counted apart.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
     /// When the failure was first seen, in seconds since the run started.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub at_s: Option<f64>,
@@ -115,6 +119,7 @@ impl Check {
                 reason.to_string()
             },
             warn: false,
+            skipped: false,
             at_s: None,
             detail,
         }
@@ -208,10 +213,17 @@ pub fn device_values(dev: &DeviceRun) -> BTreeMap<String, (f64, String)> {
 /// burn-in cycles), the median cv and the iterations over all cycles; with
 /// its unit and workload.
 fn device_samples(dev: &DeviceRun) -> BTreeMap<String, (peers::Sample, String, String)> {
-    let mut per: BTreeMap<String, (Vec<f64>, Vec<f64>, usize, String, String)> = BTreeMap::new();
+    type Acc = (Vec<f64>, Vec<f64>, usize, String, String);
+    let mut per: BTreeMap<String, Acc> = BTreeMap::new();
     for m in &dev.metrics {
         let e = per.entry(m.name.clone()).or_insert_with(|| {
-            (Vec::new(), Vec::new(), 0, m.unit.clone(), m.workload.name().to_string())
+            (
+                Vec::new(),
+                Vec::new(),
+                0,
+                m.unit.clone(),
+                m.workload.name().to_string(),
+            )
         });
         e.0.push(m.value);
         e.1.push(m.cv);
@@ -268,16 +280,54 @@ fn integrity_checks(run: &RunResults, dev: &DeviceRun, checks: &mut Vec<Check>) 
     }
 }
 
+/// The workload a metric name belongs to.
+fn workload_of(metric: &str) -> Option<WorkloadKind> {
+    Some(match metric {
+        m if m.starts_with("matmul_") => WorkloadKind::Matmul,
+        m if m.starts_with("bw_") => WorkloadKind::Bandwidth,
+        "sha256d" => WorkloadKind::Hash,
+        "memtest" => WorkloadKind::Memtest,
+        "h2d" | "d2h" | "p2p" => WorkloadKind::Transfer,
+        _ => return None,
+    })
+}
+
 fn absolute_checks(
     values: &BTreeMap<String, (f64, String)>,
     base: &Baseline,
+    planned: &[WorkloadKind],
     checks: &mut Vec<Check>,
 ) {
+    // A floor of a workload that ran but a figure that was not measured
+    // (a precision skipped, a transfer with no peer) is shown as skipped,
+    // never silently dropped and never passed.
+    for (name, b) in &base.metrics {
+        if values.contains_key(name) || !workload_of(name).is_some_and(|w| planned.contains(&w)) {
+            continue;
+        }
+        let mut c = Check::new(
+            "absolute",
+            name.clone(),
+            f64::NAN,
+            b.floor,
+            true,
+            "",
+            format!(
+                "skipped: {name} was not measured in this run, so its floor of {} {} ({}) was not compared",
+                b.floor, b.unit, base.source
+            ),
+        );
+        c.skipped = true;
+        checks.push(c);
+    }
     for (name, (value, unit)) in values {
         let Some(b) = base.metrics.get(name) else {
             continue;
         };
-        if &b.unit != unit {
+        let Some(value) = baseline::convert(*value, unit, &b.unit) else {
+            // Not possible with a baseline that parsed (its units are
+            // checked against kiln's), kept so that a floor is never
+            // silently passed.
             let mut c = Check::new(
                 "absolute",
                 name.clone(),
@@ -286,14 +336,16 @@ fn absolute_checks(
                 true,
                 "",
                 format!(
-                    "not compared: measured in {unit}, baseline {} gives {}",
+                    "skipped: measured in {unit}, baseline {} gives {}; not compared",
                     base.source, b.unit
                 ),
             );
-            c.warn = true;
+            c.skipped = true;
             checks.push(c);
             continue;
-        }
+        };
+        let value = &value;
+        let unit = &b.unit;
         let pass = *value >= b.floor;
         checks.push(Check::new(
             "absolute",
@@ -477,7 +529,7 @@ pub fn judge(run: &RunResults, baselines: BaselineChoice<'_>) -> Judgement {
             integrity_checks(run, dev, &mut checks);
             checks.append(&mut cross[i]);
             match bases[i] {
-                Some(b) => absolute_checks(&values[i], b, &mut checks),
+                Some(b) => absolute_checks(&values[i], b, &run.header.workloads, &mut checks),
                 None => {
                     if !unmatched.contains(&dev.info.name.as_str()) {
                         unmatched.push(&dev.info.name);
@@ -587,7 +639,9 @@ fn finish(
     mut checks: Vec<Check>,
 ) -> DeviceVerdict {
     let planned = &run.header.workloads;
-    let finished = dev.finished_all(planned, run.cycles);
+    // Unreadable journal lines may have held this device's data: what it
+    // finished cannot be known.
+    let finished = dev.finished_all(planned, run.cycles) && !dev.damaged;
     let done = planned
         .iter()
         .filter(|w| (0..run.cycles).all(|c| dev.done.contains(&(**w, c))))
@@ -599,7 +653,15 @@ fn finish(
         planned.len() as f64,
         finished,
         "",
-        format!("{done} of {} planned workloads finished", planned.len()),
+        if dev.damaged {
+            format!(
+                "{done} of {} planned workloads finished as far as the journal tells, but lines that may hold this device's data are unreadable ({})",
+                planned.len(),
+                run.damage_note().unwrap_or_default()
+            )
+        } else {
+            format!("{done} of {} planned workloads finished", planned.len())
+        },
     ));
     let mut reasons: Vec<String> = Vec::new();
     for c in &checks {

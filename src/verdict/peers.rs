@@ -69,7 +69,11 @@ impl Sample {
     /// Relative standard error of the median.
     fn noise(&self) -> f64 {
         let n = self.iterations.max(1) as f64;
-        let cv = if self.cv.is_finite() { self.cv.abs() } else { 0.0 };
+        let cv = if self.cv.is_finite() {
+            self.cv.abs()
+        } else {
+            0.0
+        };
         (1.2533 * cv / n.sqrt()).max(MIN_NOISE)
     }
 }
@@ -361,7 +365,11 @@ mod tests {
     #[test]
     fn two_slow_devices_of_four_are_caught_by_their_own_figures() {
         for seed in 0..500 {
-            let f = flagged(&sim_run(seed, 4, |d| if d == 1 || d == 3 { 0.93 } else { 1.0 }));
+            let f = flagged(&sim_run(
+                seed,
+                4,
+                |d| if d == 1 || d == 3 { 0.93 } else { 1.0 },
+            ));
             assert_eq!(f, [1, 3], "seed {seed}");
         }
     }

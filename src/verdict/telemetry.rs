@@ -129,7 +129,10 @@ pub fn checks(dev: &DeviceRun, base: Option<&Baseline>, checks: &mut Vec<Check>)
                 0.0,
                 false,
                 throttle_reason(reason),
-                format!("{reason} in {count} of {n} samples, first at {}", super::secs(*first)),
+                format!(
+                    "{reason} in {count} of {n} samples, first at {}",
+                    super::secs(*first)
+                ),
             )
             .at(Some(*first)),
         );

@@ -208,6 +208,9 @@ fn front_page(doc: &mut Doc, run: &RunResults, judgement: &Judgement) {
             RED,
         );
     }
+    if let Some(note) = run.damage_note() {
+        banner(doc, &note, ORANGE);
+    }
     if let Some(state) = run_state(run) {
         banner(doc, &state, ORANGE);
     }
