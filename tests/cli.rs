@@ -468,7 +468,7 @@ mod bad_input {
     }
 
     #[test]
-    fn report_of_a_malformed_journal_names_the_line() {
+    fn report_of_a_malformed_journal_names_the_line_and_goes_on() {
         let d = tmp();
         assert_eq!(code(&sim_run(d.path(), &["--sim-gpus", "1"])), 0);
         let path = d.path().join("journal.jsonl");
@@ -477,7 +477,17 @@ mod bad_input {
         lines[2] = "{\"event\":\"metric\",\"device\":\"zero\"}".into();
         std::fs::write(&path, lines.join("\n") + "\n").expect("write");
         let o = kiln(&["report", d.path().to_str().expect("utf-8")]);
-        assert_usage_error(&o, "journal.jsonl: line 3: not a kiln journal event");
+        // One bad line never costs the whole run: it is named, skipped, and
+        // the device it may belong to is incomplete.
+        assert_eq!(code(&o), 4, "{}", stderr(&o));
+        let v = read_json(&d.path().join("results.json"));
+        assert!(
+            v["notes"]
+                .to_string()
+                .contains("journal damaged: line 3 unreadable"),
+            "{}",
+            v["notes"]
+        );
     }
 
     #[test]
@@ -1122,5 +1132,43 @@ mod damaged_journal {
         assert_eq!(code(&o), 1, "{}", stderr(&o));
         assert_eq!(v["devices"][1]["verdict"], "reject");
         assert_eq!(v["devices"][0]["verdict"], "incomplete");
+    }
+}
+
+mod small_things {
+    use super::*;
+
+    #[test]
+    fn a_single_device_run_says_the_peer_comparison_was_skipped() {
+        let d = tmp();
+        let o = sim_run(d.path(), &["--sim-gpus", "1"]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let v = read_json(&d.path().join("results.json"));
+        assert!(
+            v["notes"]
+                .to_string()
+                .contains("peer comparison skipped for Simulated H100 80GB HBM3: 1 device(s) of that model in this run, 3 needed"),
+            "{}",
+            v["notes"]
+        );
+    }
+
+    #[test]
+    fn an_early_loss_is_timed_below_the_second() {
+        let d = tmp();
+        let o = sim_run(d.path(), &["--sim-gpus", "3", "--inject", "1:lost=0.01"]);
+        assert_eq!(code(&o), 1, "{}", stderr(&o));
+        let v = read_json(&d.path().join("results.json"));
+        let detail = v["devices"][1]["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .find(|c| c["reason"] == "device_lost")
+            .map(|c| c["detail"].to_string())
+            .expect("a device_lost check");
+        assert!(
+            detail.contains("fell off the bus 0.01 s into the run"),
+            "{detail}"
+        );
     }
 }

@@ -614,6 +614,18 @@ pub trait Device: Send {
             self.info().name
         )))
     }
+    /// The run starts now: the instant every time of the run (the journal's
+    /// `at_s`, a simulated fault's `@START`) counts from.
+    fn run_started(&mut self, _at: std::time::Instant) {}
+
+    /// Whether the device is still there and answering, checked at the end
+    /// of the run and of every burn-in cycle, after its last workload: a
+    /// device lost or failing then must not be accepted. The default has
+    /// nothing to check.
+    fn health(&mut self) -> DeviceResult<()> {
+        Ok(())
+    }
+
     /// The device's sensors, when it has any.
     fn sensor(&self) -> Option<std::sync::Arc<dyn crate::telemetry::Sensor>> {
         None

@@ -299,7 +299,9 @@ struct SimState {
 }
 
 impl SimState {
-    /// Seconds since the device's first operation (the run's start).
+    /// Seconds since the run's start (the instant the runner gave, shared by
+    /// every device and the journal), or since the first operation when no
+    /// run set it (selftest, benches).
     fn elapsed(&self) -> Option<f64> {
         let s = self.started.lock().ok()?;
         s.map(|t| t.elapsed().as_secs_f64())
@@ -359,7 +361,8 @@ impl SimState {
         if let Some(t) = self.lost_after() {
             if self.elapsed().is_some_and(|e| e >= t) {
                 return Err(DeviceError::lost(format!(
-                    "simulated GPU fell off the bus {t:.0} s into the run"
+                    "simulated GPU fell off the bus {} into the run",
+                    crate::verdict::secs(t)
                 )));
             }
         }
@@ -371,6 +374,18 @@ impl SimState {
             }
         }
         Ok(())
+    }
+
+    /// The end-of-cycle check: a device that fell off the bus after its
+    /// last workload is gone all the same.
+    fn health(&self) -> DeviceResult<()> {
+        match self.lost_after() {
+            Some(t) if self.elapsed().is_some_and(|e| e >= t) => Err(DeviceError::lost(format!(
+                "simulated GPU fell off the bus {} into the run",
+                crate::verdict::secs(t)
+            ))),
+            _ => Ok(()),
+        }
     }
 
     fn lost_after(&self) -> Option<f64> {
@@ -531,6 +546,16 @@ impl SimDevice {
 impl Device for SimDevice {
     fn info(&self) -> &DeviceInfo {
         &self.info
+    }
+
+    fn run_started(&mut self, at: Instant) {
+        if let Ok(mut s) = self.state.started.lock() {
+            *s = Some(at);
+        }
+    }
+
+    fn health(&mut self) -> DeviceResult<()> {
+        self.state.health()
     }
 
     fn matmul(&mut self, shape: MatmulShape) -> DeviceResult<Box<dyn MatmulOp + '_>> {
@@ -880,5 +905,31 @@ impl MemtestOp for SimMemtest<'_> {
             .inner
             .verify_and_write(expect, next, descending, keep)?;
         Ok((e, self.time(2.0)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_times_count_from_the_run_start_not_the_first_operation() {
+        // A GPU whose first operation comes 10 s into the run (it waited for
+        // its peers) with a loss injected at 5 s is already gone then.
+        let opts = SimOptions {
+            gpus: 1,
+            seed: 1,
+            faults: vec![parse_injection("0:lost=5").expect("fault")],
+            pace: std::time::Duration::ZERO,
+        };
+        let mut dev = devices(&opts).remove(0);
+        dev.run_started(Instant::now() - std::time::Duration::from_secs(10));
+        let e = dev.health().expect_err("lost");
+        assert!(e.lost && e.message.contains("5.00 s into the run"), "{e}");
+        assert!(dev.stream(16, 1).is_err());
+        // Without a run start (selftest), the clock starts at the first
+        // operation, so nothing is lost yet.
+        let mut fresh = devices(&opts).remove(0);
+        assert!(fresh.health().is_ok());
     }
 }

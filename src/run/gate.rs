@@ -57,6 +57,12 @@ impl Gate {
         }
     }
 
+    /// The instant the gate (the run) started: every time of the run counts
+    /// from it.
+    pub fn started_at(&self) -> Instant {
+        self.started
+    }
+
     /// Seconds since the gate (the run) started.
     pub fn elapsed_s(&self) -> f64 {
         self.started.elapsed().as_secs_f64()

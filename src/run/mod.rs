@@ -426,8 +426,45 @@ fn device_thread(
     let send = |e: Event| {
         let _ = tx.send(Msg::Event(slot, Box::new(e)));
     };
+    device.run_started(gate.started_at());
+    // After a cycle, once every device has finished it (the wait for slower
+    // peers included), and at the end of the run: is the device still
+    // there? One lost or failing then must not be accepted on its earlier
+    // figures.
+    let end_of_cycle = |device: &mut Box<dyn Device>, cycle: u32| -> bool {
+        match device.health() {
+            Ok(()) => true,
+            Err(e) => {
+                send(Event::DeviceError {
+                    device: index,
+                    workload: plan
+                        .workloads
+                        .last()
+                        .copied()
+                        .unwrap_or(WorkloadKind::Matmul),
+                    cycle,
+                    message: format!(
+                        "the end-of-cycle check, after the last workload, found: {}",
+                        e.message
+                    ),
+                    lost: e.lost,
+                    at_s: Some(gate.elapsed_s()),
+                    node_state: e.node_state.map(String::from),
+                });
+                !(e.lost || e.node_state.is_some())
+            }
+        }
+    };
     let mut cycle = 0u32;
-    while gate.arrive(slot, Phase::Cycle(cycle)) {
+    loop {
+        let more = gate.arrive(slot, Phase::Cycle(cycle));
+        if cycle > 0 && !end_of_cycle(&mut device, cycle - 1) {
+            gate.exclude(slot);
+            return;
+        }
+        if !more {
+            return;
+        }
         for (step, &kind) in plan.workloads.iter().enumerate() {
             if !gate.arrive(slot, Phase::Workload) {
                 return;

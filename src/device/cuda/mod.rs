@@ -337,6 +337,41 @@ impl Device for CudaDevice {
         self.sensor.clone()
     }
 
+    /// The end-of-cycle check: everything queued has completed without a
+    /// sticky error, and the ordinal still names the same GPU (its UUID).
+    fn health(&mut self) -> DeviceResult<()> {
+        let label = label(&self.info);
+        if let Some(gpu) = &self.gpu {
+            gpu.h.check()?;
+            gpu.h
+                .ctx
+                .bind_to_thread()
+                .map_err(|e| gpu.h.fail("the end-of-cycle check", e))?;
+            gpu.h.sync("the end-of-cycle check")?;
+        }
+        let ordinal = self.ordinal as i32;
+        let uuid = guarded(|| {
+            cudarc::driver::result::device::get(ordinal)
+                .and_then(cudarc::driver::result::device::get_uuid)
+        })
+        .map_err(|p| DeviceError::lost(format!("{label}: the end-of-cycle check failed: {p}")))?
+        .map_err(|e| {
+            gpu::classify(
+                &label,
+                "reading the GPU's identity at the end of the cycle",
+                e,
+            )
+        })?;
+        let now = format_uuid(uuid.bytes.map(|b| b as u8));
+        match &self.info.uuid {
+            Some(was) if *was != now => Err(DeviceError::lost(format!(
+                "{label}: CUDA ordinal {} now names another GPU ({now}, was {was}): the GPU was lost or the node re-enumerated",
+                self.ordinal
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     fn sensor_inventory(&self) -> Vec<String> {
         match &self.sensor {
             Some(_) => vec!["NVML: temperature, power, clocks, throttle reasons, ECC, remapped rows, XID, PCIe link".into()],
