@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs a command with kiln's virtual GPU (vgpu/) as the CUDA driver: builds
-# libvgpu.so, installs it as libcuda.so.1 and libcuda.so in target/vgpu-lib/
-# and puts that folder first on LD_LIBRARY_PATH. No GPU, no NVIDIA driver.
+# Runs a command with kiln's virtual GPU (vgpu/) as the CUDA driver, NVML and
+# cuBLASLt: builds libvgpu.so, installs it as libcuda.so.1, libcuda.so,
+# libnvidia-ml.so.1 and libcublasLt.so.12 in target/vgpu-lib/ and puts that
+# folder first on LD_LIBRARY_PATH. No GPU, no NVIDIA driver.
 #
 #   scripts/vgpu.sh cargo run --release -- selftest --backend cuda
 #   scripts/vgpu.sh --gpus 4 cargo run --release -- run --backend cuda
@@ -31,7 +32,7 @@ fi
 cargo build --release --quiet -p vgpu --manifest-path "$root/Cargo.toml"
 lib="$root/target/vgpu-lib"
 mkdir -p "$lib"
-for name in libcuda.so.1 libcuda.so; do
+for name in libcuda.so.1 libcuda.so libnvidia-ml.so.1 libcublasLt.so.12; do
     ln -sf "$root/target/release/libvgpu.so" "$lib/$name"
 done
 if [ -n "$gpus" ]; then

@@ -42,7 +42,13 @@ impl Node {
         let dir = tempfile::tempdir().expect("temp dir");
         let lib = dir.path().join("lib");
         std::fs::create_dir(&lib).expect("lib folder");
-        for name in ["libcuda.so.1", "libcuda.so"] {
+        // One library: the driver, NVML and cuBLASLt.
+        for name in [
+            "libcuda.so.1",
+            "libcuda.so",
+            "libnvidia-ml.so.1",
+            "libcublasLt.so.12",
+        ] {
             std::os::unix::fs::symlink(vgpu_lib(), lib.join(name)).expect("symlink");
         }
         std::fs::write(
@@ -102,6 +108,12 @@ fn selftest_passes(gpus: usize) {
     );
     let out = String::from_utf8_lossy(&o.stdout);
     for what in [
+        "matmul bf16",
+        "matmul fp16",
+        "matmul tf32",
+        "matmul fp8",
+        "matmul fp32",
+        "matmul fp64",
         "matmul mma_bf16",
         "matmul mma_fp16",
         "bandwidth",
@@ -116,6 +128,8 @@ fn selftest_passes(gpus: usize) {
         );
     }
     assert!(!out.contains("FAIL"), "{all}");
+    // Every library GEMM ran and was checked: none was skipped.
+    assert!(!out.contains("skipped"), "{all}");
     // vgpu's log holds only what it must say: no violation of any rule.
     let log = node.log();
     for bad in ["CUDA_ERROR", "race", "never-written", "not implemented"] {

@@ -239,10 +239,32 @@ pub fn checks(dev: &DeviceRun, base: Option<&Baseline>, checks: &mut Vec<Check>)
     let best = |f: fn(&Sample) -> Option<u32>| samples.iter().filter_map(f).max();
     // The fastest link seen, by its transfer rate (GT/s per lane x lanes).
     let rate = |g: u32| [2.5, 5.0, 8.0, 16.0, 32.0, 64.0, 128.0][(g.clamp(1, 7) - 1) as usize];
-    let link = samples
+    // Only samples taken under load count: an idle GPU's link downshifts
+    // (to Gen1 on NVIDIA's), so a device that never ran (untested, or lost
+    // at once) has no link to judge. Without utilisation readings every
+    // sample counts.
+    let has_util = samples.iter().any(|s| s.util_pct.is_some());
+    let loaded: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| !has_util || s.util_pct.is_some_and(|u| u > 0.0))
+        .collect();
+    let link = loaded
         .iter()
         .filter_map(|s| Some((s.pcie_gen?, s.pcie_width?)))
         .max_by(|a, b| (rate(a.0) * f64::from(a.1)).total_cmp(&(rate(b.0) * f64::from(b.1))));
+    if link.is_none() && has_util && samples.iter().any(|s| s.pcie_gen.is_some()) {
+        let mut c = Check::new(
+            "telemetry",
+            "pcie_link",
+            f64::NAN,
+            f64::NAN,
+            true,
+            "",
+            "skipped: no sample under load, and an idle GPU's link downshifts, so the link was not judged".into(),
+        );
+        c.skipped = true;
+        checks.push(c);
+    }
     if let Some((gen, width)) = link {
         let want_gen = limits.pcie_gen.or_else(|| best(|s| s.pcie_max_gen));
         let want_width = limits.pcie_width.or_else(|| best(|s| s.pcie_max_width));
@@ -341,6 +363,26 @@ mod tests {
         let mut narrow = sample(1.0);
         narrow.pcie_width = Some(8);
         assert_eq!(failed(vec![idle, narrow], None), vec!["pcie_degraded"]);
+    }
+
+    #[test]
+    fn a_device_never_loaded_has_no_link_to_judge() {
+        let mut idle = sample(0.0);
+        idle.pcie_gen = Some(1);
+        idle.util_pct = Some(0.0);
+        let mut checks = Vec::new();
+        super::checks(&dev(vec![idle.clone(), idle]), None, &mut checks);
+        let c = checks
+            .iter()
+            .find(|c| c.metric == "pcie_link")
+            .expect("pcie check");
+        assert!(c.skipped && c.pass, "{c:?}");
+        let mut busy = sample(1.0);
+        busy.util_pct = Some(100.0);
+        busy.pcie_gen = Some(4);
+        let mut idle = sample(0.0);
+        idle.util_pct = Some(0.0);
+        assert_eq!(failed(vec![idle, busy], None), vec!["pcie_degraded"]);
     }
 
     #[test]
