@@ -605,3 +605,29 @@ fn a_short_kernel_is_timed_without_the_launch_gap() {
     assert!(o.status.success(), "{all}\n--- vgpu log\n{}", node.log());
     assert!(all.contains("1 passed"), "{all}");
 }
+
+#[test]
+fn a_gpu_lost_from_nvml_is_rejected_by_its_xid_79() {
+    // NVML loses GPU 1 one second in: every NVML call on it fails, and the
+    // XID 79 that says why waits in the event set kiln registered at the
+    // start. Before: a sample of a GPU NVML no longer finds returned early
+    // and never read that event.
+    let node = Node::new(4, "[[gpus]]\nordinal = 1\nfaults = { lost_at_s = 1.0 }\n");
+    let (code, json, all) = quick_run(&node);
+    assert_eq!(code, Some(1), "{all}");
+    assert_eq!(
+        verdicts(&json)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect::<Vec<_>>(),
+        ["accept", "reject", "accept", "accept"],
+        "{all}"
+    );
+    assert!(
+        json["devices"][1]["reasons"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|x| x == "xid")),
+        "{all}"
+    );
+    assert!(all.contains("XID 79"), "{all}");
+}

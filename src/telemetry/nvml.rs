@@ -19,7 +19,7 @@ use crate::telemetry::{Sample, Sensor};
 
 /// NVML's clock throttle (event) reason bits, from nvml.h, with kiln's
 /// names for them (the names baselines use in `tolerated_throttle`).
-pub const THROTTLE_BITS: [(u64, &str); 9] = [
+pub const THROTTLE_BITS: [(u64, &str); 11] = [
     (0x0000_0001, "gpu_idle"),
     (0x0000_0002, "applications_clocks_setting"),
     (0x0000_0004, "sw_power_cap"),
@@ -29,6 +29,10 @@ pub const THROTTLE_BITS: [(u64, &str); 9] = [
     (0x0000_0040, "hw_thermal_slowdown"),
     (0x0000_0080, "hw_power_brake_slowdown"),
     (0x0000_0100, "display_clock_setting"),
+    // Newer nvml.h: the board's own limit, and reliability (voltage,
+    // silicon aging) limits.
+    (0x0000_0200, "board_limit"),
+    (0x0000_0400, "reliability"),
 ];
 
 /// Decodes a throttle reason mask bit by bit (never by comparing whole
@@ -129,8 +133,14 @@ impl NvmlSensor {
         let mut out = Vec::new();
         // Drain what arrived since the last sample without blocking.
         while let Ok(e) = set.wait(0) {
-            if let Some(nvml_wrapper::enums::event::XidError::Value(v)) = e.event_data {
-                out.push(u32::try_from(v).unwrap_or(u32::MAX));
+            match e.event_data {
+                Some(nvml_wrapper::enums::event::XidError::Value(v)) => {
+                    out.push(u32::try_from(v).unwrap_or(u32::MAX));
+                }
+                // NVML's 999: an XID whose number it could not tell. Still
+                // an XID: never dropped.
+                Some(nvml_wrapper::enums::event::XidError::Unknown) => out.push(999),
+                None => {}
             }
         }
         Some(out)
@@ -140,9 +150,11 @@ impl NvmlSensor {
 impl Sensor for NvmlSensor {
     fn sample(&self, t_s: f64) -> Sample {
         let Ok(dev) = self.nvml.device_by_pci_bus_id(self.bus_id.as_str()) else {
-            // A GPU that fell off the bus answers nothing.
+            // A GPU that fell off the bus answers nothing, but the event set
+            // registered before still holds the XID (79) that says why.
             return Sample {
                 t_s,
+                xid: self.xid_events(),
                 ..Sample::default()
             };
         };

@@ -36,7 +36,7 @@ use crate::stats;
 
 /// NVML clock event (throttle) reason names a baseline may tolerate, in
 /// NVML's bit order.
-pub const THROTTLE_REASONS: [&str; 9] = [
+pub const THROTTLE_REASONS: [&str; 11] = [
     "gpu_idle",
     "applications_clocks_setting",
     "sw_power_cap",
@@ -46,6 +46,8 @@ pub const THROTTLE_REASONS: [&str; 9] = [
     "hw_thermal_slowdown",
     "hw_power_brake_slowdown",
     "display_clock_setting",
+    "board_limit",
+    "reliability",
 ];
 
 /// The throttle reasons tolerated when `[limits]` does not list any: the
@@ -1594,7 +1596,7 @@ pcie_width = 16
         let lim = |body: &str| err(&format!("{HEAD}[limits]\n{body}\n"));
         assert_eq!(
             lim("tolerated_throttle = [\"gpu_idle\", \"thermal\"]"),
-            "f.toml: line 4: limits.tolerated_throttle: unknown throttle reason \"thermal\"; expected any of gpu_idle, applications_clocks_setting, sw_power_cap, hw_slowdown, sync_boost, sw_thermal_slowdown, hw_thermal_slowdown, hw_power_brake_slowdown, display_clock_setting"
+            "f.toml: line 4: limits.tolerated_throttle: unknown throttle reason \"thermal\"; expected any of gpu_idle, applications_clocks_setting, sw_power_cap, hw_slowdown, sync_boost, sw_thermal_slowdown, hw_thermal_slowdown, hw_power_brake_slowdown, display_clock_setting, board_limit, reliability"
         );
         assert_eq!(
             lim("max_xid = -1"),
