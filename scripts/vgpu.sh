@@ -36,7 +36,10 @@ for name in libcuda.so.1 libcuda.so libnvidia-ml.so.1 libcublasLt.so.12; do
     ln -sf "$root/target/release/libvgpu.so" "$lib/$name"
 done
 if [ -n "$gpus" ]; then
-    case "$gpus" in ''|*[!0-9]*) echo "vgpu.sh: --gpus $gpus: expected a number" >&2; exit 2 ;; esac
+    case "$gpus" in ''|*[!0-9]*) echo "vgpu.sh: --gpus $gpus: expected a number from 1 to 64" >&2; exit 2 ;; esac
+    if [ "$gpus" -lt 1 ] || [ "$gpus" -gt 64 ]; then
+        echo "vgpu.sh: --gpus $gpus: expected a number from 1 to 64" >&2; exit 2
+    fi
     printf '[node]\ngpus = %s\n' "$gpus" > "$lib/node.toml"
     export VGPU_CONFIG="$lib/node.toml"
 elif [ -n "$config" ]; then
