@@ -277,6 +277,12 @@ fn kiln_list_shows_the_virtual_gpus_with_their_identity() {
         out.contains("GPU-76677075-0000-0000-a000-000000000002"),
         "{all}"
     );
+    // As on a real node with its libraries: NVML and cuBLASLt found.
+    let err = String::from_utf8_lossy(&o.stderr);
+    let both = format!("{out}{err}");
+    assert_eq!(both.matches("sensors of device").count(), 4, "{all}");
+    assert!(both.contains("NVML: temperature, power, clocks"), "{all}");
+    assert!(both.contains("cuBLASLt: libcublasLt.so.12"), "{all}");
 }
 
 #[test]
