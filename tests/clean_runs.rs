@@ -71,49 +71,12 @@ impl device::Device for LostAtTheEnd {
 #[test]
 fn a_device_lost_after_its_last_workload_is_rejected() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let sim = SimOptions {
-        gpus: 4,
-        seed: 3,
-        faults: Vec::new(),
-        pace: std::time::Duration::ZERO,
-    };
-    let plan = Plan {
-        profile: Profile::Quick,
-        duration: None,
-        backend: BackendChoice::Sim,
-        sim: sim.clone(),
-        devices: None,
-        workloads: WorkloadKind::ALL.to_vec(),
-        out: dir.path().to_path_buf(),
-        seed: 3,
-        sample_interval: std::time::Duration::from_secs(1),
-    };
-    let mut found = device::discover(BackendChoice::Sim, &sim).expect("sim devices");
-    let lost = found.devices.remove(2);
-    found.devices.insert(2, Box::new(LostAtTheEnd(lost)));
-    let devices = run::select(&plan, found).expect("all devices");
-    let journal = run::prepare_out(&plan).expect("out folder");
-    let about = About {
-        backend: device::BackendKind::Sim,
-        host: "test".into(),
-        notes: Vec::new(),
-        quiet: true,
-        operator: None,
-        asset: None,
-        driver: None,
-        cuda: None,
-    };
-    run::execute(
-        &plan,
-        journal,
-        devices,
-        about,
-        Arc::new(AtomicBool::new(false)),
-    )
-    .expect("run");
-    let results = results::load(dir.path()).expect("results");
+    let results = run_sim(dir.path(), 3, 4, |found| {
+        let lost = found.devices.remove(2);
+        found.devices.insert(2, Box::new(LostAtTheEnd(lost)));
+    });
     // Every workload of device 2 finished and verified...
-    assert!(results.devices[2].finished_all(&plan.workloads, 1));
+    assert!(results.devices[2].finished_all(&WorkloadKind::ALL, 1));
     let shipped = baseline::builtin();
     let j = verdict::judge(&results, BaselineChoice::Match(&shipped));
     let got: Vec<(Decision, Vec<String>)> = j
@@ -135,8 +98,14 @@ fn a_device_lost_after_its_last_workload_is_rejected() {
     assert!(detail.contains("end-of-cycle check"), "{detail}");
 }
 
-fn clean_run(seed: u64, gpus: usize) -> Vec<(Decision, Vec<String>)> {
-    let dir = tempfile::tempdir().expect("temp dir");
+/// A quick run of `gpus` simulated GPUs in `dir`, with `adjust` applied to
+/// the devices found before they run.
+fn run_sim(
+    dir: &std::path::Path,
+    seed: u64,
+    gpus: usize,
+    adjust: impl FnOnce(&mut device::Discovery),
+) -> results::RunResults {
     let sim = SimOptions {
         gpus,
         seed,
@@ -150,11 +119,12 @@ fn clean_run(seed: u64, gpus: usize) -> Vec<(Decision, Vec<String>)> {
         sim: sim.clone(),
         devices: None,
         workloads: WorkloadKind::ALL.to_vec(),
-        out: dir.path().to_path_buf(),
+        out: dir.to_path_buf(),
         seed,
         sample_interval: std::time::Duration::from_secs(1),
     };
-    let found = device::discover(BackendChoice::Sim, &sim).expect("sim devices");
+    let mut found = device::discover(BackendChoice::Sim, &sim).expect("sim devices");
+    adjust(&mut found);
     let devices = run::select(&plan, found).expect("all devices");
     let journal = run::prepare_out(&plan).expect("out folder");
     let about = About {
@@ -175,7 +145,12 @@ fn clean_run(seed: u64, gpus: usize) -> Vec<(Decision, Vec<String>)> {
         Arc::new(AtomicBool::new(false)),
     )
     .expect("run");
-    let results = results::load(dir.path()).expect("results");
+    results::load(dir).expect("results")
+}
+
+fn clean_run(seed: u64, gpus: usize) -> Vec<(Decision, Vec<String>)> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let results = run_sim(dir.path(), seed, gpus, |_| {});
     let shipped = baseline::builtin();
     let j = verdict::judge(&results, BaselineChoice::Match(&shipped));
     j.verdicts
