@@ -42,6 +42,14 @@
 //! | `nvlink_errors_per_s` | NVLink replay, recovery and CRC errors at this rate on every active link |
 //! | `lost_at_s` | the GPU falls off the bus (NVML_ERROR_GPU_IS_LOST, XID 79) |
 //! | `persistence_off` | persistence mode disabled (on by default, as on a managed node) |
+//! | `hang_at_s`, `hang_kernel` | the first kernel launched at or after that time (whose name contains `hang_kernel`) never finishes |
+//! | `bitflip = { offset, bit, nth_write, at_s, once }` | a weak bit in device memory: writes to it store the bit flipped |
+//!
+//! The driver acts on them too (see [`crate::driver::faults`]): a lost GPU
+//! fails the call in flight with CUDA_ERROR_LAUNCH_FAILED and every call
+//! after it; an uncorrectable ECC error (or XID 48, 94, 95) surfaces as
+//! CUDA_ERROR_ECC_UNCORRECTABLE at the next synchronisation; low clocks,
+//! a slow PCIe link and NVLinks down scale the timing model.
 
 use std::path::Path;
 
@@ -177,6 +185,46 @@ pub struct Faults {
     pub lost_at_s: Option<f64>,
     /// Persistence mode disabled (a managed node enables it; default on).
     pub persistence_off: bool,
+    /// The first kernel launched at or after this time never finishes: its
+    /// launch succeeds, its stream never completes (cuStreamSynchronize and
+    /// cuCtxSynchronize block, cuStreamQuery answers CUDA_ERROR_NOT_READY),
+    /// and nothing queued behind it runs.
+    pub hang_at_s: Option<f64>,
+    /// With `hang_at_s`: only a kernel whose `.entry` name contains this
+    /// text hangs (default: any kernel).
+    pub hang_kernel: Option<String>,
+    /// A weak bit in device memory.
+    pub bitflip: Option<BitFlip>,
+}
+
+/// A weak bit in a GPU's memory, which ECC does not catch: a write to its
+/// byte stores that bit inverted. The byte is a physical one: whichever
+/// allocation covers it at the time is hit (the driver places allocations
+/// in physical memory first fit, reusing freed memory, as a real one does).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BitFlip {
+    /// The byte, as an offset into the GPU's memory (0 to its size - 1).
+    pub offset: u64,
+    /// Which bit of it (0 to 7; default 0).
+    #[serde(default)]
+    pub bit: u8,
+    /// The first write to the byte that is stored flipped is the Nth (default
+    /// 1: every write from the first).
+    #[serde(default = "first")]
+    pub nth_write: u64,
+    /// Writes before this time (seconds since the node started) are stored
+    /// correctly (default 0).
+    #[serde(default)]
+    pub at_s: f64,
+    /// Only one write is stored flipped, a transient upset (default false:
+    /// every write from then on, a weak cell).
+    #[serde(default)]
+    pub once: bool,
+}
+
+fn first() -> u64 {
+    1
 }
 
 /// Why a GPU's clocks are low: the clock event reason NVML reports
@@ -444,6 +492,14 @@ fn check_gpu(i: usize, g: &Gpu) -> Result<(), String> {
         ));
     }
     check_faults(&g.faults).map_err(|e| format!("GPU {i}: faults.{e}"))?;
+    if let Some(b) = &g.faults.bitflip {
+        if b.offset >= g.memory_mib << 20 {
+            return bad(format!(
+                "faults.bitflip.offset = {:#x}: past the end of the GPU's {} MiB",
+                b.offset, g.memory_mib
+            ));
+        }
+    }
     let [major, minor] = g.compute_capability;
     if !(5..=12).contains(&major) || minor > 9 {
         return bad(format!("compute_capability = [{major}, {minor}]"));
@@ -537,6 +593,20 @@ fn check_faults(f: &Faults) -> Result<(), String> {
     }
     if let Some(l) = f.nvlink_down.iter().find(|l| **l >= 18) {
         return Err(format!("nvlink_down: link {l}: expected links 0 to 17"));
+    }
+    match (f.hang_at_s, &f.hang_kernel) {
+        (Some(t), _) => time("hang_at_s", t)?,
+        (None, Some(_)) => return Err("hang_kernel without hang_at_s".into()),
+        (None, None) => {}
+    }
+    if let Some(b) = &f.bitflip {
+        time("bitflip.at_s", b.at_s)?;
+        if b.bit > 7 {
+            return Err(format!("bitflip.bit = {}: expected 0 to 7", b.bit));
+        }
+        if b.nth_write == 0 {
+            return Err("bitflip.nth_write = 0: writes count from 1".into());
+        }
     }
     Ok(())
 }
@@ -637,6 +707,22 @@ mod tests {
             ("[gpu]\nfaults = { pcie_width = 3 }\n", "pcie_width"),
             ("[gpu]\nfaults = { nvlink_down = [18] }\n", "nvlink_down"),
             ("[gpu]\nfaults = { lost_at_s = -1.0 }\n", "lost_at_s"),
+            (
+                "[gpu]\nfaults = { hang_kernel = \"sha\" }\n",
+                "hang_kernel without hang_at_s",
+            ),
+            (
+                "[gpu]\nfaults = { bitflip = { offset = 0x100000000 } }\n",
+                "past the end",
+            ),
+            (
+                "[gpu]\nfaults = { bitflip = { offset = 64, bit = 8 } }\n",
+                "bitflip.bit = 8",
+            ),
+            (
+                "[gpu]\nfaults = { bitflip = { offset = 64, nth_write = 0 } }\n",
+                "nth_write = 0",
+            ),
         ] {
             let e = Config::from_toml(text).unwrap_err();
             assert!(e.contains(want), "{text:?}: {e}");

@@ -503,9 +503,16 @@ pub unsafe extern "C" fn cublasLtMatmul(
             );
         }
         // The driver logs why a stream is refused.
-        let (sid, ctx) = s
-            .stream(stream as u64, call)
-            .map_err(|_| CUBLAS_STATUS_INVALID_VALUE)?;
+        let (sid, ctx) = s.stream(stream as u64, call).map_err(|e| {
+            use crate::driver::result::*;
+            match e {
+                CUDA_ERROR_INVALID_HANDLE | CUDA_ERROR_INVALID_CONTEXT => {
+                    CUBLAS_STATUS_INVALID_VALUE
+                }
+                // The GPU fell off the bus, or its context is poisoned.
+                _ => CUBLAS_STATUS_EXECUTION_FAILED,
+            }
+        })?;
         let dev = s.ctx_device(ctx);
         let cc = s.devices[dev].config.compute_capability;
         let plan = matmul::plan(call, &dsc, [&l[0], &l[1], &l[2], &l[3]], cc)?;
@@ -615,6 +622,10 @@ pub unsafe extern "C" fn cublasLtMatmul(
             },
         };
         drop(hp);
+        if s.hung(sid) {
+            // Queued behind a kernel that never finishes: it never runs.
+            return Ok(());
+        }
         matmul::run(call, &plan, &places, scalars);
         let t = s.timing(dev).clone();
         let flops = 2.0 * plan.m as f64 * plan.n as f64 * plan.k as f64;

@@ -14,6 +14,7 @@ use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
+use super::faults::block_forever;
 use super::heap::{Kind, Snapshot};
 use super::log;
 use super::result::*;
@@ -398,8 +399,13 @@ pub unsafe extern "C" fn cuCtxGetDevice(dev: *mut c_int) -> CUresult {
 #[no_mangle]
 pub unsafe extern "C" fn cuCtxSynchronize() -> CUresult {
     guard("cuCtxSynchronize", || {
+        let call = "cuCtxSynchronize";
         let mut s = state()?;
-        let ctx = s.current_ctx("cuCtxSynchronize")?;
+        let ctx = s.current_ctx(call)?;
+        if s.ctx_hung(ctx) {
+            block_forever(s, call, "a stream of the context");
+        }
+        s.sync_point(ctx, call)?;
         s.wait_context(ctx);
         Ok(())
     })
@@ -490,8 +496,13 @@ pub unsafe extern "C" fn cuStreamDestroy_v2(stream: Handle) -> CUresult {
 #[no_mangle]
 pub unsafe extern "C" fn cuStreamSynchronize(stream: Handle) -> CUresult {
     guard("cuStreamSynchronize", || {
+        let call = "cuStreamSynchronize";
         let mut s = state()?;
-        let (sid, _) = s.stream(h(stream), "cuStreamSynchronize")?;
+        let (sid, ctx) = s.stream(h(stream), call)?;
+        if s.hung(sid) {
+            block_forever(s, call, "the stream");
+        }
+        s.sync_point(ctx, call)?;
         s.wait_stream(sid);
         Ok(())
     })
@@ -500,7 +511,13 @@ pub unsafe extern "C" fn cuStreamSynchronize(stream: Handle) -> CUresult {
 #[no_mangle]
 pub unsafe extern "C" fn cuStreamQuery(stream: Handle) -> CUresult {
     guard("cuStreamQuery", || {
-        state()?.stream(h(stream), "cuStreamQuery").map(|_| ())
+        let mut s = state()?;
+        let (sid, ctx) = s.stream(h(stream), "cuStreamQuery")?;
+        s.sync_point(ctx, "cuStreamQuery")?;
+        if s.hung(sid) {
+            return Err(CUDA_ERROR_NOT_READY);
+        }
+        Ok(())
     })
 }
 
@@ -519,10 +536,13 @@ pub unsafe extern "C" fn cuStreamWaitEvent(
         let (sid, _) = s.stream(h(stream), call)?;
         let e = s.event(h(event), call)?;
         // The event may belong to another context or device.
-        if let Some(t) = s.events[&e].recorded {
-            if let Some(st) = s.streams.get_mut(&sid) {
+        let (recorded, never) = (s.events[&e].recorded, s.events[&e].never);
+        if let Some(st) = s.streams.get_mut(&sid) {
+            if let Some(t) = recorded {
                 st.clock_ns = st.clock_ns.max(t);
             }
+            // Waiting for an event that is never reached.
+            st.hung |= never;
         }
         Ok(())
     })
@@ -567,20 +587,32 @@ pub unsafe extern "C" fn cuEventRecordWithFlags(
 #[no_mangle]
 pub unsafe extern "C" fn cuEventSynchronize(event: Handle) -> CUresult {
     guard("cuEventSynchronize", || {
-        let mut s = state()?;
-        let e = s.event(h(event), "cuEventSynchronize")?;
-        let ctx = s.events[&e].ctx;
-        s.live_ctx(ctx, "cuEventSynchronize")?;
-        if let (Some(t), Some(c)) = (s.events[&e].recorded, s.contexts.get_mut(&ctx)) {
-            c.host_ns = c.host_ns.max(t);
-        }
-        Ok(())
+        event_wait(event, "cuEventSynchronize", true)
     })
+}
+
+/// cuEventSynchronize (`block`) or cuEventQuery.
+fn event_wait(event: Handle, call: &str, block: bool) -> R<()> {
+    let mut s = state()?;
+    let e = s.event(h(event), call)?;
+    let ctx = s.events[&e].ctx;
+    s.live_ctx(ctx, call)?;
+    s.sync_point(ctx, call)?;
+    if s.events[&e].never {
+        if block {
+            block_forever(s, call, "the event");
+        }
+        return Err(CUDA_ERROR_NOT_READY);
+    }
+    if let (Some(t), Some(c)) = (s.events[&e].recorded, s.contexts.get_mut(&ctx)) {
+        c.host_ns = c.host_ns.max(t);
+    }
+    Ok(())
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn cuEventQuery(event: Handle) -> CUresult {
-    cuEventSynchronize(event)
+    guard("cuEventQuery", || event_wait(event, "cuEventQuery", false))
 }
 
 #[no_mangle]
@@ -857,6 +889,16 @@ fn copy(
     let mut s = state()?;
     let (sid, ctx) = s.stream(h(stream), call)?;
     let d = s.ctx_device(ctx);
+    if s.hung(sid) {
+        // Queued behind a kernel that never finishes: it never runs.
+        if blocking {
+            block_forever(s, call, "the stream");
+        }
+        return Ok(());
+    }
+    if blocking {
+        s.sync_point(ctx, call)?;
+    }
     if bytes == 0 {
         return Ok(());
     }
@@ -938,7 +980,13 @@ fn copy(
             let cross =
                 src_dev.as_ref().map(|x| x.0.device) != dst_dev.as_ref().map(|x| x.0.device);
             if cross {
-                t.peer_gbps
+                // The slower end's links set the pace (an NVLink down on
+                // either GPU).
+                let ends = [&src_dev, &dst_dev].map(|e| {
+                    e.as_ref()
+                        .map_or(t.peer_gbps, |(a, _)| s.timing(a.device).peer_gbps)
+                });
+                t.peer_gbps.min(ends[0]).min(ends[1])
             } else {
                 // A device-to-device copy reads and writes: 2 bytes per byte.
                 t.hbm_gbps / 2.0
@@ -1079,6 +1127,9 @@ fn memset(call: &str, dst: u64, value: &[u8], count: usize, stream: Handle) -> R
     let mut s = state()?;
     let (sid, ctx) = s.stream(h(stream), call)?;
     let d = s.ctx_device(ctx);
+    if s.hung(sid) {
+        return Ok(());
+    }
     let bytes = count * value.len();
     if !dst.is_multiple_of(value.len() as u64) {
         return refuse(
@@ -1481,10 +1532,11 @@ pub unsafe extern "C" fn cuLaunchKernel(
         let call = "cuLaunchKernel";
         // Validate and gather under the state lock.
         let (module, name, globals, args, ctx, sid, d, mut mem) = {
-            let s = state()?;
+            let mut s = state()?;
             let (fid, mid) = s.function(h(f), call)?;
             let (sid, ctx) = s.stream(h(stream), call)?;
             let m = &s.modules[&mid];
+            let (module, globals) = (m.module.clone(), m.globals.clone());
             let name = s.functions[&fid].name.clone();
             if m.ctx != ctx {
                 return refuse(
@@ -1496,17 +1548,27 @@ pub unsafe extern "C" fn cuLaunchKernel(
                     ),
                 );
             }
-            let k = m.module.kernel(&name).ok_or(CUDA_ERROR_NOT_FOUND)?;
+            let k = module.kernel(&name).ok_or(CUDA_ERROR_NOT_FOUND)?;
             let args = params(k, kernel_params, extra)?;
             let d = s.ctx_device(ctx);
+            if s.hung(sid) {
+                // Queued behind a kernel that never finishes.
+                return Ok(());
+            }
+            if s.hangs_now(d, &name) {
+                if let Some(st) = s.streams.get_mut(&sid) {
+                    st.hung = true;
+                }
+                return Ok(());
+            }
             let snapshot = {
                 let hp = heap()?;
                 Snapshot::new(&hp, |a| s.access_problem(d, a))
             };
             (
-                m.module.clone(),
+                module,
                 name,
-                m.globals.clone(),
+                globals,
                 args,
                 ctx,
                 sid,

@@ -11,6 +11,10 @@
 //! - The bytes of each allocation sit behind their own lock, so kernels on
 //!   different devices run at the same time; the table of allocations is
 //!   read once per launch (a [`Snapshot`]).
+//! - Each allocation also has a place in its device's physical memory,
+//!   first fit, where freed memory is reused (as on a real GPU): a weak
+//!   bit of the memory ([`super::faults`]) hits whichever allocation holds
+//!   its byte at the time.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -53,19 +57,32 @@ pub struct Data {
     /// One bit per byte.
     pub written: Vec<u64>,
     pub freed: bool,
+    /// The device, and where the bytes start in its physical memory (None:
+    /// placed nowhere, e.g. the memory is too fragmented for a first fit).
+    pub device: usize,
+    pub phys: Option<u64>,
 }
 
 impl Data {
-    fn new(size: usize) -> Data {
+    fn new(size: usize, device: usize, phys: Option<u64>) -> Data {
         Data {
             bytes: vec![0; size],
             written: vec![0; size.div_ceil(64)],
             freed: false,
+            device,
+            phys,
         }
     }
 
-    /// Marks `[off, off+len)` written.
+    /// Marks `[off, off+len)` written: every store (a kernel's, a copy's,
+    /// a memset's) ends here, where the device's weak bit, if it has one
+    /// in that range, is applied.
     pub fn mark(&mut self, off: usize, len: usize) {
+        self.mark_bits(off, len);
+        super::faults::stored(self, off, len);
+    }
+
+    fn mark_bits(&mut self, off: usize, len: usize) {
         let mut i = off;
         let end = off + len;
         while i < end {
@@ -142,6 +159,10 @@ pub struct Heap {
     allocs: BTreeMap<u64, Alloc>,
     next: Vec<u64>,
     used: Vec<u64>,
+    /// Per device: its memory's size, and the physical ranges in use
+    /// (start -> length).
+    capacity: Vec<u64>,
+    placed: Vec<BTreeMap<u64, u64>>,
 }
 
 /// Where an address falls.
@@ -157,12 +178,33 @@ pub enum Lookup<'a> {
 }
 
 impl Heap {
-    pub fn new(devices: usize) -> Heap {
+    /// The heap of devices with these memory sizes (bytes).
+    pub fn new(capacity: Vec<u64>) -> Heap {
+        let devices = capacity.len();
         Heap {
             allocs: BTreeMap::new(),
             next: (0..devices).map(device_base).collect(),
             used: vec![0; devices],
+            capacity,
+            placed: vec![BTreeMap::new(); devices],
         }
+    }
+
+    /// The lowest physical offset of device `d` with `span` free bytes.
+    fn place(&mut self, d: usize, span: u64) -> Option<u64> {
+        let cap = *self.capacity.get(d)?;
+        let placed = self.placed.get_mut(d)?;
+        let mut at = 0u64;
+        for (start, len) in placed.iter() {
+            if start - at >= span {
+                break;
+            }
+            at = start + len;
+        }
+        (at + span <= cap).then(|| {
+            placed.insert(at, span);
+            at
+        })
     }
 
     /// Bytes in live allocations on device `d`.
@@ -179,13 +221,14 @@ impl Heap {
         // byte past the end is never the start of the next allocation.
         self.next[device] = base + span + ALIGN;
         self.used[device] += size;
+        let phys = self.place(device, span);
         let a = Alloc {
             base,
             size,
             device,
             ctx,
             kind,
-            data: Arc::new(Mutex::new(Data::new(size as usize))),
+            data: Arc::new(Mutex::new(Data::new(size as usize, device, phys))),
             freed_by: None,
         };
         self.allocs.insert(base, a.clone());
@@ -225,6 +268,11 @@ impl Heap {
                     d.freed = true;
                     d.bytes = Vec::new();
                     d.written = Vec::new();
+                    if let Some(p) = d.phys.take() {
+                        if let Some(placed) = self.placed.get_mut(a.device) {
+                            placed.remove(&p);
+                        }
+                    }
                 }
                 self.used[a.device] = self.used[a.device].saturating_sub(a.size);
                 Ok(a.clone())
@@ -326,7 +374,7 @@ mod tests {
 
     #[test]
     fn addresses_are_never_reused_and_frees_are_checked() {
-        let mut h = Heap::new(2);
+        let mut h = Heap::new(vec![1 << 20; 2]);
         let a = h.alloc(0, 1, 100, Kind::Plain);
         assert_eq!(a.base, device_base(0));
         let b = h.alloc(0, 1, 8, Kind::Pool);
@@ -348,8 +396,26 @@ mod tests {
     }
 
     #[test]
+    fn physical_memory_is_reused_first_fit() {
+        let mut h = Heap::new(vec![8192; 1]);
+        let phys = |a: &Alloc| a.lock().phys;
+        let a = h.alloc(0, 1, 1000, Kind::Plain);
+        let b = h.alloc(0, 1, 3000, Kind::Plain);
+        assert_eq!(phys(&a), Some(0));
+        assert_eq!(phys(&b), Some(1024));
+        h.free(a.base, "cuMemFree_v2").unwrap();
+        // A new allocation gets a new address but the freed physical bytes.
+        let c = h.alloc(0, 1, 512, Kind::Plain);
+        assert!(c.base > b.base);
+        assert_eq!(phys(&c), Some(0));
+        // No room left for 5000 bytes in one piece: placed nowhere.
+        let d = h.alloc(0, 1, 5000, Kind::Plain);
+        assert_eq!(phys(&d), None);
+    }
+
+    #[test]
     fn written_bits_cover_partial_words() {
-        let mut d = Data::new(200);
+        let mut d = Data::new(200, 0, None);
         assert!(!d.all_written(0, 1));
         d.mark(3, 130);
         assert!(d.all_written(3, 130));

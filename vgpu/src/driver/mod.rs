@@ -7,6 +7,7 @@
 //! - [`api`]: the exported `extern "C"` functions, thin wrappers that catch
 //!   panics (a panic must never unwind into the caller), translate pointers
 //!   and call [`state`].
+//! - [`faults`]: what the configured faults of a GPU do to the calls.
 //! - [`unsupported`]: every other driver entry point cudarc can load, each
 //!   returning CUDA_ERROR_NOT_SUPPORTED and logging its name.
 //!
@@ -14,6 +15,7 @@
 //! one line each, prefixed `vgpu: `.
 
 pub mod api;
+pub mod faults;
 pub mod heap;
 pub mod result;
 pub mod state;

@@ -25,6 +25,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use super::faults;
 use super::heap::{Alloc, Heap, Kind, Snapshot};
 use super::log;
 use super::result::*;
@@ -78,6 +79,9 @@ pub struct Stream {
     pub alive: bool,
     /// Modelled device time of the end of the last operation, in ns.
     pub clock_ns: f64,
+    /// A kernel on it never finishes (faults.hang_at_s): nothing queued
+    /// behind it runs, and waiting for it never returns.
+    pub hung: bool,
 }
 
 #[derive(Debug)]
@@ -87,6 +91,8 @@ pub struct Event {
     pub timing: bool,
     /// The stream clock when last recorded.
     pub recorded: Option<f64>,
+    /// Last recorded behind a kernel that never finishes: never reached.
+    pub never: bool,
 }
 
 pub struct Module {
@@ -110,6 +116,10 @@ pub struct DeviceState {
     pub primary: Option<(u64, u32)>,
     /// Devices granted access to this device's default pool.
     pub pool_access: HashSet<usize>,
+    /// The timing model as its faults leave it ([`faults::effective_timing`]).
+    pub timing: crate::config::Timing,
+    /// Which of its one-time faults have happened.
+    pub happened: faults::Happened,
 }
 
 /// The whole node.
@@ -167,15 +177,19 @@ pub fn init(flags: u32) -> R<()> {
             })
             .map(|c| {
                 let gpus = c.cuda_devices();
-                let n = gpus.len();
-                let _ = HEAP.set(Mutex::new(Heap::new(n)));
+                faults::install(&gpus);
+                let _ = HEAP.set(Mutex::new(Heap::new(
+                    gpus.iter().map(|g| g.memory_mib << 20).collect(),
+                )));
                 Mutex::new(State {
                     devices: gpus
                         .into_iter()
                         .map(|g| DeviceState {
+                            timing: faults::effective_timing(&g),
                             config: g,
                             primary: None,
                             pool_access: HashSet::new(),
+                            happened: faults::Happened::default(),
                         })
                         .collect(),
                     contexts: HashMap::new(),
@@ -275,6 +289,7 @@ impl State {
             ),
             Some(c) => match c.sticky {
                 Some(code) => Err(code),
+                None if self.lost(c.device, call) => Err(CUDA_ERROR_LAUNCH_FAILED),
                 None => Ok(id),
             },
         }
@@ -286,7 +301,11 @@ impl State {
 
     /// cuDevicePrimaryCtxRetain.
     pub fn retain_primary(&mut self, ordinal: i32) -> R<u64> {
-        let d = self.device(ordinal)?;
+        self.device(ordinal)?;
+        if self.lost(ordinal as usize, "cuDevicePrimaryCtxRetain") {
+            return Err(CUDA_ERROR_LAUNCH_FAILED);
+        }
+        let d = &self.devices[ordinal as usize];
         if let Some((id, n)) = d.primary {
             let d = ordinal as usize;
             self.devices[d].primary = Some((id, n + 1));
@@ -309,6 +328,7 @@ impl State {
                 ctx,
                 alive: true,
                 clock_ns: 0.0,
+                hung: false,
             },
         );
         self.contexts.insert(
@@ -417,6 +437,7 @@ impl State {
                 ctx,
                 alive: true,
                 clock_ns: 0.0,
+                hung: false,
             },
         );
         Ok(handle(Tag::Stream, id))
@@ -474,6 +495,7 @@ impl State {
                 alive: true,
                 timing: flags & 0x2 == 0,
                 recorded: None,
+                never: false,
             },
         );
         Ok(handle(Tag::Event, id))
@@ -494,11 +516,13 @@ impl State {
         }
         let host = self.contexts.get(&ctx).map_or(0.0, |c| c.host_ns);
         let t = self.streams[&s].clock_ns.max(host);
+        let hung = self.streams[&s].hung;
         if let Some(st) = self.streams.get_mut(&s) {
             st.clock_ns = t;
         }
         if let Some(e) = self.events.get_mut(&e) {
-            e.recorded = Some(t);
+            e.recorded = (!hung).then_some(t);
+            e.never = hung;
         }
         Ok(())
     }
@@ -521,6 +545,10 @@ impl State {
                 CUDA_ERROR_INVALID_HANDLE,
                 format!("{call}: the two events belong to different contexts"),
             );
+        }
+        if a.never || b.never {
+            // Behind a kernel that never finishes: not reached (yet).
+            return Err(CUDA_ERROR_NOT_READY);
         }
         match (a.recorded, b.recorded) {
             (Some(x), Some(y)) => Ok(((y - x) / 1e6) as f32),
@@ -618,8 +646,19 @@ impl State {
         }
     }
 
+    /// GPU `d`'s timing model, as its faults leave it.
     pub fn timing(&self, d: usize) -> &crate::config::Timing {
-        &self.devices[d].config.timing
+        &self.devices[d].timing
+    }
+
+    /// Whether stream `s` is stuck behind a kernel that never finishes.
+    pub fn hung(&self, s: u64) -> bool {
+        self.streams.get(&s).is_some_and(|st| st.hung)
+    }
+
+    /// Whether any stream of context `ctx` is.
+    pub fn ctx_hung(&self, ctx: u64) -> bool {
+        self.streams.values().any(|st| st.ctx == ctx && st.hung)
     }
 
     pub fn is_pinned(&self, ptr: usize, len: usize) -> bool {
