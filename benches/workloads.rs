@@ -50,12 +50,12 @@ fn bandwidth_benches(c: &mut Criterion) {
     g.sample_size(20).measurement_time(Duration::from_secs(3));
     let len = 16 << 20; // 128 MiB per buffer: 4x a 32 MiB last-level cache
     let mut op = CpuStream::new(len, 3);
-    let sum_a = bandwidth::expected_sum_a(3, len);
+    let want = bandwidth::Expected::new(3, len);
     for kernel in StreamKernel::ALL {
         let first = op.pass(kernel);
         let sums: Vec<f64> = first.into_iter().collect();
         let (_, errors, detail) =
-            bandwidth::verify(&mut op, kernel, 3, sum_a, &sums).expect("verify");
+            bandwidth::verify(&mut op, kernel, 3, &want, &sums).expect("verify");
         assert_eq!(errors, 0, "{detail}");
         g.throughput(Throughput::Bytes(kernel.bytes_per_element() * len as u64));
         g.bench_function(kernel.name(), |b| b.iter(|| black_box(op.pass(kernel))));

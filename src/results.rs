@@ -27,6 +27,9 @@ pub struct DeviceFailure {
     /// The node-state reason code when the device could not be tested for
     /// a reason outside it.
     pub node_state: Option<String>,
+    /// The reason code when the error names one (`ecc_uncorrectable`);
+    /// otherwise `device_lost` or `device_error` by `lost`.
+    pub code: Option<String>,
 }
 
 /// When a device ran a workload.
@@ -274,6 +277,7 @@ pub fn from_journal(j: journal::Journal) -> Result<RunResults> {
                 lost,
                 at_s,
                 node_state,
+                code,
             } => {
                 if let Some(s) = slot(&mut devices, device) {
                     devices[s].failures.push(DeviceFailure {
@@ -283,6 +287,7 @@ pub fn from_journal(j: journal::Journal) -> Result<RunResults> {
                         lost,
                         at_s,
                         node_state,
+                        code,
                     });
                 }
             }

@@ -25,6 +25,12 @@ enum Fault {
     CopyOutput,
     /// Flip a bit of b after every triad.
     TriadOutput,
+    /// Flip the lowest mantissa bit of b after every write, and of the
+    /// triad's b: changes far below what an f64 sum can see.
+    LowBitOutput,
+    /// Flip bit 3 of an element of a before the first kernel: the input
+    /// itself is corrupt, as a weak memory cell leaves it.
+    LowBitInput,
     /// Return a read sum off by one.
     ReadSum,
     /// Flip a bit of a sampled digest.
@@ -86,6 +92,10 @@ impl StreamOp for FStream {
                 b[3] = f64::from_bits(b[3].to_bits() ^ (1 << 52));
             }
             (Fault::ReadSum, StreamKernel::Read) => return Ok((t, sum.map(|s| s + 1.0))),
+            (Fault::LowBitOutput, StreamKernel::Write | StreamKernel::Triad) => {
+                let b = self.op.buffer_mut(StreamBuffer::B);
+                b[449] = f64::from_bits(b[449].to_bits() ^ 1);
+            }
             _ => {}
         }
         Ok((t, sum))
@@ -154,8 +164,13 @@ impl Device for Faulty {
         }))
     }
     fn stream(&mut self, len: usize, seed: u64) -> DeviceResult<Box<dyn StreamOp + '_>> {
+        let mut op = CpuStream::new(len, seed);
+        if self.fault == Fault::LowBitInput {
+            let a = op.buffer_mut(StreamBuffer::A);
+            a[448] = f64::from_bits(a[448].to_bits() ^ (1 << 3));
+        }
         Ok(Box::new(FStream {
-            op: CpuStream::new(len, seed),
+            op,
             fault: self.fault,
         }))
     }
@@ -275,6 +290,24 @@ fn bandwidth_catches_a_corrupted_triad() {
         .find(|r| r.check == "bw_triad")
         .expect("triad record");
     assert!(r.detail.contains("b"), "{}", r.detail);
+}
+
+/// Found by the virtual GPU's weak bit: a flipped low mantissa bit changes
+/// an element by far less than the sums' last place, and a corrupt input is
+/// copied faithfully, so sums and copy-versus-source let it through; the
+/// bit-exact hashes against the host's closed form do not.
+#[test]
+fn bandwidth_catches_a_low_bit_flipped_in_an_output_or_in_its_input() {
+    let recs = integrity(WorkloadKind::Bandwidth, Fault::LowBitOutput);
+    assert!(errors_of(&recs, "bw_write") >= 1);
+    assert!(errors_of(&recs, "bw_triad") >= 1);
+    let recs = integrity(WorkloadKind::Bandwidth, Fault::LowBitInput);
+    assert!(errors_of(&recs, "bw_copy") >= 1);
+    let r = recs
+        .iter()
+        .find(|r| r.check == "bw_copy")
+        .expect("copy record");
+    assert!(r.detail.contains("source a differs"), "{}", r.detail);
 }
 
 #[test]

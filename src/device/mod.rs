@@ -89,9 +89,20 @@ pub struct DeviceError {
     /// manager is down): the reason code. Its verdict is "could not test",
     /// never a reject.
     pub node_state: Option<&'static str>,
+    /// The reason code, when the error says more than "lost" or "failed":
+    /// `ecc_uncorrectable` when the driver reports an uncorrectable ECC
+    /// error, `device_error` for a kernel fault that leaves the context
+    /// unusable while the GPU is still there.
+    pub code: Option<&'static str>,
 }
 
 impl DeviceError {
+    /// The same error, with reason code `code`.
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
+    }
+
     /// A failure the device may survive.
     pub fn failed(message: impl Into<String>) -> Self {
         DeviceError {
@@ -99,6 +110,7 @@ impl DeviceError {
             lost: false,
             unsupported: false,
             node_state: None,
+            code: None,
         }
     }
 
@@ -110,6 +122,7 @@ impl DeviceError {
             lost: false,
             unsupported: false,
             node_state: Some(code),
+            code: None,
         }
     }
 
@@ -120,6 +133,7 @@ impl DeviceError {
             lost: false,
             unsupported: true,
             node_state: None,
+            code: None,
         }
     }
 
@@ -130,6 +144,7 @@ impl DeviceError {
             lost: true,
             unsupported: false,
             node_state: None,
+            code: None,
         }
     }
 }

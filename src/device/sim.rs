@@ -295,6 +295,8 @@ struct SimState {
     faults: Vec<(Fault, f64)>,
     started: Mutex<Option<Instant>>,
     xid_reported: AtomicBool,
+    /// The XID 79 of a lost GPU was reported.
+    lost_xid_reported: AtomicBool,
     seed: u64,
 }
 
@@ -427,9 +429,13 @@ impl Sensor for SimState {
         };
         if let Some(t) = self.lost_after() {
             if self.elapsed().is_some_and(|e| e >= t) {
-                // A GPU that fell off the bus answers nothing.
+                // A GPU that fell off the bus answers nothing, but the
+                // driver has logged why: XID 79 (GPU has fallen off the
+                // bus), once, as NVML's event set delivers it.
+                let xid = (!self.lost_xid_reported.swap(true, Ordering::SeqCst)).then(|| vec![79]);
                 return Sample {
                     t_s,
+                    xid,
                     ..Sample::default()
                 };
             }
@@ -454,7 +460,12 @@ impl Sensor for SimState {
                     s.sm_clock_mhz = Some(1095.0);
                 }
                 Fault::Hot(t) => s.gpu_temp_c = Some(*t),
-                Fault::Ecc(n) => s.ecc_uncorrected = Some(*n),
+                Fault::Ecc(n) => {
+                    // Each uncorrectable error leaves a row remapping
+                    // pending until the GPU is reset (A100 and later).
+                    s.ecc_uncorrected = Some(*n);
+                    s.remapped_rows_pending = Some(*n);
+                }
                 Fault::Xid(code) if !self.xid_reported.swap(true, Ordering::SeqCst) => {
                     s.xid.get_or_insert_with(Vec::new).push(*code);
                 }
@@ -536,6 +547,7 @@ impl SimDevice {
                 faults,
                 started: Mutex::new(None),
                 xid_reported: AtomicBool::new(false),
+                lost_xid_reported: AtomicBool::new(false),
                 seed: device_seed,
             }),
             pace: std::time::Duration::ZERO,

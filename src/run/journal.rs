@@ -56,6 +56,10 @@ pub enum Event {
         /// for a reason outside it (`gpu_busy`, `fabric_manager_down`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         node_state: Option<String>,
+        /// The reason code when it is not `device_lost` or `device_error`
+        /// (e.g. `ecc_uncorrectable`, from the driver's error).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<String>,
     },
     /// When a device ran a workload, in seconds since the run started.
     Phase {

@@ -450,6 +450,7 @@ fn device_thread(
                     lost: e.lost,
                     at_s: Some(gate.elapsed_s()),
                     node_state: e.node_state.map(String::from),
+                    code: e.code.map(String::from),
                 });
                 !(e.lost || e.node_state.is_some())
             }
@@ -537,6 +538,7 @@ fn device_thread(
                         lost: e.lost,
                         at_s: Some(gate.elapsed_s()),
                         node_state: e.node_state.map(String::from),
+                        code: e.code.map(String::from),
                     });
                     if e.lost || e.node_state.is_some() {
                         // Nothing more can run on a device that is gone, or

@@ -399,10 +399,10 @@ fn liveness_checks(dev: &DeviceRun, checks: &mut Vec<Check>) {
             );
             continue;
         }
-        let reason = if f.lost {
-            "device_lost"
-        } else {
-            "device_error"
+        let reason = match (&f.code, f.lost) {
+            (Some(code), _) => code.as_str(),
+            (None, true) => "device_lost",
+            (None, false) => "device_error",
         };
         checks.push(
             Check::new(

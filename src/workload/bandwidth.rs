@@ -6,13 +6,20 @@
 //!
 //! Verified exactly, without copying buffers to the host: inputs are small
 //! integers ([`gen::stream_value`]), so sums are exact in f64 and every
-//! result is known in closed form.
+//! result is known in closed form, bit for bit ([`Expected`]).
 //! - read: the sum the kernel returned equals the host's sum of `a`, every
 //!   iteration;
-//! - write: `b` sums to 2 x len and sampled elements are 2;
-//! - copy: `c` has the same sum and position-mixed hash as `a`;
-//! - triad (b = a + 3c after the copy, so b = 4a): `b` sums to 4 x sum(a) and
-//!   sampled elements equal 4 a\[i\].
+//! - write: `b` sums to 2 x len, its position-mixed hash is that of len 2s,
+//!   and sampled elements are 2;
+//! - copy: `a` still hashes to what the host generated, and `c` has the same
+//!   sum and hash as `a`;
+//! - triad (b = a + 3c after the copy, so b = 4a): `b` sums to 4 x sum(a),
+//!   hashes to the hash of 4 a\[i\], and sampled elements equal 4 a\[i\].
+//!
+//! The hashes matter: a flipped low bit of an element's mantissa changes
+//! its value by far less than one unit in the last place of the sum, which
+//! absorbs it; only the bits see it (found by the virtual GPU's weak-bit
+//! fault, which the sums alone let through).
 
 use crate::device::{Device, StreamBuffer, StreamKernel, StreamOp};
 use crate::workload::{gen, seconds, Context, WorkloadError, WorkloadKind};
@@ -20,9 +27,38 @@ use crate::workload::{gen, seconds, Context, WorkloadError, WorkloadKind};
 /// Sampled elements read back per check.
 pub const SAMPLES: usize = 64;
 
-/// Host sum of buffer `a` (exact).
-pub fn expected_sum_a(seed: u64, len: usize) -> f64 {
-    (0..len as u64).map(|i| gen::stream_value(seed, i)).sum()
+/// What the buffers hold when every kernel is right, computed on the host
+/// in one pass: the sum of `a`, and the position-mixed hashes
+/// ([`gen::digest_term`], summed wrapping) of `a`, of the write kernel's
+/// `b` (every element 2) and of the triad's `b` (4 a\[i\]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Expected {
+    pub sum_a: f64,
+    pub hash_a: u64,
+    pub hash_write: u64,
+    pub hash_triad: u64,
+}
+
+impl Expected {
+    pub fn new(seed: u64, len: usize) -> Expected {
+        let two = 2f64.to_bits();
+        let mut e = Expected {
+            sum_a: 0.0,
+            hash_a: 0,
+            hash_write: 0,
+            hash_triad: 0,
+        };
+        for i in 0..len as u64 {
+            let v = gen::stream_value(seed, i);
+            e.sum_a += v;
+            e.hash_a = e.hash_a.wrapping_add(gen::digest_term(i, v.to_bits()));
+            e.hash_write = e.hash_write.wrapping_add(gen::digest_term(i, two));
+            e.hash_triad = e
+                .hash_triad
+                .wrapping_add(gen::digest_term(i, (4.0 * v).to_bits()));
+        }
+        e
+    }
 }
 
 /// The indices read back for sampled checks: both ends and generator picks.
@@ -41,9 +77,10 @@ pub fn verify(
     op: &mut dyn StreamOp,
     kernel: StreamKernel,
     seed: u64,
-    sum_a: f64,
+    want: &Expected,
     read_sums: &[f64],
 ) -> Result<(u64, u64, String), WorkloadError> {
+    let sum_a = want.sum_a;
     let len = op.len();
     let idx = sample_indices(seed, len);
     let mut checked = 0u64;
@@ -74,15 +111,21 @@ pub fn verify(
                 (Some(4.0), "4 x a[i]")
             };
             let d = op.digest(StreamBuffer::B)?;
-            let want = match factor {
-                None => 2.0 * len as f64,
-                Some(f) => f * sum_a,
+            let (sum, hash) = match factor {
+                None => (2.0 * len as f64, want.hash_write),
+                Some(f) => (f * sum_a, want.hash_triad),
             };
             checked += len as u64;
-            if d.sum != want {
+            if d.sum != sum {
+                fail(&mut errors, format!("sum of b = {}, expected {sum}", d.sum));
+            }
+            if d.hash != hash {
                 fail(
                     &mut errors,
-                    format!("sum of b = {}, expected {want}", d.sum),
+                    format!(
+                        "b differs from {what} in its bits (hash {:#018x}, expected {hash:#018x})",
+                        d.hash
+                    ),
                 );
             }
             let vals = op.read(StreamBuffer::B, &idx)?;
@@ -104,6 +147,14 @@ pub fn verify(
                 fail(
                     &mut errors,
                     format!("source a changed: sum {} instead of {sum_a}", a.sum),
+                );
+            } else if a.hash != want.hash_a {
+                fail(
+                    &mut errors,
+                    format!(
+                        "source a differs from what was generated in its bits (hash {:#018x}, expected {:#018x})",
+                        a.hash, want.hash_a
+                    ),
                 );
             }
             if c != a {
@@ -132,7 +183,7 @@ pub(crate) fn execute(
     let seed = ctx.seed;
     let mut op = device.stream(elements, seed)?;
     let len = op.len();
-    let sum_a = expected_sum_a(seed, len);
+    let want = Expected::new(seed, len);
     for (ki, kernel) in StreamKernel::ALL.into_iter().enumerate() {
         let name = format!("bw_{}", kernel.name());
         let bytes = kernel.bytes_per_element() as f64 * len as f64;
@@ -155,7 +206,7 @@ pub(crate) fn execute(
         if kernel == StreamKernel::Read && read_sums.len() != rates.len() {
             read_sums.push(f64::NAN); // a read kernel that returned no sum is wrong
         }
-        let (checked, errors, detail) = verify(op.as_mut(), kernel, seed, sum_a, &read_sums)?;
+        let (checked, errors, detail) = verify(op.as_mut(), kernel, seed, &want, &read_sums)?;
         let counted = format!(
             "bytes read + written: {} B per element x {len} elements of f64",
             kernel.bytes_per_element()

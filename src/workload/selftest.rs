@@ -197,7 +197,8 @@ fn stream_check(device: &mut dyn Device, seed: u64) -> Result<String, String> {
     let len = sizes(device.info()).stream_len; // an odd tail on purpose
     let mut op = device.stream(len, seed).map_err(|e| e.to_string())?;
     let mut reference = CpuStream::new(len, seed);
-    let sum_a = bandwidth::expected_sum_a(seed, len);
+    let want = bandwidth::Expected::new(seed, len);
+    let sum_a = want.sum_a;
     for kernel in StreamKernel::ALL {
         let (_, sum) = op.run(kernel).map_err(|e| e.to_string())?;
         let ref_sum = reference.pass(kernel);
@@ -224,7 +225,7 @@ fn stream_check(device: &mut dyn Device, seed: u64) -> Result<String, String> {
         } else {
             Vec::new()
         };
-        let (_, errors, detail) = bandwidth::verify(op.as_mut(), kernel, seed, sum_a, &reads)
+        let (_, errors, detail) = bandwidth::verify(op.as_mut(), kernel, seed, &want, &reads)
             .map_err(|e| e.to_string())?;
         if errors > 0 {
             return Err(format!("{}: {detail}", kernel.name()));

@@ -491,16 +491,18 @@ impl Gemm {
             precision,
             types,
         };
-        g.workspace = Some(h.alloc::<u8>(WORKSPACE_BYTES, "the cuBLASLt workspace")?);
-        match g.prepare(n) {
-            Ok(()) => Ok(g),
-            // No algorithm for this type on this GPU (fp8 before sm_89):
-            // the variant cannot run here; it is not the GPU's fault.
-            Err(why) if why.contains("NOT_SUPPORTED") || why.contains("no algorithm") => Err(
-                DeviceError::unsupported(crate::device::cuda::gpu::message(&h.label, &what, &why)),
-            ),
-            Err(why) => Err(h.failed(&what, &why)),
+        if let Some(why) = size_problem(n, precision) {
+            return Err(h.failed(&what, &why));
         }
+        g.workspace = Some(h.alloc::<u8>(WORKSPACE_BYTES, "the cuBLASLt workspace")?);
+        // The GPU's compute capability was checked before (a variant it
+        // cannot run is never prepared), so a refusal here (NOT_SUPPORTED,
+        // no algorithm) is a failure to report, never a skip: it means
+        // kiln asked for something cuBLASLt does not do, or the library is
+        // too old for the GPU, and either must be seen.
+        g.prepare(n)
+            .map_err(|why| h.library_failed(&what, &why))
+            .map(|()| g)
     }
 
     fn prepare(&mut self, n: usize) -> Result<(), String> {
@@ -661,9 +663,19 @@ impl Gemm {
                     stream.cu_stream() as *mut c_void,
                 )
             };
-            check("cublasLtMatmul", s).map_err(|why| h.failed(&what, &why))
+            check("cublasLtMatmul", s).map_err(|why| h.library_failed(&what, &why))
         })
     }
+}
+
+/// Why cuBLASLt cannot take an `n` x `n` product in `precision`: fp8
+/// operands need leading dimensions of a multiple of 16 bytes (cuBLASLt's
+/// documentation of cublasLtMatmul: "for FP8, lda, ldb, ldc, ldd must be
+/// multiples of 16"), which for one-byte elements is `n`.
+pub fn size_problem(n: usize, precision: Precision) -> Option<String> {
+    (precision == Precision::Fp8 && !n.is_multiple_of(16)).then(|| {
+        format!("an fp8 product needs n to be a multiple of 16 (its leading dimensions in bytes), n is {n}")
+    })
 }
 
 impl Drop for Gemm {
@@ -823,6 +835,17 @@ mod tests {
             "cublasLtMatmul: CUBLAS_STATUS_NOT_SUPPORTED"
         );
         assert_eq!(status_name(99), "cuBLAS status 99");
+    }
+
+    #[test]
+    fn fp8_products_need_n_a_multiple_of_16() {
+        assert_eq!(size_problem(128, Precision::Fp8), None);
+        let why = size_problem(100, Precision::Fp8).expect("refused");
+        assert!(
+            why.contains("multiple of 16") && why.contains("100"),
+            "{why}"
+        );
+        assert_eq!(size_problem(100, Precision::Bf16), None);
     }
 
     #[test]

@@ -54,6 +54,27 @@ pub(crate) fn is_fatal(error_name: &str) -> bool {
     )
 }
 
+/// The reason code of a fatal driver error when it is not `device_lost`:
+/// an uncorrectable ECC error says what broke (`ecc_uncorrectable`, the
+/// code NVML's counters give the same fault), and a kernel fault on a GPU
+/// that is still there (an illegal address or instruction, a hardware
+/// stack error, an assert) is `device_error`: the context is unusable, the
+/// GPU has not left the bus. What a GPU off the bus answers
+/// (LAUNCH_FAILED, NO_DEVICE, UNKNOWN, ...) stays `device_lost`.
+pub(crate) fn fatal_code(error_name: &str) -> Option<&'static str> {
+    match error_name {
+        "CUDA_ERROR_ECC_UNCORRECTABLE" => Some("ecc_uncorrectable"),
+        "CUDA_ERROR_ILLEGAL_ADDRESS"
+        | "CUDA_ERROR_HARDWARE_STACK_ERROR"
+        | "CUDA_ERROR_ILLEGAL_INSTRUCTION"
+        | "CUDA_ERROR_MISALIGNED_ADDRESS"
+        | "CUDA_ERROR_INVALID_ADDRESS_SPACE"
+        | "CUDA_ERROR_INVALID_PC"
+        | "CUDA_ERROR_ASSERT" => Some("device_error"),
+        _ => None,
+    }
+}
+
 /// Driver errors that say the node, not the GPU, stops the test: the reason
 /// code and what to do about it.
 ///
@@ -83,7 +104,11 @@ pub(crate) fn classify(label: &str, what: &str, e: DriverError) -> DeviceError {
     if let Some((code, todo)) = node_state(&name) {
         DeviceError::node_state(code, format!("{msg}: {todo}"))
     } else if is_fatal(&name) {
-        DeviceError::lost(msg)
+        let e = DeviceError::lost(msg);
+        match fatal_code(&name) {
+            Some(code) => e.with_code(code),
+            None => e,
+        }
     } else {
         DeviceError::failed(msg)
     }
@@ -130,8 +155,9 @@ pub(crate) struct Handle {
     pub virtual_gpu: bool,
     pub ctx: Arc<CudaContext>,
     pub stream: Arc<CudaStream>,
-    /// The message of the error that lost the device, once one did.
-    lost: Arc<Mutex<Option<String>>>,
+    /// The message and reason code of the error that lost the device, once
+    /// one did.
+    lost: Arc<Mutex<Option<(String, Option<&'static str>)>>>,
     lost_flag: Arc<AtomicBool>,
 }
 
@@ -139,16 +165,20 @@ impl Handle {
     /// Fails at once when an earlier error lost the device.
     pub fn check(&self) -> DeviceResult<()> {
         if self.lost_flag.load(Ordering::Relaxed) {
-            let first = self
+            let (first, code) = self
                 .lost
                 .lock()
                 .ok()
                 .and_then(|m| m.clone())
                 .unwrap_or_default();
-            return Err(DeviceError::lost(format!(
+            let e = DeviceError::lost(format!(
                 "{}: unusable after an earlier error: {first}",
                 self.label
-            )));
+            ));
+            return Err(match code {
+                Some(c) => e.with_code(c),
+                None => e,
+            });
         }
         Ok(())
     }
@@ -159,7 +189,7 @@ impl Handle {
         let err = classify(&self.label, what, e);
         if err.lost {
             if let Ok(mut m) = self.lost.lock() {
-                m.get_or_insert_with(|| err.message.clone());
+                m.get_or_insert_with(|| (err.message.clone(), err.code));
             }
             self.lost_flag.store(true, Ordering::Relaxed);
         }
@@ -169,6 +199,22 @@ impl Handle {
     /// A failure that is not a driver error.
     pub fn failed(&self, what: &str, why: &str) -> DeviceError {
         DeviceError::failed(message(&self.label, what, why))
+    }
+
+    /// A library call (cuBLASLt) failed with `why`. A library reports a
+    /// dead context or a GPU off the bus only as its own failure
+    /// (CUBLAS_STATUS_EXECUTION_FAILED): the driver is asked, by waiting for
+    /// the stream, and when it names a fatal error that is the error, so
+    /// that the device is lost (never a plain failure to retry on).
+    pub fn library_failed(&self, what: &str, why: &str) -> DeviceError {
+        match self
+            .stream
+            .synchronize()
+            .and_then(|()| self.ctx.check_err())
+        {
+            Err(e) => self.fail(&format!("{what} ({why}; then the driver said)"), e),
+            Ok(()) => self.failed(what, why),
+        }
     }
 
     /// A zeroed device buffer of `len` elements (at least one, so that an
