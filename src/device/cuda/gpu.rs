@@ -143,6 +143,9 @@ pub(crate) fn message(label: &str, what: &str, error: &str) -> String {
     format!("{label}: {what} failed: {error}")
 }
 
+/// The message and reason code of the error that lost a device.
+type LostBy = (String, Option<&'static str>);
+
 /// What every op of one GPU shares: cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Handle {
@@ -157,7 +160,7 @@ pub(crate) struct Handle {
     pub stream: Arc<CudaStream>,
     /// The message and reason code of the error that lost the device, once
     /// one did.
-    lost: Arc<Mutex<Option<(String, Option<&'static str>)>>>,
+    lost: Arc<Mutex<Option<LostBy>>>,
     lost_flag: Arc<AtomicBool>,
 }
 
