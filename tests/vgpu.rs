@@ -637,3 +637,260 @@ fn a_gpu_lost_from_nvml_is_rejected_by_its_xid_79() {
     );
     assert!(all.contains("XID 79"), "{all}");
 }
+
+// ---- Each fault class of a dying GPU, on GPU 1 of four ---------------------
+//
+// The fault acts where hardware acts: in the driver calls (an error at the
+// next synchronisation, a stream that never completes, a bit stored
+// flipped, a slower link) and in NVML (counters, XID events, clock event
+// reasons). The same fault injected into the sim backend gives the same
+// reason code.
+
+/// What every output of a run is.
+const OUTPUTS: [&str; 5] = [
+    "journal.jsonl",
+    "results.json",
+    "results.csv",
+    "telemetry.csv",
+    "report.pdf",
+];
+
+fn reasons_of(json: &Value, dev: usize) -> Vec<String> {
+    json["devices"][dev]["reasons"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One fault class: `faults` (a TOML inline table) on virtual GPU 1 of four,
+/// run with `args`; the same fault as `inject` on simulated GPU 1 of four.
+struct FaultCase<'a> {
+    faults: &'a str,
+    args: &'a [&'a str],
+    /// The reason code README's table gives the fault.
+    code: &'a str,
+    /// The sim backend's `--inject` for the same fault.
+    inject: Option<&'a str>,
+    /// Where kiln's time to fault must fall, in seconds into the run.
+    time_to_fault: Option<(f64, f64)>,
+}
+
+impl FaultCase<'_> {
+    /// Runs it on both backends and checks every promise: exit 1, GPU 1
+    /// rejected with the code (and its time to fault), the other three
+    /// accepted, every output written, and the sim's codes for the same
+    /// fault among the virtual GPU's.
+    fn check(&self) -> Vec<String> {
+        let node = Node::new(
+            4,
+            &format!("[[gpus]]\nordinal = 1\nfaults = {}\n", self.faults),
+        );
+        let out = node.path("out");
+        let mut args = vec!["run", "--backend", "cuda", "--out"];
+        args.push(out.to_str().expect("utf-8 path"));
+        args.extend_from_slice(self.args);
+        let o = node.kiln(&args, &[]);
+        let all = format!("{}\n--- vgpu log\n{}", text(&o), node.log());
+        assert_eq!(o.status.code(), Some(1), "{}: {all}", self.faults);
+        for f in OUTPUTS {
+            assert!(out.join(f).exists(), "{f} missing\n{all}");
+        }
+        let json: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("json"))
+                .expect("results.json parses");
+        assert_eq!(
+            verdicts(&json)
+                .into_iter()
+                .map(|(_, v)| v)
+                .collect::<Vec<_>>(),
+            ["accept", "reject", "accept", "accept"],
+            "{}: {all}",
+            self.faults
+        );
+        let got = reasons_of(&json, 1);
+        assert!(
+            got.iter().any(|r| r == self.code),
+            "{}: rejected for {got:?}, not {}\n{all}",
+            self.faults,
+            self.code
+        );
+        if let Some((lo, hi)) = self.time_to_fault {
+            let t = json["devices"][1]["time_to_fault_s"].as_f64();
+            assert!(
+                t.is_some_and(|t| (lo..=hi).contains(&t)),
+                "{}: time to fault {t:?}, expected {lo} to {hi} s\n{all}",
+                self.faults
+            );
+        }
+        if let Some(inject) = self.inject {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let sim_out = dir.path().join("out");
+            let mut args = vec!["run", "--backend", "sim", "--sim-gpus", "4", "--inject"];
+            args.push(inject);
+            args.push("--out");
+            args.push(sim_out.to_str().expect("utf-8 path"));
+            args.extend_from_slice(self.args);
+            let o = Command::new(env!("CARGO_BIN_EXE_kiln"))
+                .args(&args)
+                .output()
+                .expect("run kiln");
+            let sim: Value = serde_json::from_str(
+                &std::fs::read_to_string(sim_out.join("results.json")).unwrap_or_default(),
+            )
+            .unwrap_or(Value::Null);
+            let sim_codes = reasons_of(&sim, 1);
+            assert!(
+                sim_codes.iter().any(|r| r == self.code),
+                "sim {inject}: {sim_codes:?}, not {}\n{}",
+                self.code,
+                text(&o)
+            );
+            for c in &sim_codes {
+                assert!(
+                    got.contains(c),
+                    "sim {inject} gives {c}, the virtual GPU with {} does not: {got:?}",
+                    self.faults
+                );
+            }
+        }
+        got
+    }
+}
+
+#[test]
+fn a_weak_memory_bit_is_caught_by_memtest_bandwidth_and_matmul() {
+    // A physical byte low in the GPU's memory, which the first buffers of
+    // each workload occupy (allocation is first fit).
+    for (workloads, offset, code, inject) in [
+        ("memtest", "0x8000", "memtest_errors", "1:membit"),
+        ("bandwidth", "0x8000", "copy_mismatch", "1:copybit"),
+        ("matmul", "0x10000", "sdc_matmul", "1:sdc"),
+    ] {
+        FaultCase {
+            faults: &format!("{{ bitflip = {{ offset = {offset}, bit = 3 }} }}"),
+            args: &["--workloads", workloads],
+            code,
+            inject: Some(inject),
+            time_to_fault: None,
+        }
+        .check();
+    }
+}
+
+#[test]
+fn a_kernel_that_never_finishes_is_rejected_by_the_watchdog_and_the_others_finish() {
+    FaultCase {
+        faults: "{ hang_at_s = 0.0 }",
+        args: &["--workloads", "hash"],
+        code: "hang",
+        inject: Some("1:hang=hash"),
+        time_to_fault: Some((15.0, 60.0)),
+    }
+    .check();
+}
+
+#[test]
+fn a_gpu_off_the_bus_is_lost_with_xid_79_and_its_time() {
+    let got = FaultCase {
+        faults: "{ lost_at_s = 3.0 }",
+        args: &["--workloads", "matmul"],
+        code: "device_lost",
+        inject: Some("1:lost=0"),
+        time_to_fault: Some((0.5, 6.0)),
+    }
+    .check();
+    assert!(got.contains(&"xid".to_string()), "{got:?}");
+    // The CUDA error and NVML's loss are one finding, not also a generic
+    // driver error.
+    assert!(!got.contains(&"device_error".to_string()), "{got:?}");
+}
+
+#[test]
+fn an_uncorrectable_ecc_error_rejects_at_the_next_synchronisation() {
+    let got = FaultCase {
+        faults: "{ ecc_uncorrectable_at_s = 3.0 }",
+        args: &["--workloads", "matmul"],
+        code: "ecc_uncorrectable",
+        inject: Some("1:ecc=1"),
+        time_to_fault: Some((0.5, 6.0)),
+    }
+    .check();
+    // Before: the driver's CUDA_ERROR_ECC_UNCORRECTABLE was reported as
+    // device_lost, sending a technician after a GPU off the bus.
+    assert!(!got.contains(&"device_lost".to_string()), "{got:?}");
+    assert!(got.contains(&"row_remap".to_string()), "{got:?}");
+}
+
+#[test]
+fn xid_events_reject_and_those_that_kill_the_work_fail_it() {
+    for (xid, also) in [(63, None), (48, Some("ecc_uncorrectable")), (13, None)] {
+        let inject = format!("1:xid={xid}");
+        let got = FaultCase {
+            faults: &format!("{{ xid = {xid}, xid_at_s = 2.0 }}"),
+            args: &["--workloads", "matmul"],
+            code: "xid",
+            inject: Some(&inject),
+            time_to_fault: None,
+        }
+        .check();
+        if let Some(a) = also {
+            assert!(got.iter().any(|r| r == a), "XID {xid}: {got:?}");
+        }
+    }
+}
+
+#[test]
+fn clocks_held_low_are_rejected_for_their_reason() {
+    for (reason, code, inject) in [
+        ("thermal", "thermal_throttle", Some("1:throttle=thermal")),
+        ("power_brake", "power_throttle", Some("1:throttle=power")),
+        ("hw_slowdown", "hw_slowdown", None),
+    ] {
+        FaultCase {
+            faults: &format!("{{ clocks_low = 0.5, clocks_low_reason = \"{reason}\" }}"),
+            args: &["--workloads", "matmul"],
+            code,
+            inject,
+            time_to_fault: None,
+        }
+        .check();
+    }
+}
+
+#[test]
+fn a_pcie_link_trained_below_its_maximum_is_rejected() {
+    let got = FaultCase {
+        faults: "{ pcie_gen = 3 }",
+        args: &["--workloads", "transfer"],
+        code: "pcie_degraded",
+        inject: Some("1:pcie=3:16"),
+        time_to_fault: None,
+    }
+    .check();
+    // The slow link shows in the host transfers too.
+    assert!(got.contains(&"below_baseline".to_string()), "{got:?}");
+}
+
+#[test]
+fn a_burn_in_of_a_minute_catches_a_fault_at_30_s_with_its_time() {
+    let got = FaultCase {
+        faults: "{ ecc_uncorrectable_at_s = 30.0 }",
+        args: &[
+            "--profile",
+            "burnin",
+            "--duration",
+            "60s",
+            "--workloads",
+            "bandwidth,memtest,matmul",
+        ],
+        code: "ecc_uncorrectable",
+        inject: None,
+        time_to_fault: Some((27.0, 40.0)),
+    }
+    .check();
+    assert!(!got.contains(&"device_lost".to_string()), "{got:?}");
+}
