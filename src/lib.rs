@@ -16,6 +16,7 @@ pub mod device;
 pub mod error;
 pub mod output;
 pub mod plan;
+pub mod reference;
 pub mod results;
 pub mod run;
 pub mod stats;

@@ -64,6 +64,16 @@ pub fn median(samples: &[f64]) -> Option<f64> {
     summarize(samples).map(|s| s.median)
 }
 
+/// Seconds into a run, as checks say them: with sub-second precision under
+/// 10 s (a loss 0.4 s in is not "0 s"), whole seconds above.
+pub fn secs(t: f64) -> String {
+    if t.abs() < 10.0 {
+        format!("{t:.2} s")
+    } else {
+        format!("{t:.0} s")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,22 @@ pub mod nvml;
 
 use serde::{Deserialize, Serialize};
 
+/// NVML clock event (throttle) reason names, in NVML's bit order: what a
+/// sample's throttle reasons are called and a baseline may tolerate.
+pub const THROTTLE_REASONS: [&str; 11] = [
+    "gpu_idle",
+    "applications_clocks_setting",
+    "sw_power_cap",
+    "hw_slowdown",
+    "sync_boost",
+    "sw_thermal_slowdown",
+    "hw_thermal_slowdown",
+    "hw_power_brake_slowdown",
+    "display_clock_setting",
+    "board_limit",
+    "reliability",
+];
+
 /// One reading of a device's sensors. Counters are cumulative since boot.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sample {

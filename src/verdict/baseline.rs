@@ -34,21 +34,9 @@ use crate::error::KilnError;
 use crate::results::RunResults;
 use crate::stats;
 
-/// NVML clock event (throttle) reason names a baseline may tolerate, in
-/// NVML's bit order.
-pub const THROTTLE_REASONS: [&str; 11] = [
-    "gpu_idle",
-    "applications_clocks_setting",
-    "sw_power_cap",
-    "hw_slowdown",
-    "sync_boost",
-    "sw_thermal_slowdown",
-    "hw_thermal_slowdown",
-    "hw_power_brake_slowdown",
-    "display_clock_setting",
-    "board_limit",
-    "reliability",
-];
+/// NVML clock event (throttle) reason names a baseline may tolerate
+/// (defined with the telemetry that reports them).
+pub use crate::telemetry::THROTTLE_REASONS;
 
 /// The throttle reasons tolerated when `[limits]` does not list any: the
 /// ones a healthy GPU under full load shows (idle between phases, clocks set

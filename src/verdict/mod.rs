@@ -35,6 +35,7 @@ use serde::Serialize;
 use crate::error::ExitCode;
 use crate::results::{DeviceRun, RunResults};
 use crate::stats;
+pub use crate::stats::secs;
 use crate::workload::WorkloadKind;
 use baseline::Baseline;
 
@@ -694,16 +695,6 @@ fn finish(
         time_to_fault_s,
         burnin: None,
         checks,
-    }
-}
-
-/// Seconds into a run, as checks say them: with sub-second precision under
-/// 10 s (a loss 0.4 s in is not "0 s"), whole seconds above.
-pub fn secs(t: f64) -> String {
-    if t.abs() < 10.0 {
-        format!("{t:.2} s")
-    } else {
-        format!("{t:.0} s")
     }
 }
 
