@@ -5,6 +5,10 @@
 //! variation is the sample standard deviation (n - 1 in the denominator)
 //! divided by the mean; it is 0 for fewer than two samples. Pure functions,
 //! tested in this file.
+//!
+//! Layer: the bottom, beside `reference` and `error`: imports nothing of kiln,
+//! and every layer may use it (tests/layers.rs checks the layers; README's
+//! Layout lists them).
 
 use serde::{Deserialize, Serialize};
 

@@ -11,6 +11,12 @@
 //! inputs on the device from a seed, and then run many times. Inputs come from
 //! the counter-based generator in [`crate::reference::gen`], so the host can
 //! recompute any input element for verification without reading it back.
+//!
+//! Layer: above `reference`, `stats`, `error` and `telemetry`, the only modules
+//! it may import: the inputs, patterns, expected values and job and result
+//! types a backend shares with the workloads are in [`crate::reference`], below
+//! both. It must not import `workload` or any layer above (tests/layers.rs
+//! checks it).
 
 pub mod cpu;
 pub mod cuda;

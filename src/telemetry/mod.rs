@@ -5,6 +5,11 @@
 //! while workloads run, and at the end. Every sample is journaled; the verdict
 //! engine reads them for the telemetry rules. A sensor a device does not have
 //! is `None`, never zero.
+//!
+//! Layer: sensors, beside the devices that own them: above `reference`, `stats`
+//! and `error`, which it may import, and below `device`, which hands its
+//! sensors out. It imports nothing of `device` or of any layer above
+//! (tests/layers.rs checks it).
 
 pub mod host;
 pub mod nvml;

@@ -22,6 +22,9 @@
 //!   (`hang`, `device_lost`, `device_error`);
 //! - **completeness**: a device that did not finish every planned workload,
 //!   and failed nothing, is `incomplete`.
+//!
+//! Layer: above `results` and every layer below it; below `output` and
+//! `commands`, which it must not import (tests/layers.rs checks it).
 
 pub mod baseline;
 pub mod burnin;

@@ -1,10 +1,19 @@
 //! What kiln runs on a device, how big, and how each result is checked.
 //!
 //! One file per workload family: [`matmul`], [`bandwidth`], [`hash`] and
-//! [`memtest`]. Each owns its sizes, what it counts (FLOPs, bytes, hashes)
-//! and its verification; backends in [`crate::device`] only execute. The
+//! [`transfer`]; the memory test's patterns are pure definitions in
+//! [`crate::reference::memtest`] and its driver is here. Each owns its sizes,
+//! what it counts (FLOPs, bytes, hashes) and its verification; backends in
+//! [`crate::device`] only execute. The
 //! shared driver here does warm-up, repetition, timing statistics and turns
 //! everything into [`Record`]s, which the runner journals as they arrive.
+//!
+//! Layer: above `device` and what `device` may import (`reference`, `stats`,
+//! `error`, `telemetry`); below `cli`, `plan`, `run`, `results`, `verdict`,
+//! `output` and `commands`, which it must not import (tests/layers.rs checks
+//! it). The pure definitions the backends share (inputs, patterns, SHA-256,
+//! expected values) are in [`crate::reference`]; [`WorkloadKind`] is
+//! re-exported from there.
 
 pub mod bandwidth;
 pub mod hash;

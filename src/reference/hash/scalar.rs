@@ -250,8 +250,10 @@ pub(super) fn words_to_bytes(words: &[u32; 8]) -> [u8; 32] {
     out
 }
 
-/// [`scan_range_with`](super::scan_range_with) of the scalar implementation over `[lo, hi)`,
+/// [`scan_range_with`] of the scalar implementation over `[lo, hi)`,
 /// hi <= 2^32.
+///
+/// [`scan_range_with`]: super::scan_range_with
 pub(super) fn scan_scalar(job: &HashJob, mid: &Midstate, lo: u64, hi: u64) -> ScanResult {
     let prepared = Prepared::new(mid, &job.header);
     let mut tally = Tally::new(job, lo);

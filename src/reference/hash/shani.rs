@@ -4,21 +4,22 @@
 //! ABEF (lanes 0..3: F, E, B, A) and CDGH (H, G, D, C); `sha256rnds2` does two
 //! rounds, `sha256msg1`/`sha256msg2` expand the message schedule four words
 //! at a time. One round instruction's result feeds the next, so a single
-//! nonce runs at the instruction's latency; [`LANES`] independent
-//! nonces are interleaved step by step so the rounds of one fill the latency
-//! of another.
+//! nonce runs at the instruction's latency; [`LANES`] independent nonces are
+//! interleaved step by step so the rounds of one fill the latency of another.
 //!
 //! Per nonce: compression 1 starts from the state after round 3 precomputed
-//! by [`Prepared`](super::scalar::Prepared) (the nonce word enters A and E of that state as a plain
+//! by [`Prepared`] (the nonce word enters A and E of that state as a plain
 //! addend) and runs rounds 4..63 with constant message words W4..W15;
 //! compression 2 runs all 64 rounds with constant W8..W15. That is 62
 //! `sha256rnds2` per nonce, for the scheme's 2 compressions.
 //!
 //! Every function here is compiled with the SHA, SSE2, SSSE3 and SSE4.1
 //! features; calling [`scan`] needs them at run time, which
-//! [`scan_sha_ni`](super::scan_sha_ni) checks. Measured on an AMD EPYC (Zen, SHA-NI): two lanes
+//! [`scan_sha_ni`] checks. Measured on an AMD EPYC (Zen, SHA-NI): two lanes
 //! run about 1.4x one lane; three or four lanes spill the 16 XMM registers
 //! and are no faster.
+//!
+//! [`scan_sha_ni`]: super::scan_sha_ni
 
 use std::arch::x86_64::{
     __m128i, _mm_add_epi32, _mm_alignr_epi8, _mm_blend_epi16, _mm_extract_epi32, _mm_set_epi32,
