@@ -18,7 +18,9 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use kiln::device::cpu::{CpuMatmul, CpuMemtest, CpuStream};
 use kiln::device::{Direction, MatmulOp, MatmulShape, MatmulVariant, MemtestOp, StreamKernel};
-use kiln::workload::{bandwidth, hash, matmul, memtest};
+use kiln::reference::{hash, memtest};
+use kiln::workload::hash::verify_scan;
+use kiln::workload::{bandwidth, matmul};
 
 fn matmul_benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("cpu/matmul");
@@ -69,7 +71,7 @@ fn hash_benches(c: &mut Criterion) {
     let job = hash::HashJob::from_seed(11, 16, 1 << 14);
     let nonces = 1u32 << 20;
     let r = hash::scan_parallel(&job, 0, nonces);
-    let check = hash::verify_scan(&job, 0, nonces, &r);
+    let check = verify_scan(&job, 0, nonces, &r);
     assert_eq!(check.errors, 0, "{}", check.detail);
     g.throughput(Throughput::Elements(u64::from(nonces)));
     g.bench_function("all_cores", |b| {

@@ -3,7 +3,7 @@
 // Every function here is a pure function of its arguments, marked
 // __host__ __device__, so that kernels/test/host_check.cpp compiles the very
 // same code with g++ and checks it bit for bit against values printed by the
-// Rust reference (src/workload/gen.rs, hash.rs, memtest.rs). CUDA-only
+// Rust reference (src/reference/gen.rs, hash/, memtest.rs). CUDA-only
 // intrinsics sit behind `#ifdef __CUDA_ARCH__` with a portable fallback.
 //
 // No standard header is included: NVRTC from the wheel has none, and kiln's
@@ -29,7 +29,7 @@ typedef unsigned short u16;
 typedef long long i64;
 
 // ---------------------------------------------------------------------------
-// Counter-based generator: src/workload/gen.rs.
+// Counter-based generator: src/reference/gen.rs.
 
 #define KILN_GOLDEN 0x9E3779B97F4A7C15ull
 #define KILN_STREAM_MUL 0xD1B54A32D192ED03ull
@@ -171,7 +171,7 @@ KILN_HD u16 kiln_f32_to_f16_bits(u32 x) {
     return (u16)(sign | ((r + 0xfffu + lsb) >> 13));
 }
 
-// f32 -> fp8 e4m3 bits (src/workload/numeric.rs, e4m3_bits): 4 significant
+// f32 -> fp8 e4m3 bits (src/reference/numeric.rs, e4m3_bits): 4 significant
 // bits, exponent bias 7, subnormals below 2^-6 (unit 2^-9), round to nearest
 // even, saturating at +-448 (what cvt.rn.satfinite.e4m3x2.f32 does; e4m3
 // has no infinity); NaN becomes 0x7f with the sign.
@@ -198,7 +198,7 @@ KILN_HD unsigned char kiln_f32_to_e4m3_bits(u32 x) {
 }
 
 // ---------------------------------------------------------------------------
-// Memory-test pattern words: src/workload/memtest.rs, Pattern::word.
+// Memory-test pattern words: src/reference/memtest.rs, Pattern::word.
 //
 // A pattern travels to a kernel as two arguments (u32 kind, u64 param):
 //   kind 0 = Fixed(param)                word(i) = param

@@ -1,5 +1,5 @@
 // Input generation on the device: every element is a pure function of
-// (seed, stream, index) (src/workload/gen.rs), so every GPU builds identical
+// (seed, stream, index) (src/reference/gen.rs), so every GPU builds identical
 // inputs without host transfers and the host can recompute any element.
 //
 // Launch: any 1-D grid and block (grid-stride loops), no shared memory.

@@ -1,4 +1,4 @@
-// The memory test (src/workload/memtest.rs): fill a buffer of 64-bit words
+// The memory test (src/reference/memtest.rs): fill a buffer of 64-bit words
 // with a pattern, verify it, and the moving-inversions step that verifies
 // each word and writes the next pattern to it.
 //

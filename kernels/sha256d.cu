@@ -1,4 +1,4 @@
-// Double SHA-256 nonce search (src/workload/hash.rs), with the midstate of
+// Double SHA-256 nonce search (src/reference/hash/), with the midstate of
 // the header's first 64 bytes computed once on the host.
 //
 // Per nonce (a u32 written little-endian at header bytes 76..80): compression

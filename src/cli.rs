@@ -2,6 +2,10 @@
 //!
 //! Nothing here touches a device or a file: [`crate::plan`] validates these
 //! raw values into a plan.
+//!
+//! Layer: above `workload`, whose types the flags take (and `device`'s, the
+//! layers below); below `plan`, which validates them. It must not import `plan`
+//! or any layer above (tests/layers.rs checks it).
 
 use std::path::PathBuf;
 

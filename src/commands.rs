@@ -1,5 +1,9 @@
 //! The subcommands, wired from the stages: each one validates, runs and
 //! renders, and returns the exit code. `main` only maps errors to codes.
+//!
+//! Layer: the top: it may import every layer below, and only the binary
+//! (`main.rs`, through `kiln::`) uses it (tests/layers.rs checks the layers;
+//! README's Layout lists them).
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;

@@ -2,6 +2,10 @@
 //!
 //! Exit codes are part of kiln's interface: scripts act on them, so they are
 //! decided in one place ([`ExitCode`]) and documented in README and `--help`.
+//!
+//! Layer: the bottom, beside `reference` and `stats`: imports nothing of kiln,
+//! and every layer may use it (tests/layers.rs checks the layers; README's
+//! Layout lists them).
 
 use std::path::PathBuf;
 

@@ -3,6 +3,10 @@
 //!
 //! Every problem with the arguments is found here and reported in one line
 //! that names the flag and what was expected (exit code 2).
+//!
+//! Layer: above `cli` (the raw arguments it validates), `workload` and
+//! `device`; below `run`, which carries it out. It must not import `run` or any
+//! layer above (tests/layers.rs checks it).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -2,6 +2,10 @@
 //!
 //! `kiln run` and `kiln report` both come through here, so a finished run, a
 //! run stopped by Ctrl-C and a run killed halfway are read the same way.
+//!
+//! Layer: above `run` (whose journal it reads) and every layer below it; below
+//! `verdict`, `output` and `commands`, which it must not import
+//! (tests/layers.rs checks it).
 
 use std::path::Path;
 

@@ -5,6 +5,10 @@
 //! variation is the sample standard deviation (n - 1 in the denominator)
 //! divided by the mean; it is 0 for fewer than two samples. Pure functions,
 //! tested in this file.
+//!
+//! Layer: the bottom, beside `reference` and `error`: imports nothing of kiln,
+//! and every layer may use it (tests/layers.rs checks the layers; README's
+//! Layout lists them).
 
 use serde::{Deserialize, Serialize};
 
@@ -62,6 +66,16 @@ pub fn percentile_sorted(sorted: &[f64], q: f64) -> f64 {
 /// Median of samples in any order; `None` when empty.
 pub fn median(samples: &[f64]) -> Option<f64> {
     summarize(samples).map(|s| s.median)
+}
+
+/// Seconds into a run, as checks say them: with sub-second precision under
+/// 10 s (a loss 0.4 s in is not "0 s"), whole seconds above.
+pub fn secs(t: f64) -> String {
+    if t.abs() < 10.0 {
+        format!("{t:.2} s")
+    } else {
+        format!("{t:.0} s")
+    }
 }
 
 #[cfg(test)]

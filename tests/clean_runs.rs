@@ -36,7 +36,7 @@ impl device::Device for LostAtTheEnd {
     }
     fn hasher(
         &mut self,
-        job: &kiln::workload::hash::HashJob,
+        job: &kiln::reference::hash::HashJob,
     ) -> device::DeviceResult<Box<dyn device::HashOp + '_>> {
         self.0.hasher(job)
     }

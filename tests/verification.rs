@@ -9,8 +9,8 @@ use kiln::device::{
     BufferDigest, Device, DeviceInfo, DeviceResult, HashOp, MatmulOp, MatmulShape, MatmulVariant,
     MemtestOp, Seconds, StreamBuffer, StreamKernel, StreamOp,
 };
-use kiln::workload::hash::{HashJob, ScanResult};
-use kiln::workload::memtest::{MemErrors, Pattern};
+use kiln::reference::hash::{HashJob, ScanResult};
+use kiln::reference::memtest::{MemErrors, Pattern};
 use kiln::workload::{self, Context, Integrity, Profile, Record, WorkloadKind, WorkloadSpec};
 
 /// Which output a [`Faulty`] device corrupts.
@@ -114,7 +114,7 @@ struct FHash {
 
 impl HashOp for FHash {
     fn scan(&mut self, start: u32, count: u32) -> DeviceResult<(ScanResult, Seconds)> {
-        let mut r = workload::hash::scan_parallel(&self.job, start, count);
+        let mut r = kiln::reference::hash::scan_parallel(&self.job, start, count);
         if let Some(s) = r.samples.get_mut(1) {
             s.1[31] ^= 0x01;
         }

@@ -1,6 +1,6 @@
 // Host check of the kernels' integer code: compiles kernels/common.cuh
 // with g++ (its helpers are __host__ __device__) and compares it bit for bit
-// with values printed by kiln's Rust reference (src/workload/gen.rs,
+// with values printed by kiln's Rust reference (src/reference/gen.rs,
 // hash.rs, memtest.rs; see the expected values' comments) and with
 // published SHA-256 vectors. It also replays the block-partition and
 // hit-listing logic of kernels/sha256d.cu and the keep-lowest logic of

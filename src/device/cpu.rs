@@ -13,10 +13,10 @@ use crate::device::{
     BackendKind, BufferDigest, Device, DeviceInfo, DeviceResult, HashOp, MatmulOp, MatmulShape,
     MatmulVariant, MemtestOp, Precision, Seconds, StreamBuffer, StreamKernel, StreamOp,
 };
-use crate::workload::hash::{self, HashJob, ScanResult};
-use crate::workload::matmul::{a_value, b_value};
-use crate::workload::memtest::{self, MemErrors, Pattern};
-use crate::workload::{gen, numeric};
+use crate::reference::hash::{self, HashJob, ScanResult};
+use crate::reference::matmul::{a_value, b_value};
+use crate::reference::memtest::{self, MemErrors, Pattern};
+use crate::reference::{gen, numeric};
 
 /// Elements per rayon task in the bandwidth kernels (512 KiB of f64).
 const CHUNK: usize = 1 << 16;

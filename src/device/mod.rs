@@ -2,15 +2,21 @@
 //!
 //! A backend only *executes*: it owns device memory and runs one iteration of
 //! a workload primitive when asked. Everything else (sizes, warm-up,
-//! repetition, timing statistics and verification) lives in
-//! [`crate::workload`], shared by every backend, so that a backend stays thin
-//! and a new one cannot forget to check its results.
+//! repetition, timing statistics and verification) lives in the workload
+//! layer above (`src/workload`), shared by every backend, so that a backend
+//! stays thin and a new one cannot forget to check its results.
 //!
 //! Each primitive is prepared once ([`Device::matmul`], [`Device::stream`],
 //! [`Device::hasher`], [`Device::memtest`]), which allocates and fills the
 //! inputs on the device from a seed, and then run many times. Inputs come from
-//! the counter-based generator in [`crate::workload::gen`], so the host can
+//! the counter-based generator in [`crate::reference::gen`], so the host can
 //! recompute any input element for verification without reading it back.
+//!
+//! Layer: above `reference`, `stats`, `error` and `telemetry`, the only modules
+//! it may import: the inputs, patterns, expected values and job and result
+//! types a backend shares with the workloads are in [`crate::reference`], below
+//! both. It must not import `workload` or any layer above (tests/layers.rs
+//! checks it).
 
 pub mod cpu;
 pub mod cuda;
@@ -18,8 +24,9 @@ pub mod sim;
 
 use serde::{Deserialize, Serialize};
 
-use crate::workload::hash::{HashJob, ScanResult};
-use crate::workload::memtest::{MemErrors, Pattern};
+use crate::reference::hash::{HashJob, ScanResult};
+use crate::reference::memtest::{MemErrors, Pattern};
+use crate::reference::transfer::CopyCheck;
 
 /// Which backend a device belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -237,7 +244,7 @@ impl Storage {
     /// The bits of `x` rounded to this format (to nearest even), zero-extended
     /// to u64: what a device-side checksum hashes.
     pub fn bits(self, x: f64) -> u64 {
-        use crate::workload::numeric as nm;
+        use crate::reference::numeric as nm;
         match self {
             Storage::F64 => x.to_bits(),
             Storage::F32 => u64::from((x as f32).to_bits()),
@@ -249,7 +256,7 @@ impl Storage {
 
     /// The value of stored bits.
     pub fn value(self, bits: u64) -> f64 {
-        use crate::workload::numeric as nm;
+        use crate::reference::numeric as nm;
         match self {
             Storage::F64 => f64::from_bits(bits),
             Storage::F32 => f64::from(f32::from_bits(bits as u32)),
@@ -475,7 +482,7 @@ pub enum StreamBuffer {
 pub struct BufferDigest {
     /// Sum of all elements. Elements are small integers, so it is exact.
     pub sum: f64,
-    /// `workload::gen::digest_fold` of every element's bits with its index.
+    /// `reference::gen::digest_term`, summed, of every element's bits with its index.
     pub hash: u64,
 }
 
@@ -546,21 +553,10 @@ impl Direction {
     }
 }
 
-/// What a check of copied data found.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct CopyCheck {
-    /// 64-bit words checked.
-    pub checked: u64,
-    /// Words that differ from the source.
-    pub errors: u64,
-    /// Index of the first bad word, when there is one and it is known.
-    pub first_bad: Option<u64>,
-}
-
 /// Prepared host/device copies of `words` 64-bit words each way.
 ///
 /// The host-to-device source is pinned host memory holding
-/// `workload::transfer::word(seed, H2D_STREAM, i)`; the device-to-host
+/// `reference::transfer::word(seed, H2D_STREAM, i)`; the device-to-host
 /// source is device memory holding `word(seed, D2H_STREAM, i)`.
 pub trait TransferOp {
     /// Words per copy.
@@ -573,7 +569,7 @@ pub trait TransferOp {
 }
 
 /// Prepared copies from this device to its peers, `words` 64-bit words
-/// each, source `workload::transfer::word(seed, P2P_STREAM, i)`.
+/// each, source `reference::transfer::word(seed, P2P_STREAM, i)`.
 pub trait PeerOp {
     /// The peers this device can copy to directly (kiln indices), and for
     /// each peer it cannot, why.

@@ -19,16 +19,16 @@ use std::time::Instant;
 
 use crate::device::cpu::{CpuMatmul, CpuMemtest, CpuStream};
 use crate::device::{
-    BackendKind, BufferDigest, CopyCheck, Device, DeviceError, DeviceInfo, DeviceResult, Direction,
-    Engine, HashOp, MatmulOp, MatmulShape, MatmulVariant, MemtestOp, PeerOp, Precision, Seconds,
+    BackendKind, BufferDigest, Device, DeviceError, DeviceInfo, DeviceResult, Direction, Engine,
+    HashOp, MatmulOp, MatmulShape, MatmulVariant, MemtestOp, PeerOp, Precision, Seconds,
     SimOptions, StreamBuffer, StreamKernel, StreamOp, TransferOp,
 };
+use crate::reference::gen;
+use crate::reference::hash::{self, HashJob, ScanResult};
+use crate::reference::memtest::{MemErrors, Pattern};
+use crate::reference::transfer::{self, CopyCheck};
+use crate::reference::WorkloadKind;
 use crate::telemetry::{Sample, Sensor};
-use crate::workload::gen;
-use crate::workload::hash::{self, HashJob, ScanResult};
-use crate::workload::memtest::{MemErrors, Pattern};
-use crate::workload::transfer;
-use crate::workload::WorkloadKind;
 
 /// Nominal rates of a simulated GPU, each with where the figure comes from.
 #[derive(Debug, Clone, Copy)]
@@ -364,7 +364,7 @@ impl SimState {
             if self.elapsed().is_some_and(|e| e >= t) {
                 return Err(DeviceError::lost(format!(
                     "simulated GPU fell off the bus {} into the run",
-                    crate::verdict::secs(t)
+                    crate::stats::secs(t)
                 )));
             }
         }
@@ -384,7 +384,7 @@ impl SimState {
         match self.lost_after() {
             Some(t) if self.elapsed().is_some_and(|e| e >= t) => Err(DeviceError::lost(format!(
                 "simulated GPU fell off the bus {} into the run",
-                crate::verdict::secs(t)
+                crate::stats::secs(t)
             ))),
             _ => Ok(()),
         }

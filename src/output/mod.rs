@@ -5,6 +5,9 @@
 //! I/O; [`write_all`] alone owns the files, and replaces each atomically
 //! (write to a temporary name, then rename), so a crash never leaves half a
 //! file behind.
+//!
+//! Layer: above `verdict` and every layer below it; below `commands` alone,
+//! which it must not import (tests/layers.rs checks it).
 
 pub mod charts;
 pub mod csv;

@@ -12,6 +12,10 @@
 //! after a per-profile ceiling ([`ceiling`]). A hung device is journaled as
 //! such, dropped from the phase gate so the others carry on, and its thread
 //! is abandoned (a hung GPU kernel cannot be cancelled from the host).
+//!
+//! Layer: above `plan`, `workload`, `device` and the layers below them; below
+//! `results`, `verdict`, `output` and `commands`, which it must not import
+//! (tests/layers.rs checks it).
 
 pub mod gate;
 pub mod journal;

@@ -5,11 +5,32 @@
 //! while workloads run, and at the end. Every sample is journaled; the verdict
 //! engine reads them for the telemetry rules. A sensor a device does not have
 //! is `None`, never zero.
+//!
+//! Layer: sensors, beside the devices that own them: above `reference`, `stats`
+//! and `error`, which it may import, and below `device`, which hands its
+//! sensors out. It imports nothing of `device` or of any layer above
+//! (tests/layers.rs checks it).
 
 pub mod host;
 pub mod nvml;
 
 use serde::{Deserialize, Serialize};
+
+/// NVML clock event (throttle) reason names, in NVML's bit order: what a
+/// sample's throttle reasons are called and a baseline may tolerate.
+pub const THROTTLE_REASONS: [&str; 11] = [
+    "gpu_idle",
+    "applications_clocks_setting",
+    "sw_power_cap",
+    "hw_slowdown",
+    "sync_boost",
+    "sw_thermal_slowdown",
+    "hw_thermal_slowdown",
+    "hw_power_brake_slowdown",
+    "display_clock_setting",
+    "board_limit",
+    "reliability",
+];
 
 /// One reading of a device's sensors. Counters are cumulative since boot.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

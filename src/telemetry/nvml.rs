@@ -279,10 +279,7 @@ mod tests {
         }
         // Every name is one the baselines accept.
         for (_, name) in THROTTLE_BITS {
-            assert!(
-                crate::verdict::baseline::THROTTLE_REASONS.contains(&name),
-                "{name}"
-            );
+            assert!(crate::telemetry::THROTTLE_REASONS.contains(&name), "{name}");
         }
     }
 

@@ -22,6 +22,9 @@
 //!   (`hang`, `device_lost`, `device_error`);
 //! - **completeness**: a device that did not finish every planned workload,
 //!   and failed nothing, is `incomplete`.
+//!
+//! Layer: above `results` and every layer below it; below `output` and
+//! `commands`, which it must not import (tests/layers.rs checks it).
 
 pub mod baseline;
 pub mod burnin;
@@ -35,6 +38,7 @@ use serde::Serialize;
 use crate::error::ExitCode;
 use crate::results::{DeviceRun, RunResults};
 use crate::stats;
+pub use crate::stats::secs;
 use crate::workload::WorkloadKind;
 use baseline::Baseline;
 
@@ -694,16 +698,6 @@ fn finish(
         time_to_fault_s,
         burnin: None,
         checks,
-    }
-}
-
-/// Seconds into a run, as checks say them: with sub-second precision under
-/// 10 s (a loss 0.4 s in is not "0 s"), whole seconds above.
-pub fn secs(t: f64) -> String {
-    if t.abs() < 10.0 {
-        format!("{t:.2} s")
-    } else {
-        format!("{t:.0} s")
     }
 }
 

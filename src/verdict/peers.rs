@@ -255,7 +255,7 @@ pub fn check_group(metrics: &[MetricInput]) -> Vec<Vec<Option<PeerCheck>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::gen;
+    use crate::reference::gen;
 
     /// A seeded uniform number in [0, 1).
     fn u(seed: u64, i: u64) -> f64 {

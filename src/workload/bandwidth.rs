@@ -22,7 +22,8 @@
 //! fault, which the sums alone let through).
 
 use crate::device::{Device, StreamBuffer, StreamKernel, StreamOp};
-use crate::workload::{gen, seconds, Context, WorkloadError, WorkloadKind};
+use crate::reference::gen;
+use crate::workload::{seconds, Context, WorkloadError, WorkloadKind};
 
 /// Sampled elements read back per check.
 pub const SAMPLES: usize = 64;

@@ -29,21 +29,12 @@
 //!    the same model, which compute the same product from the same inputs.
 
 use crate::device::{BackendKind, Device, MatmulShape, MatmulVariant, Precision, Storage};
-use crate::workload::{gen, seconds, Context, Integrity, WorkloadError, WorkloadKind};
+use crate::reference::gen;
+use crate::reference::matmul::{a_value, b_value};
+use crate::workload::{seconds, Context, Integrity, WorkloadError, WorkloadKind};
 
 /// Number of output elements compared with the f64 reference per variant.
 pub const SAMPLES: usize = 48;
-
-/// Input element `A[i][k]` of a product seeded with `seed`, before rounding
-/// to the input format.
-pub fn a_value(seed: u64, n: usize, i: usize, k: usize) -> f64 {
-    gen::matrix_value(seed, 0, (i * n + k) as u64)
-}
-
-/// Input element `B[k][j]` of a product seeded with `seed`, before rounding.
-pub fn b_value(seed: u64, n: usize, k: usize, j: usize) -> f64 {
-    gen::matrix_value(seed, 1, (k * n + j) as u64)
-}
 
 /// The f64 reference of `C[i][j]` over inputs rounded to `input`, and the
 /// sum of |a_ik b_kj| that scales its tolerance.

@@ -1,17 +1,23 @@
 //! What kiln runs on a device, how big, and how each result is checked.
 //!
 //! One file per workload family: [`matmul`], [`bandwidth`], [`hash`] and
-//! [`memtest`]. Each owns its sizes, what it counts (FLOPs, bytes, hashes)
-//! and its verification; backends in [`crate::device`] only execute. The
+//! [`transfer`]; the memory test's patterns are pure definitions in
+//! [`crate::reference::memtest`] and its driver is here. Each owns its sizes,
+//! what it counts (FLOPs, bytes, hashes) and its verification; backends in
+//! [`crate::device`] only execute. The
 //! shared driver here does warm-up, repetition, timing statistics and turns
 //! everything into [`Record`]s, which the runner journals as they arrive.
+//!
+//! Layer: above `device` and what `device` may import (`reference`, `stats`,
+//! `error`, `telemetry`); below `cli`, `plan`, `run`, `results`, `verdict`,
+//! `output` and `commands`, which it must not import (tests/layers.rs checks
+//! it). The pure definitions the backends share (inputs, patterns, SHA-256,
+//! expected values) are in [`crate::reference`]; [`WorkloadKind`] is
+//! re-exported from there.
 
 pub mod bandwidth;
-pub mod gen;
 pub mod hash;
 pub mod matmul;
-pub mod memtest;
-pub mod numeric;
 pub mod selftest;
 pub mod transfer;
 
@@ -20,7 +26,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::device::{BackendKind, Device, DeviceError, DeviceInfo, MatmulVariant};
+use crate::reference::hash::{HashJob, ScanResult};
+use crate::reference::memtest;
+use crate::reference::transfer::size_text;
 use crate::stats;
+
+/// The workload families: defined with the reference definitions (the
+/// simulated backend gates its faults by family), used everywhere from here.
+pub use crate::reference::WorkloadKind;
 
 /// How much work a run does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -41,50 +54,6 @@ impl std::fmt::Display for Profile {
             Profile::Standard => "standard",
             Profile::Burnin => "burnin",
         })
-    }
-}
-
-/// The workload families, in the order a run executes them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum WorkloadKind {
-    /// Dense matrix multiply (GEMM).
-    Matmul,
-    /// Memory bandwidth: read, write, copy, triad.
-    Bandwidth,
-    /// Double SHA-256 nonce search.
-    Hash,
-    /// Memory pattern test.
-    Memtest,
-    /// Host/device copies through pinned memory and peer-to-peer copies.
-    Transfer,
-}
-
-impl WorkloadKind {
-    /// Every family, in run order.
-    pub const ALL: [WorkloadKind; 5] = [
-        WorkloadKind::Matmul,
-        WorkloadKind::Bandwidth,
-        WorkloadKind::Hash,
-        WorkloadKind::Memtest,
-        WorkloadKind::Transfer,
-    ];
-
-    /// The lowercase name used in files and on screen.
-    pub fn name(self) -> &'static str {
-        match self {
-            WorkloadKind::Matmul => "matmul",
-            WorkloadKind::Bandwidth => "bandwidth",
-            WorkloadKind::Hash => "hash",
-            WorkloadKind::Memtest => "memtest",
-            WorkloadKind::Transfer => "transfer",
-        }
-    }
-}
-
-impl std::fmt::Display for WorkloadKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
     }
 }
 
@@ -453,7 +422,7 @@ pub fn execute(
             warmup,
             iterations,
         } => {
-            let job = hash::HashJob::from_seed(ctx.seed, *target_zero_bits, *sample_every);
+            let job = HashJob::from_seed(ctx.seed, *target_zero_bits, *sample_every);
             hash_driver(device, &job, *nonces, *warmup, *iterations, ctx)
         }
         WorkloadSpec::Memtest {
@@ -508,7 +477,7 @@ pub fn seconds(d: crate::device::Seconds) -> f64 {
 
 fn hash_driver(
     device: &mut dyn Device,
-    job: &hash::HashJob,
+    job: &HashJob,
     nonces: u32,
     warmup: u32,
     iterations: u32,
@@ -526,7 +495,7 @@ fn hash_driver(
         errors: 0,
         detail: String::new(),
     };
-    let mut first: Option<hash::ScanResult> = None;
+    let mut first: Option<ScanResult> = None;
     for i in 0..iterations {
         ctx.check_stop()?;
         (ctx.progress)(
@@ -596,8 +565,8 @@ fn memtest_driver(
         Some(bytes) if bytes < MEMTEST_MIN_BYTES => {
             return Err(DeviceError::failed(format!(
                 "only {} of device memory is free for the memory test (at least {} needed): another process holds the GPU's memory",
-                transfer::size_text(bytes as usize),
-                transfer::size_text(MEMTEST_MIN_BYTES as usize)
+                size_text(bytes as usize),
+                size_text(MEMTEST_MIN_BYTES as usize)
             ))
             .into())
         }
@@ -639,7 +608,7 @@ fn memtest_driver(
     let counted = format!(
         "bytes written + read by {} pattern steps over {}",
         steps.len(),
-        transfer::size_text(words * 8)
+        size_text(words * 8)
     );
     ctx.metric(
         WorkloadKind::Memtest,
@@ -771,7 +740,7 @@ mod tests {
         }
         fn hasher(
             &mut self,
-            j: &hash::HashJob,
+            j: &HashJob,
         ) -> crate::device::DeviceResult<Box<dyn crate::device::HashOp + '_>> {
             self.0.hasher(j)
         }

@@ -8,7 +8,9 @@ use crate::device::{
     BackendKind, Device, Direction, MatmulShape, MatmulVariant, StreamBuffer, StreamKernel,
     StreamOp,
 };
-use crate::workload::{bandwidth, hash, matmul, memtest};
+use crate::reference::hash::{midstate, scan_range, HashJob};
+use crate::reference::memtest;
+use crate::workload::{bandwidth, hash, matmul};
 
 /// The outcome of one comparison.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,7 +102,11 @@ fn sizes(info: &crate::device::DeviceInfo) -> Sizes {
     }
 }
 
-fn copy_result(what: &str, c: &crate::device::CopyCheck, words: usize) -> Result<(), String> {
+fn copy_result(
+    what: &str,
+    c: &crate::reference::transfer::CopyCheck,
+    words: usize,
+) -> Result<(), String> {
     if c.errors > 0 || c.checked != words as u64 {
         return Err(format!(
             "{what}: {} of {} words differ from the source (first bad word: {:?})",
@@ -237,12 +243,12 @@ fn stream_check(device: &mut dyn Device, seed: u64) -> Result<String, String> {
 }
 
 fn hash_check(device: &mut dyn Device, seed: u64) -> Result<String, String> {
-    let job = hash::HashJob::from_seed(seed, 8, 1 << 8);
+    let job = HashJob::from_seed(seed, 8, 1 << 8);
     // A range that crosses a 2^16 boundary, with an odd length.
     let (start, count) = sizes(device.info()).nonces;
     let mut op = device.hasher(&job).map_err(|e| e.to_string())?;
     let (got, _) = op.scan(start, count).map_err(|e| e.to_string())?;
-    let want = hash::scan_range(&job, &hash::midstate(&job.header), start, count);
+    let want = scan_range(&job, &midstate(&job.header), start, count);
     if got != want {
         return Err(format!(
             "scan of {count} nonces differs from the reference: {} hits vs {}, fold {:08x?} vs {:08x?}",

@@ -10,7 +10,12 @@
 //! data: host-to-device and peer copies by a checksum computed on the
 //! destination device ([`expected_checksum`]; on a mismatch the backend
 //! finds the bad words), device-to-host copies word by word on the host
-//! ([`check_words`]).
+//! ([`check_words`]). These definitions of the source pattern are in
+//! [`crate::reference::transfer`], below the backends that use them.
+//!
+//! [`word`]: crate::reference::transfer::word
+//! [`expected_checksum`]: crate::reference::transfer::expected_checksum
+//! [`check_words`]: crate::reference::transfer::check_words
 //!
 //! Peers: in a run of N devices, device p copies at step s (1 .. N-1) to the
 //! device s places after it in the run's order. Each step is a permutation,
@@ -21,54 +26,15 @@
 //! bandwidth to device J; `p2p` is the slowest of them, so one bad link
 //! fails the device.
 
-use rayon::prelude::*;
-
-use crate::device::{CopyCheck, Device, Direction};
-use crate::workload::{gen, seconds, Context, Integrity, WorkloadError, WorkloadKind};
-
-/// Generator stream of the host-to-device source.
-pub const H2D_STREAM: u64 = 12;
-/// Generator stream of the device-to-host source.
-pub const D2H_STREAM: u64 = 13;
-/// Generator stream of the peer-copy source.
-pub const P2P_STREAM: u64 = 14;
-
-/// Word `index` of a copy source.
-#[inline]
-pub fn word(seed: u64, stream: u64, index: u64) -> u64 {
-    gen::random_u64(seed, stream, index)
-}
+use crate::device::{Device, Direction};
+use crate::reference::transfer::{size_text, CopyCheck, D2H_STREAM, H2D_STREAM};
+use crate::workload::{seconds, Context, Integrity, WorkloadError, WorkloadKind};
 
 /// The generator stream of a direction's source.
 pub fn stream_of(dir: Direction) -> u64 {
     match dir {
         Direction::HostToDevice => H2D_STREAM,
         Direction::DeviceToHost => D2H_STREAM,
-    }
-}
-
-/// Wrapping sum over i < words of `digest_term(i, word(seed, stream, i))`:
-/// the checksum a correct copy of the source has (the verify kernels'
-/// `kiln_checksum_u64` over the destination).
-pub fn expected_checksum(seed: u64, stream: u64, words: usize) -> u64 {
-    (0..words as u64)
-        .into_par_iter()
-        .map(|i| gen::digest_term(i, word(seed, stream, i)))
-        .reduce(|| 0, u64::wrapping_add)
-}
-
-/// Checks copied words against the source pattern.
-pub fn check_words(seed: u64, stream: u64, data: &[u64]) -> CopyCheck {
-    let (errors, first) = data
-        .par_iter()
-        .enumerate()
-        .filter(|&(i, &w)| w != word(seed, stream, i as u64))
-        .map(|(i, _)| (1u64, i as u64))
-        .reduce(|| (0, u64::MAX), |a, b| (a.0 + b.0, a.1.min(b.1)));
-    CopyCheck {
-        checked: data.len() as u64,
-        errors,
-        first_bad: (errors > 0).then_some(first),
     }
 }
 
@@ -83,15 +49,6 @@ pub fn peer_order(index: usize, run: &[usize]) -> Vec<usize> {
         return Vec::new();
     };
     (1..all.len()).map(|s| all[(p + s) % all.len()]).collect()
-}
-
-/// `256 MiB`, `128 KiB`.
-pub fn size_text(bytes: usize) -> String {
-    if bytes >= 1 << 20 {
-        format!("{} MiB", bytes >> 20)
-    } else {
-        format!("{} KiB", bytes >> 10)
-    }
 }
 
 fn detail_of(what: &str, c: &CopyCheck) -> String {
@@ -260,7 +217,8 @@ mod tests {
         DeviceInfo, DeviceResult, HashOp, MatmulOp, MatmulShape, MemtestOp, PeerOp, Seconds,
         StreamOp, TransferOp,
     };
-    use crate::workload::hash::HashJob;
+    use crate::reference::hash::HashJob;
+    use crate::reference::transfer::{check_words, word, P2P_STREAM};
     use crate::workload::Record;
 
     /// A device with a fake host link and peers: peer 3 is unreachable, the
@@ -409,18 +367,6 @@ mod tests {
             detail_of("d2h", &c).contains("0x8708"),
             "{}",
             detail_of("d2h", &c)
-        );
-    }
-
-    #[test]
-    fn the_checksum_sees_one_bit_and_matches_its_definition() {
-        let want: u64 = (0..1000u64)
-            .map(|i| gen::digest_term(i, word(3, H2D_STREAM, i)))
-            .fold(0, u64::wrapping_add);
-        assert_eq!(expected_checksum(3, H2D_STREAM, 1000), want);
-        assert_ne!(
-            expected_checksum(3, H2D_STREAM, 1000),
-            expected_checksum(3, P2P_STREAM, 1000)
         );
     }
 }

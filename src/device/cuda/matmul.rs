@@ -310,7 +310,7 @@ pub(crate) fn wrapping_total(parts: &[u64]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::gen;
+    use crate::reference::gen;
 
     #[test]
     fn flat_indices_mirror_the_cpu_backend() {

@@ -14,7 +14,7 @@ use cudarc::driver::CudaSlice;
 use crate::device::cuda::gpu::{Func, Gpu, Handle, Timer};
 use crate::device::cuda::kernels::{grid, Kernel, BW_ITEMS_PER_BLOCK, MT_TILE_WORDS};
 use crate::device::{DeviceResult, MemtestOp, Seconds};
-use crate::workload::memtest::{BadWord, MemErrors, Pattern};
+use crate::reference::memtest::{BadWord, MemErrors, Pattern};
 
 /// Flag of an inverted pattern in `kind`.
 const INVERT: u32 = 16;
@@ -226,7 +226,7 @@ impl MemtestOp for CudaMemtestOp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::memtest;
+    use crate::reference::memtest;
 
     #[test]
     fn patterns_encode_as_documented() {
@@ -245,7 +245,7 @@ mod tests {
     fn kernel_word(kind: u32, param: u64, i: u64) -> u64 {
         let w = match kind & !INVERT {
             0 => param,
-            1 => crate::workload::gen::random_u64(param, 11, i),
+            1 => crate::reference::gen::random_u64(param, 11, i),
             _ => i,
         };
         if kind & INVERT != 0 {

@@ -22,8 +22,8 @@
 //!   on the device from the seed, outputs verified on the device, and only
 //!   counts, partial sums and sampled elements come back.
 //! - **Timing**: CUDA events (timing enabled) around the timed launches
-//!   only; the shared driver in [`crate::workload`] does warm-up, repetition
-//!   and statistics.
+//!   only; the shared driver of the workload layer (`src/workload`) does
+//!   warm-up, repetition and statistics.
 //! - **Errors** name the device, the kernel and its PTX file and the driver's
 //!   error; errors that leave the context unusable make the device lost
 //!   ([`gpu::is_fatal`]).
@@ -50,7 +50,7 @@ use crate::device::{
     BackendKind, Device, DeviceError, DeviceInfo, DeviceResult, Engine, HashOp, MatmulOp,
     MatmulShape, MatmulVariant, MemtestOp, PeerOp, Precision, StreamOp, TransferOp,
 };
-use crate::workload::hash::HashJob;
+use crate::reference::hash::HashJob;
 
 use self::gpu::{describe, Gpu};
 use self::identity::{format_bus_id, format_uuid, Identity, IdentityTable};

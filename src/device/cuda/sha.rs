@@ -1,6 +1,6 @@
 //! [`HashOp`] on a GPU: `kiln_sha256d_scan` then `kiln_sha256d_collect`,
 //! read back and assembled into the [`ScanResult`] that
-//! `workload::hash::scan_range` would return for the same range.
+//! `reference::hash::scan_range` would return for the same range.
 //!
 //! Layouts (`kernels/README.md`): the job is 16 u32 (midstate, header bytes
 //! 64..76 as big-endian words, target, sample interval, zeros); collect's
@@ -13,7 +13,7 @@ use cudarc::driver::CudaSlice;
 use crate::device::cuda::gpu::{Func, Gpu, Handle, Timer};
 use crate::device::cuda::kernels::{grid, Kernel, BLOCKS_PER_SM, SHA_STEP_NONCES};
 use crate::device::{DeviceResult, HashOp, Seconds};
-use crate::workload::hash::{self, HashJob, ScanResult, MAX_HITS};
+use crate::reference::hash::{self, HashJob, ScanResult, MAX_HITS};
 
 /// u32 words of one block's record in `rec`.
 const REC_WORDS: usize = 80;

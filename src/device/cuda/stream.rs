@@ -179,7 +179,7 @@ impl StreamOp for CudaStreamOp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::gen;
+    use crate::reference::gen;
 
     #[test]
     fn digest_partials_reproduce_the_cpu_digest() {

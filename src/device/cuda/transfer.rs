@@ -4,13 +4,13 @@
 //!
 //! Timing: CUDA events on the device's stream around the copy alone.
 //!
-//! Verification (`crate::workload::transfer`): a host-to-device or peer
-//! copy is checked by `kiln_checksum_u64` over the destination (on the
-//! destination device for host copies; a peer's buffer is first copied back
-//! into a local scratch buffer, untimed) against the checksum of the source
-//! pattern computed on the host once; on a mismatch the buffer is read back
-//! and every word compared, to count and locate the bad words. A
-//! device-to-host copy is checked word by word on the host.
+//! Verification (the source pattern of `crate::reference::transfer`): a
+//! host-to-device or peer copy is checked by `kiln_checksum_u64` over the
+//! destination (on the destination device for host copies; a peer's buffer
+//! is first copied back into a local scratch buffer, untimed) against the
+//! checksum of the source pattern computed on the host once; on a mismatch
+//! the buffer is read back and every word compared, to count and locate the
+//! bad words. A device-to-host copy is checked word by word on the host.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -23,8 +23,8 @@ use rayon::prelude::*;
 use crate::device::cuda::gpu::{describe, Func, Gpu, Handle, Timer};
 use crate::device::cuda::kernels::{grid, Kernel, BLOCK};
 use crate::device::cuda::matmul::device_checksum;
-use crate::device::{CopyCheck, DeviceResult, Direction, PeerOp, Seconds, TransferOp};
-use crate::workload::transfer;
+use crate::device::{DeviceResult, Direction, PeerOp, Seconds, TransferOp};
+use crate::reference::transfer::{self, CopyCheck};
 
 /// Pinned host memory of `words` u64, filled with `fill(i)`.
 fn pinned(

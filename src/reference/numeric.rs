@@ -1,7 +1,7 @@
 //! The narrow number formats of GPU matrix multiplies, as bit patterns.
 //!
 //! kiln generates every input from the 24-bit values of
-//! [`crate::workload::gen::matrix_value`] (exact in f32) and rounds them once
+//! [`crate::reference::gen::matrix_value`] (exact in f32) and rounds them once
 //! to the precision of the product. The host must know the rounded values
 //! exactly, to build the f64 reference of an output element, and the CPU
 //! backend must produce the same bits a GPU does, to emulate a low-precision
@@ -140,7 +140,7 @@ fn round_shift(m: u32, shift: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::gen;
+    use crate::reference::gen;
 
     /// Round to nearest even with `bits` significant bits and a smallest
     /// exponent: an independent reference through f64 arithmetic.

@@ -1,27 +1,7 @@
-//! Per-model baselines: what a healthy GPU of one model measures.
-//!
-//! Integrity checks say whether a device computes *correctly*; a baseline
-//! says whether it computes *fast enough* and stays within its telemetry
-//! limits. A GPU that runs hot, throttles, or has a weak memory stack still
-//! returns correct results, only slower: without a reference figure per
-//! model, a burn-in cannot tell it from a healthy one. A baseline gives, per
-//! metric, the value a healthy device of the model is expected to reach and
-//! the floor below which it is rejected, a tolerance for the comparison with
-//! the other devices of the same node, and the telemetry limits (temperature,
-//! throttle reasons, ECC, XID, row remapping, PCIe link).
-//!
-//! Baselines are TOML files, one per model (see `baselines/README.md` for
-//! the format). The files shipped in `baselines/` are compiled into the
-//! binary ([`builtin`]), so a single `kiln` binary carries them; a site can
-//! load its own ([`load`]) or derive one from runs of known-good nodes
-//! ([`record`]).
-//!
-//! Every error in a baseline file names the file, the line and the full
-//! dotted key, as `FILE: line L: KEY: WHAT`, so that a typo is found without
-//! reading the parser. The file is read from the TOML parser's spanned
-//! document tree, which keeps the byte position of every key and value, and
-//! checked against the schema by hand: that gives the exact position and key
-//! of every problem, including unknown keys and wrong types.
+//! Reading a baseline file and checking it against the schema: every
+//! problem named by file, line and full dotted key. Also the files shipped
+//! in `baselines/` ([`builtin`]) and the metrics kiln measures, with their
+//! units ([`MEASURED`]), that a file is checked against.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -30,205 +10,35 @@ use std::path::Path;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+use super::{Baseline, Limits, MetricBaseline, DEFAULT_PEER_TOLERANCE, THROTTLE_REASONS};
 use crate::error::KilnError;
-use crate::results::RunResults;
-use crate::stats;
-
-/// NVML clock event (throttle) reason names a baseline may tolerate, in
-/// NVML's bit order.
-pub const THROTTLE_REASONS: [&str; 11] = [
-    "gpu_idle",
-    "applications_clocks_setting",
-    "sw_power_cap",
-    "hw_slowdown",
-    "sync_boost",
-    "sw_thermal_slowdown",
-    "hw_thermal_slowdown",
-    "hw_power_brake_slowdown",
-    "display_clock_setting",
-    "board_limit",
-    "reliability",
-];
-
-/// The throttle reasons tolerated when `[limits]` does not list any: the
-/// ones a healthy GPU under full load shows (idle between phases, clocks set
-/// by the administrator, the software power cap, clocks synchronised with
-/// other GPUs, display clock settings). Any thermal or hardware slowdown, or
-/// a power brake, rejects.
-pub const DEFAULT_TOLERATED: [&str; 5] = [
-    "gpu_idle",
-    "applications_clocks_setting",
-    "sw_power_cap",
-    "sync_boost",
-    "display_clock_setting",
-];
-
-/// The peer tolerance of a baseline that does not set one: a device may sit
-/// at most 5 % below the median of its peers on the same node.
-pub const DEFAULT_PEER_TOLERANCE: f64 = 0.05;
-
-/// What a healthy device measures on one metric.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MetricBaseline {
-    /// Unit of `expected` and `floor`; must equal the measured metric's unit
-    /// for the two to be compared (e.g. "TFLOP/s", "GB/s", "MH/s").
-    pub unit: String,
-    /// The value a healthy device typically reaches.
-    pub expected: f64,
-    /// The acceptance floor: a device measuring below it is rejected.
-    pub floor: f64,
-    /// Overrides the model's peer tolerance for this metric.
-    pub peer_tolerance: Option<f64>,
-}
-
-/// Telemetry limits of a model, checked over the whole run.
-///
-/// `Limits::default()` is the strictest set (no throttle reason tolerated,
-/// no allowance); a baseline file whose `[limits]` is absent, or omits
-/// `tolerated_throttle`, gets [`Limits::standard`]'s values instead.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Limits {
-    /// Highest GPU temperature allowed during the run, in degrees C.
-    pub max_gpu_temp_c: Option<f64>,
-    /// Highest memory temperature allowed during the run (HBM), degrees C.
-    pub max_mem_temp_c: Option<f64>,
-    /// Throttle reasons (names from [`THROTTLE_REASONS`]) that may be seen
-    /// during the run; any other one rejects.
-    pub tolerated_throttle: Vec<String>,
-    /// New uncorrectable ECC errors allowed during the run.
-    pub max_ecc_uncorrectable: u64,
-    /// XID events allowed during the run.
-    pub max_xid: u64,
-    /// Rows pending remapping allowed.
-    pub max_remapped_rows_pending: u64,
-    /// Failed row remappings allowed.
-    pub max_remapped_rows_failed: u64,
-    /// Expected PCIe link generation.
-    pub pcie_gen: Option<u32>,
-    /// Expected PCIe link width (lanes).
-    pub pcie_width: Option<u32>,
-}
-
-impl Limits {
-    /// The limits of a baseline that does not state them: the
-    /// [`DEFAULT_TOLERATED`] throttle reasons, no ECC, XID or row-remapping
-    /// allowance, no temperature or PCIe expectation.
-    pub fn standard() -> Limits {
-        Limits {
-            tolerated_throttle: DEFAULT_TOLERATED.iter().map(|s| s.to_string()).collect(),
-            ..Limits::default()
-        }
-    }
-}
-
-/// What a healthy GPU of one model measures.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Baseline {
-    /// Where it came from: a file path, or `builtin:NAME.toml` for a shipped
-    /// file.
-    pub source: String,
-    /// The model, as the driver names it (e.g. "NVIDIA H100 80GB HBM3").
-    pub model: String,
-    /// A device matches when its name contains any of these,
-    /// case-insensitively. Defaults to `[model]` when the file has no
-    /// `match`.
-    pub match_names: Vec<String>,
-    /// PCI device ids of the model; a device that reports its id is matched
-    /// by id first.
-    pub pci_device_ids: Vec<u16>,
-    /// Largest fraction a device may sit below the median of its peers.
-    pub peer_tolerance: f64,
-    /// Per metric name (e.g. `matmul_bf16`): expected value and floor.
-    pub metrics: BTreeMap<String, MetricBaseline>,
-    /// Telemetry limits.
-    pub limits: Limits,
-}
-
-impl Baseline {
-    /// The peer tolerance of `metric`: its own when the file sets one, else
-    /// the model's.
-    pub fn peer_tolerance_for(&self, metric: &str) -> f64 {
-        self.metrics
-            .get(metric)
-            .and_then(|m| m.peer_tolerance)
-            .unwrap_or(self.peer_tolerance)
-    }
-
-    /// True when a device of this name (and PCI device id, when it reports
-    /// one) is of this model: its id is one of [`Baseline::pci_device_ids`],
-    /// or its name contains one of [`Baseline::match_names`]
-    /// (case-insensitive).
-    pub fn matches(&self, device_name: &str, pci_device_id: Option<u16>) -> bool {
-        pci_device_id.is_some_and(|id| self.pci_device_ids.contains(&id))
-            || self.name_match_len(device_name).is_some()
-    }
-
-    /// Length of the longest match name contained in `device_name`, if any.
-    fn name_match_len(&self, device_name: &str) -> Option<usize> {
-        let name = device_name.to_lowercase();
-        self.match_names
-            .iter()
-            .map(|m| m.to_lowercase())
-            .filter(|m| !m.is_empty() && name.contains(m.as_str()))
-            .map(|m| m.len())
-            .max()
-    }
-}
-
-/// The baseline for a device among `baselines`, if any.
-///
-/// A device that reports its PCI device id gets the first baseline listing
-/// that id. Otherwise (or when none lists it) the device is matched by name:
-/// the baseline with the longest match name contained in the device name
-/// wins, so that "Simulated H100 80GB HBM3" picks the simulated model's
-/// baseline rather than the H100's; equal lengths go to the earlier one.
-pub fn find<'a>(
-    baselines: &'a [Baseline],
-    device_name: &str,
-    pci_device_id: Option<u16>,
-) -> Option<&'a Baseline> {
-    if let Some(id) = pci_device_id {
-        if let Some(b) = baselines.iter().find(|b| b.pci_device_ids.contains(&id)) {
-            return Some(b);
-        }
-    }
-    let mut best: Option<(usize, &Baseline)> = None;
-    for b in baselines {
-        if let Some(len) = b.name_match_len(device_name) {
-            if best.is_none_or(|(l, _)| len > l) {
-                best = Some((len, b));
-            }
-        }
-    }
-    best.map(|(_, b)| b)
-}
 
 /// The baseline files shipped in `baselines/`, compiled into the binary.
 const SHIPPED: [(&str, &str); 7] = [
     (
         "h100-sxm-80gb.toml",
-        include_str!("../../baselines/h100-sxm-80gb.toml"),
+        include_str!("../../../baselines/h100-sxm-80gb.toml"),
     ),
     (
         "h200-141gb.toml",
-        include_str!("../../baselines/h200-141gb.toml"),
+        include_str!("../../../baselines/h200-141gb.toml"),
     ),
     (
         "a100-sxm-80gb.toml",
-        include_str!("../../baselines/a100-sxm-80gb.toml"),
+        include_str!("../../../baselines/a100-sxm-80gb.toml"),
     ),
-    ("l40s.toml", include_str!("../../baselines/l40s.toml")),
+    ("l40s.toml", include_str!("../../../baselines/l40s.toml")),
     (
         "rtx-4090.toml",
-        include_str!("../../baselines/rtx-4090.toml"),
+        include_str!("../../../baselines/rtx-4090.toml"),
     ),
     (
         "sim-h100.toml",
-        include_str!("../../baselines/sim-h100.toml"),
+        include_str!("../../../baselines/sim-h100.toml"),
     ),
     (
         "vgpu-hopper.toml",
-        include_str!("../../baselines/vgpu-hopper.toml"),
+        include_str!("../../../baselines/vgpu-hopper.toml"),
     ),
 ];
 
@@ -314,7 +124,7 @@ struct Problem {
 }
 
 /// The 1-based line of byte offset `at` in `text`.
-fn line_of(text: &str, at: usize) -> usize {
+pub(super) fn line_of(text: &str, at: usize) -> usize {
     let end = at.min(text.len());
     text.as_bytes()[..end]
         .iter()
@@ -325,7 +135,7 @@ fn line_of(text: &str, at: usize) -> usize {
 
 /// A key as written in a dotted path: bare when TOML allows it, quoted
 /// otherwise.
-fn key_text(key: &str) -> String {
+pub(super) fn key_text(key: &str) -> String {
     if bare_key(key) {
         key.to_string()
     } else {
@@ -920,335 +730,10 @@ fn read_limits(r: &mut Reader, t: &DeTable<'_>) -> Limits {
     }
 }
 
-/// Rounds to 4 significant digits (to nearest).
-fn sig4(x: f64) -> f64 {
-    format!("{x:.3e}").parse().unwrap_or(x)
-}
-
-/// Rounds down to 4 significant digits (never above `x`, for `x` > 0).
-fn sig4_down(x: f64) -> f64 {
-    let r = sig4(x);
-    if r <= x || r <= 0.0 {
-        return r;
-    }
-    let unit = 10f64.powi(r.log10().floor() as i32 - 3);
-    let down = sig4(r - unit);
-    if down <= x {
-        down
-    } else {
-        x
-    }
-}
-
-/// A float as a TOML float literal (always with a `.` or an exponent).
-fn toml_float(x: f64) -> String {
-    let s = format!("{x}");
-    if s.contains(['.', 'e', 'E']) || !x.is_finite() {
-        s
-    } else {
-        format!("{s}.0")
-    }
-}
-
-/// Makes `s` safe inside a one-line `#` comment.
-fn comment_text(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
-}
-
-/// The values of one metric gathered by [`record`].
-struct Series {
-    unit: String,
-    values: Vec<f64>,
-}
-
-/// Derives a baseline from runs of known-good nodes and returns it as TOML
-/// text, ready to save in `baselines/` (it parses back with [`parse`]).
-///
-/// Which devices: only those the run itself accepts. Each run is judged as
-/// `kiln report` judges it (the shipped baselines, the peer, integrity,
-/// telemetry and liveness rules); a rejected, incomplete or untested device
-/// is left out, and the header says which, with its verdict and reasons. A
-/// "known-good node" with one bad GPU must not teach the baseline that GPU's
-/// figures. Fewer than [`MIN_RECORD_DEVICES`] accepted devices is an error.
-///
-/// Which values: every accepted device whose name contains `model`
-/// (case-insensitive) gives, per metric name, one value per run: the metric's
-/// `value` (the median over its iterations), or the median over burn-in
-/// cycles when the run has several. Values that are not finite or not above
-/// 0 are left out.
-///
-/// The rule, per metric:
-/// 1. outliers are discarded by Tukey's fences: values outside
-///    [Q1 - 1.5 IQR, Q3 + 1.5 IQR] (quartiles by linear interpolation, as in
-///    [`crate::stats`]);
-/// 2. `expected` = the median of the values kept;
-/// 3. `floor` = `expected` x (1 - 2 x [`DEFAULT_PEER_TOLERANCE`]) (90 % of
-///    expected) rounded to 4 significant digits, but never above 0.98 x the
-///    lowest value kept (rounded down to 4 significant digits), so that every
-///    device the baseline was recorded from clears its own floor.
-///
-/// The text starts with a comment saying from how many runs and devices it
-/// was derived, and the rule; each metric's comment says how many values
-/// were kept and which were discarded. `[limits]` holds the defaults
-/// ([`Limits::standard`]), to be completed by hand (temperatures, PCIe).
-///
-/// Errors ([`KilnError::Usage`]): `model` is empty, no device of the runs
-/// matches it, the matching devices have no measurement, or one metric has
-/// different units on different devices.
-pub fn record(runs: &[RunResults], model: &str) -> Result<String, KilnError> {
-    let shipped = builtin();
-    let judged: Vec<Vec<super::DeviceVerdict>> = runs
-        .iter()
-        .map(|r| super::judge(r, super::BaselineChoice::Match(&shipped)).verdicts)
-        .collect();
-    record_judged(runs, &judged, model)
-}
-
-/// The fewest accepted devices a baseline is recorded from: with fewer,
-/// one device's bad day is the model's "expected".
-pub const MIN_RECORD_DEVICES: usize = 3;
-
-/// [`record`], with each run's verdicts given (`verdicts[i]` for
-/// `runs[i]`, one per device, by device index).
-pub fn record_judged(
-    runs: &[RunResults],
-    verdicts: &[Vec<super::DeviceVerdict>],
-    model: &str,
-) -> Result<String, KilnError> {
-    let needle = model.trim().to_lowercase();
-    if needle.is_empty() {
-        return Err(KilnError::Usage(
-            "the model to record a baseline for must not be empty".into(),
-        ));
-    }
-    let mut series: BTreeMap<String, Series> = BTreeMap::new();
-    let mut names: BTreeMap<String, usize> = BTreeMap::new();
-    let mut seen: Vec<String> = Vec::new();
-    let mut hosts: Vec<String> = Vec::new();
-    let mut devices = 0usize;
-    let mut runs_used = 0usize;
-    let mut runs_matching = 0usize;
-    let mut left_out: Vec<String> = Vec::new();
-    for (k, run) in runs.iter().enumerate() {
-        let mut used = false;
-        let mut matching = false;
-        for dev in &run.devices {
-            if !seen.contains(&dev.info.name) {
-                seen.push(dev.info.name.clone());
-            }
-            if !dev.info.name.to_lowercase().contains(&needle) {
-                continue;
-            }
-            matching = true;
-            let verdict = verdicts
-                .get(k)
-                .and_then(|vs| vs.iter().find(|v| v.device == dev.info.index));
-            match verdict {
-                Some(v) if v.decision == super::Decision::Accept => {}
-                other => {
-                    let what = match other {
-                        Some(v) if v.reasons.is_empty() => v.decision.word().to_lowercase(),
-                        Some(v) => format!(
-                            "{} ({})",
-                            v.decision.word().to_lowercase(),
-                            v.reasons.join(", ")
-                        ),
-                        None => "not judged".to_string(),
-                    };
-                    left_out.push(format!(
-                        "device {} of {}: {what}",
-                        dev.info.index, run.header.host
-                    ));
-                    continue;
-                }
-            }
-            used = true;
-            devices += 1;
-            *names.entry(dev.info.name.clone()).or_default() += 1;
-            let mut per: BTreeMap<&str, (&str, Vec<f64>)> = BTreeMap::new();
-            for m in &dev.metrics {
-                // The bandwidth to one particular peer (p2p_gpuJ) names a
-                // position in one node; `p2p`, the slowest peer, is the
-                // figure a model's baseline holds.
-                if !(m.value.is_finite() && m.value > 0.0) || m.name.starts_with("p2p_gpu") {
-                    continue;
-                }
-                let slot = per.entry(&m.name).or_insert((&m.unit, Vec::new()));
-                if slot.0 != m.unit {
-                    return Err(unit_conflict(&m.name, slot.0, &m.unit));
-                }
-                slot.1.push(m.value);
-            }
-            for (name, (unit, values)) in per {
-                let Some(v) = stats::median(&values) else {
-                    continue;
-                };
-                let s = series.entry(name.to_string()).or_insert_with(|| Series {
-                    unit: unit.to_string(),
-                    values: Vec::new(),
-                });
-                if s.unit != unit {
-                    return Err(unit_conflict(name, &s.unit, unit));
-                }
-                s.values.push(v);
-            }
-        }
-        if matching {
-            runs_matching += 1;
-        }
-        if used {
-            runs_used += 1;
-            if !hosts.contains(&run.header.host) {
-                hosts.push(run.header.host.clone());
-            }
-        }
-    }
-    if devices == 0 && left_out.is_empty() {
-        return Err(KilnError::Usage(format!(
-            "no device of the {} run(s) given is named like \"{}\"; device names seen: {}",
-            runs.len(),
-            model.trim(),
-            if seen.is_empty() {
-                "none".to_string()
-            } else {
-                seen.join(", ")
-            }
-        )));
-    }
-    if devices < MIN_RECORD_DEVICES {
-        return Err(KilnError::Usage(format!(
-            "only {devices} accepted device(s) named like \"{}\" in the {} run(s) given, and a baseline needs at least {MIN_RECORD_DEVICES}; left out: {}",
-            model.trim(),
-            runs.len(),
-            if left_out.is_empty() {
-                "none".to_string()
-            } else {
-                left_out.join("; ")
-            }
-        )));
-    }
-    if series.is_empty() {
-        return Err(KilnError::Usage(format!(
-            "the {devices} device(s) named like \"{}\" have no finished measurement to record",
-            model.trim()
-        )));
-    }
-    // The driver's name: the most common among the matching devices.
-    let driver_name = names
-        .iter()
-        .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
-        .map(|(n, _)| n.clone())
-        .unwrap_or_else(|| model.trim().to_string());
-
-    let tol = DEFAULT_PEER_TOLERANCE;
-    let mut out = String::new();
-    out.push_str(&format!(
-        "# Baseline: {}. Recorded by kiln {} from {runs_used} run(s) of known-good nodes\n",
-        comment_text(&driver_name),
-        env!("CARGO_PKG_VERSION"),
-    ));
-    out.push_str(&format!(
-        "# (hosts: {}), {devices} accepted device(s) whose name contains \"{}\", of {} run(s) with such devices.\n",
-        comment_text(&hosts.join(", ")),
-        comment_text(model.trim()),
-        runs_matching,
-    ));
-    if left_out.is_empty() {
-        out.push_str("# Left out: none (every matching device was accepted by its run).\n");
-    } else {
-        out.push_str(&format!(
-            "# Left out, not accepted by their run: {} device(s): {}.\n",
-            left_out.len(),
-            comment_text(&left_out.join("; "))
-        ));
-    }
-    out.push_str(
-        "# Rule, per metric: one value per device per run (the median over burn-in cycles);\n\
-         # values outside Tukey's fences [Q1 - 1.5 IQR, Q3 + 1.5 IQR] discarded;\n\
-         # expected = median of the values kept;\n",
-    );
-    out.push_str(&format!(
-        "# floor = expected x (1 - 2 x {tol}) to 4 significant digits, capped at 0.98 x the lowest value kept.\n\n"
-    ));
-    out.push_str("[model]\n");
-    out.push_str(&format!(
-        "name = {}\n",
-        toml::Value::String(driver_name.clone())
-    ));
-    out.push_str(&format!(
-        "match = [{}]\n",
-        toml::Value::String(model.trim().to_string())
-    ));
-    out.push_str(&format!("peer_tolerance = {}\n", toml_float(tol)));
-
-    for (name, s) in &series {
-        let mut sorted = s.values.clone();
-        sorted.sort_by(f64::total_cmp);
-        let q1 = stats::percentile_sorted(&sorted, 0.25);
-        let q3 = stats::percentile_sorted(&sorted, 0.75);
-        let iqr = q3 - q1;
-        let (lo, hi) = (q1 - 1.5 * iqr, q3 + 1.5 * iqr);
-        let (kept, dropped): (Vec<f64>, Vec<f64>) =
-            sorted.iter().partition(|&&v| v >= lo && v <= hi);
-        let (Some(expected), Some(&min_kept)) = (stats::median(&kept), kept.first()) else {
-            continue;
-        };
-        let floor = sig4(expected * (1.0 - 2.0 * tol)).min(sig4_down(min_kept * 0.98));
-        out.push_str(&format!("\n[metrics.{}]\n", key_text(name)));
-        out.push_str(&format!("unit = {}\n", toml::Value::String(s.unit.clone())));
-        let discarded = if dropped.is_empty() {
-            "none discarded".to_string()
-        } else {
-            let list: Vec<String> = dropped.iter().map(|v| format!("{v}")).collect();
-            format!(
-                "{} discarded as outliers: {}",
-                dropped.len(),
-                list.join(", ")
-            )
-        };
-        out.push_str(&format!(
-            "expected = {}   # median of {} of {} values ({discarded}); kept {} .. {}\n",
-            toml_float(expected),
-            kept.len(),
-            sorted.len(),
-            min_kept,
-            kept.last().copied().unwrap_or(min_kept),
-        ));
-        out.push_str(&format!("floor = {}   # rule above\n", toml_float(floor)));
-    }
-
-    out.push_str(
-        "\n[limits]\n\
-         # kiln's defaults. Add max_gpu_temp_c, max_mem_temp_c, pcie_gen and pcie_width for this model.\n",
-    );
-    let tolerated: Vec<String> = DEFAULT_TOLERATED
-        .iter()
-        .map(|s| toml::Value::String(s.to_string()).to_string())
-        .collect();
-    out.push_str(&format!(
-        "tolerated_throttle = [{}]\n",
-        tolerated.join(", ")
-    ));
-    out.push_str(
-        "max_ecc_uncorrectable = 0\n\
-         max_xid = 0\n\
-         max_remapped_rows_pending = 0\n\
-         max_remapped_rows_failed = 0\n",
-    );
-    Ok(out)
-}
-
-fn unit_conflict(metric: &str, a: &str, b: &str) -> KilnError {
-    KilnError::Usage(format!(
-        "metric {metric} is measured in {a} on some devices and in {b} on others; record runs of one kind of device"
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verdict::baseline::find;
 
     /// The error `parse` gives for `text` read as `f.toml`.
     fn err(text: &str) -> String {
@@ -1641,70 +1126,6 @@ pcie_width = 16
             err(&text),
             "f.toml: line 4: limits.max_xid: must be 0 or more, found -1"
         );
-    }
-
-    #[test]
-    fn matching_is_case_insensitive_and_prefers_ids() {
-        let b = parse(
-            "f.toml",
-            "[model]\nname = \"A\"\nmatch = [\"H100 80GB\"]\npci_device_ids = [\"0x2330\"]\n",
-        )
-        .expect("parses");
-        assert!(b.matches("NVIDIA h100 80gb HBM3", None));
-        assert!(b.matches("other", Some(0x2330)));
-        assert!(!b.matches("other", Some(0x2331)));
-        assert!(!b.matches("NVIDIA H100 PCIe", None));
-    }
-
-    #[test]
-    fn the_longest_name_match_wins_and_ties_go_to_the_first() {
-        let b = |name: &str, m: &str| {
-            parse(
-                name,
-                &format!("[model]\nname = \"{name}\"\nmatch = [\"{m}\"]\n"),
-            )
-            .expect("parses")
-        };
-        let list = [
-            b("short", "H100"),
-            b("long", "Sim H100"),
-            b("tie", "im H100 "),
-        ];
-        assert_eq!(
-            find(&list, "Sim H100 X", None).map(|b| b.model.as_str()),
-            Some("long")
-        );
-        let list = [b("first", "GPU A"), b("second", "PU A1")];
-        assert_eq!(
-            find(&list, "GPU A1", None).map(|b| b.model.as_str()),
-            Some("first")
-        );
-        let list = [b("second", "PU A1"), b("first", "GPU A")];
-        assert_eq!(
-            find(&list, "GPU A1", None).map(|b| b.model.as_str()),
-            Some("second")
-        );
-        assert_eq!(find(&list, "GPU B", None), None);
-    }
-
-    #[test]
-    fn rounding_helpers() {
-        assert_eq!(sig4(712.345), 712.3);
-        assert_eq!(sig4(0.000123456), 0.0001235);
-        assert_eq!(sig4(123456.0), 123500.0);
-        assert_eq!(sig4_down(712.38), 712.3);
-        assert_eq!(sig4_down(999.96), 999.0);
-        assert_eq!(sig4_down(700.0), 700.0);
-        for x in [1.23456, 98.7654, 3141.59, 0.0999999, 9999.9] {
-            assert!(sig4_down(x) <= x, "{x}");
-            assert!(sig4_down(x) > x * 0.998, "{x}");
-        }
-        assert_eq!(toml_float(790.0), "790.0");
-        assert_eq!(toml_float(1e21), "1000000000000000000000.0");
-        assert_eq!(toml_float(0.5), "0.5");
-        assert_eq!(line_of("a\nb\nc", 0), 1);
-        assert_eq!(line_of("a\nb\nc", 2), 2);
-        assert_eq!(line_of("a\nb\nc", 99), 3);
     }
 
     /// The unit each metric name must carry in a shipped file.

@@ -45,7 +45,7 @@ use std::collections::VecDeque;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::workload::gen;
+use crate::reference::gen;
 
 /// Generator stream of the words of [`Pattern::Random`].
 pub const RANDOM_STREAM: u64 = 11;
