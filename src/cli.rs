@@ -60,6 +60,49 @@ pub enum Command {
     /// Check a baseline file, or derive one from runs of known-good nodes.
     #[command(subcommand)]
     Baseline(BaselineCommand),
+    /// A passive health check in seconds, for scheduler prologs: reads each
+    /// GPU's identity and sensors once (ECC, remapped rows, XIDs, PCIe,
+    /// NVLink, temperature, clock event reasons) and runs no workload.
+    #[command(after_help = CHECK_EXIT_CODES)]
+    Check(CheckArgs),
+}
+
+/// `kiln check`'s exit codes: the Nagios plugin convention that Slurm
+/// health-check scripts and monitoring read.
+pub const CHECK_EXIT_CODES: &str = "\
+Exit codes (Nagios convention):
+  0  OK: nothing found
+  1  WARNING: worth a look, the node may run jobs (e.g. NVLink replays since boot, an application XID)
+  2  CRITICAL: do not schedule jobs here (a GPU missing, uncorrectable ECC, pending row remap, a serious XID, a link down, a GPU held back at idle)
+  3  UNKNOWN: the check could not run (no driver, no device, bad arguments)
+
+Examples:
+  Slurm prolog:   kiln check --expect-gpus 8 || scontrol update node=$(hostname -s) state=drain reason=kiln-check
+  Kubernetes:     an init container running `kiln check --expect-gpus 8 --json` (non-zero keeps the pod from starting)";
+
+/// Arguments of `kiln check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub backend: BackendArgs,
+
+    /// How many GPUs the node must have; fewer is CRITICAL, more a WARNING.
+    #[arg(long, value_name = "N")]
+    pub expect_gpus: Option<usize>,
+
+    /// Inject a fault into a simulated GPU (with --backend sim), as for
+    /// `kiln run`, to see what the check reports.
+    #[arg(long, value_name = "DEVICE:FAULT")]
+    pub inject: Vec<String>,
+
+    /// Hold every device to this baseline file instead of the shipped one
+    /// that matches its model (temperature limit, NVLinks, PCIe width).
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+
+    /// Print the result as JSON instead of lines of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `kiln baseline ...`.
@@ -151,7 +194,7 @@ pub struct RunArgs {
     /// Inject a fault into a simulated GPU (with --backend sim), repeatable:
     /// DEVICE:FAULT[@START], FAULT one of sdc, membit, hashbit, copybit,
     /// xferbit, slow=F, throttle=thermal|power, hot=T, ecc=N, xid=N, pcie=GEN:WIDTH,
-    /// hang=WORKLOAD, lost=SECONDS; START delays it, e.g. 2:membit@90s.
+    /// hang=WORKLOAD, lost=SECONDS, nvlinkdown=N, nvlinkerr=PER_S; START delays it, e.g. 2:membit@90s.
     #[arg(long, value_name = "DEVICE:FAULT")]
     pub inject: Vec<String>,
 

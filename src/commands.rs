@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::cli::{BaselineCommand, ListArgs, ReportArgs, RunArgs, SelftestArgs};
+use crate::cli::{BaselineCommand, CheckArgs, ListArgs, ReportArgs, RunArgs, SelftestArgs};
 use crate::device;
 use crate::error::{ExitCode, KilnError, Result};
 use crate::output;
@@ -65,6 +65,83 @@ pub fn list(args: &ListArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::Accepted)
+}
+
+/// `kiln check`: the Nagios status of the node (0 OK, 1 WARNING,
+/// 2 CRITICAL, 3 UNKNOWN), printed as lines or JSON. Whatever stops the
+/// check itself (bad input, no driver, no device) is UNKNOWN.
+pub fn check(args: &CheckArgs) -> i32 {
+    use verdict::health::{self, Status};
+    type Found = (Vec<Box<dyn device::Device>>, Option<Baseline>);
+    let found = (|| -> Result<Found> {
+        let baseline = args.baseline.as_deref().map(baseline::load).transpose()?;
+        let sim = plan::sim_with_faults(&args.backend, 1, &args.inject)?;
+        let found = device::discover(args.backend.backend, &sim)?;
+        Ok((found.devices, baseline))
+    })();
+    let (mut devices, forced) = match found {
+        Ok(x) => x,
+        Err(e) => {
+            println!("UNKNOWN: kiln check could not run: {e}");
+            return Status::Unknown.code();
+        }
+    };
+    let shipped = baseline::builtin();
+    // A simulated GPU's injected faults count from the start of a "run":
+    // the check is that start.
+    let now = std::time::Instant::now();
+    let seen_parts: Vec<(device::DeviceInfo, Option<crate::telemetry::Sample>)> = devices
+        .iter_mut()
+        .map(|d| {
+            d.run_started(now);
+            (d.info().clone(), d.sensor().map(|s| s.sample(0.0)))
+        })
+        .collect();
+    let seen: Vec<health::Seen<'_>> = seen_parts
+        .iter()
+        .map(|(info, sample)| health::Seen {
+            info,
+            sample: sample.clone(),
+            baseline: forced
+                .as_ref()
+                .or_else(|| baseline::find(&shipped, &info.name, info.pci_device_id)),
+        })
+        .collect();
+    let h = health::assess(&seen, args.expect_gpus);
+    if args.json {
+        match serde_json::to_string_pretty(&h) {
+            Ok(t) => println!("{t}"),
+            Err(e) => {
+                println!("UNKNOWN: kiln check could not write JSON: {e}");
+                return Status::Unknown.code();
+            }
+        }
+    } else {
+        let worst = h.findings.iter().filter(|f| f.status == h.status).count();
+        println!(
+            "{}: {} GPU(s){}, {}",
+            h.status.word(),
+            h.devices,
+            h.expected_devices
+                .map_or(String::new(), |n| format!(" ({n} expected)")),
+            match h.findings.len() {
+                0 => "nothing found".to_string(),
+                n => format!("{n} finding(s), {worst} {}", h.status.word().to_lowercase()),
+            }
+        );
+        for f in &h.findings {
+            println!(
+                "{} {} {}: {} [{}: {}]",
+                f.status.word(),
+                f.device.map_or("node".to_string(), |d| format!("dev {d}")),
+                f.code,
+                f.detail,
+                f.remedy.name(),
+                f.remedy.advice()
+            );
+        }
+    }
+    h.status.code()
 }
 
 /// `kiln run`.

@@ -10,7 +10,19 @@ use kiln::commands;
 use kiln::error::ExitCode;
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // `kiln check` speaks the Nagios convention: a check that could
+            // not run (bad arguments) is UNKNOWN, 3; help is OK, 0.
+            if std::env::args().nth(1).as_deref() == Some("check") {
+                let _ = e.print();
+                std::process::exit(if e.use_stderr() { 3 } else { 0 });
+            }
+            e.exit()
+        }
+    };
+
     // First Ctrl-C, SIGTERM or SIGHUP (Slurm's time limit, systemd, a
     // Kubernetes eviction, `timeout`): finish cleanly after the current step
     // (journal, every output marked stopped early, exit 4). A second signal:
@@ -31,6 +43,8 @@ fn main() {
         Command::Report(a) => commands::report(a),
         Command::Baseline(b) => commands::baseline(b),
         Command::Selftest(a) => commands::selftest(a),
+        // Its own codes (Nagios), errors included.
+        Command::Check(a) => std::process::exit(commands::check(a)),
     };
     let code = match outcome {
         Ok(code) => code,

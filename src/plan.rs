@@ -48,22 +48,7 @@ pub struct Plan {
 impl Plan {
     /// Validates `args`. `host` and `now` name the default output folder.
     pub fn from_args(args: &RunArgs, host: &str, now: std::time::SystemTime) -> Result<Plan> {
-        let mut sim = sim_options(args.backend.sim_gpus, args.seed)?;
-        for text in &args.inject {
-            let inj = crate::device::sim::parse_injection(text).map_err(KilnError::Usage)?;
-            if args.backend.backend != BackendChoice::Sim {
-                return Err(KilnError::Usage(format!(
-                    "--inject {text:?}: faults can only be injected into simulated GPUs (--backend sim)"
-                )));
-            }
-            if inj.device >= sim.gpus {
-                return Err(KilnError::Usage(format!(
-                    "--inject {text:?}: there is no simulated GPU {}; --sim-gpus is {}",
-                    inj.device, sim.gpus
-                )));
-            }
-            sim.faults.push(inj);
-        }
+        let mut sim = sim_with_faults(&args.backend, args.seed, &args.inject)?;
         let duration = match (&args.duration, args.profile) {
             (Some(d), Profile::Burnin) => Some(parse_duration(d)?),
             (None, Profile::Burnin) => Some(DEFAULT_BURNIN),
@@ -142,6 +127,32 @@ pub fn sim_options(gpus: usize, seed: u64) -> Result<SimOptions> {
         faults: Vec::new(),
         pace: Duration::ZERO,
     })
+}
+
+/// The simulated node of `backend`, with the `--inject` faults checked
+/// against it (only into simulated GPUs, only into GPUs it has).
+pub fn sim_with_faults(
+    backend: &crate::cli::BackendArgs,
+    seed: u64,
+    inject: &[String],
+) -> Result<SimOptions> {
+    let mut sim = sim_options(backend.sim_gpus, seed)?;
+    for text in inject {
+        let inj = crate::device::sim::parse_injection(text).map_err(KilnError::Usage)?;
+        if backend.backend != BackendChoice::Sim {
+            return Err(KilnError::Usage(format!(
+                "--inject {text:?}: faults can only be injected into simulated GPUs (--backend sim)"
+            )));
+        }
+        if inj.device >= sim.gpus {
+            return Err(KilnError::Usage(format!(
+                "--inject {text:?}: there is no simulated GPU {}; --sim-gpus is {}",
+                inj.device, sim.gpus
+            )));
+        }
+        sim.faults.push(inj);
+    }
+    Ok(sim)
 }
 
 /// The longest burn-in kiln accepts.

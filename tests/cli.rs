@@ -1172,3 +1172,115 @@ mod small_things {
         );
     }
 }
+
+// ---- kiln check: the passive health check, Nagios exit codes -------------
+
+fn check(args: &[&str]) -> (i32, String) {
+    let mut all = vec!["check", "--backend", "sim", "--sim-gpus", "4"];
+    all.extend_from_slice(args);
+    let o = kiln(&all);
+    (code(&o), format!("{}{}", stdout(&o), stderr(&o)))
+}
+
+#[test]
+fn kiln_check_says_ok_for_a_clean_node_and_critical_for_a_missing_gpu() {
+    let (c, out) = check(&["--expect-gpus", "4"]);
+    assert_eq!(c, 0, "{out}");
+    assert!(
+        out.starts_with("OK: 4 GPU(s) (4 expected), nothing found"),
+        "{out}"
+    );
+    let (c, out) = check(&["--expect-gpus", "8"]);
+    assert_eq!(c, 2, "{out}");
+    assert!(
+        out.contains("CRITICAL node gpu_missing: 4 GPU(s) found, 8 expected"),
+        "{out}"
+    );
+    // More GPUs than expected is worth a look, not a drain.
+    assert_eq!(check(&["--expect-gpus", "2"]).0, 1);
+}
+
+#[test]
+fn kiln_check_finds_each_idle_fault_with_its_code_status_and_remedy() {
+    for (inject, status, code, line) in [
+        (
+            "1:ecc=1",
+            2,
+            "ecc_uncorrectable",
+            "CRITICAL dev 1 ecc_uncorrectable",
+        ),
+        (
+            "1:xid=79",
+            2,
+            "xid",
+            "XID 79: GPU has fallen off the bus [reboot_node",
+        ),
+        ("1:xid=13", 1, "xid", "WARNING dev 1 xid: XID 13"),
+        (
+            "1:pcie=5:8",
+            2,
+            "pcie_degraded",
+            "PCIe link x8, expected x16",
+        ),
+        (
+            "1:nvlinkdown=3",
+            2,
+            "nvlink_down",
+            "15 of 18 NVLinks active",
+        ),
+        (
+            "1:hot=96",
+            2,
+            "over_temperature",
+            "96 C at idle, limit 87 C",
+        ),
+        (
+            "1:throttle=power",
+            2,
+            "power_throttle",
+            "hw_power_brake_slowdown",
+        ),
+    ] {
+        let (c, out) = check(&["--inject", inject]);
+        assert_eq!(c, status, "{inject}: {out}");
+        assert!(out.contains(line), "{inject}: {line:?} not in\n{out}");
+        // The other devices are not named.
+        for d in ["dev 0", "dev 2", "dev 3"] {
+            assert!(!out.contains(d), "{inject}: {out}");
+        }
+        let o = kiln(&[
+            "check",
+            "--backend",
+            "sim",
+            "--sim-gpus",
+            "4",
+            "--inject",
+            inject,
+            "--json",
+        ]);
+        let v: Value = serde_json::from_str(&stdout(&o)).expect("JSON");
+        assert_eq!(v["findings"][0]["code"], code, "{v}");
+        assert_eq!(v["findings"][0]["device"], 1, "{v}");
+        assert!(v["findings"][0]["remedy"].is_string(), "{v}");
+    }
+}
+
+#[test]
+fn kiln_check_is_unknown_when_it_cannot_run() {
+    // No driver here: the CUDA backend is not there to ask.
+    let o = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["check", "--backend", "cuda"])
+        .env("LD_LIBRARY_PATH", "/nonexistent")
+        .output()
+        .expect("run kiln");
+    assert_eq!(code(&o), 3, "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).starts_with("UNKNOWN: kiln check could not run"),
+        "{}",
+        stdout(&o)
+    );
+    // Bad arguments are UNKNOWN too, never CRITICAL (2).
+    assert_eq!(code(&kiln(&["check", "--no-such-flag"])), 3);
+    assert_eq!(check(&["--inject", "9:ecc=1"]).0, 3);
+    assert_eq!(code(&kiln(&["check", "--help"])), 0);
+}

@@ -894,3 +894,23 @@ fn a_burn_in_of_a_minute_catches_a_fault_at_30_s_with_its_time() {
     .check();
     assert!(!got.contains(&"device_lost".to_string()), "{got:?}");
 }
+
+#[test]
+fn nvlinks_down_or_erroring_are_rejected() {
+    FaultCase {
+        faults: "{ nvlink_down = [0, 1, 2, 3, 4, 5] }",
+        args: &["--workloads", "transfer"],
+        code: "nvlink_down",
+        inject: Some("1:nvlinkdown=6"),
+        time_to_fault: None,
+    }
+    .check();
+    FaultCase {
+        faults: "{ nvlink_errors_per_s = 5.0 }",
+        args: &["--workloads", "matmul", "--sample-rate", "10"],
+        code: "nvlink_errors",
+        inject: Some("1:nvlinkerr=50"),
+        time_to_fault: None,
+    }
+    .check();
+}

@@ -149,7 +149,14 @@ pub enum Fault {
     Hang(WorkloadKind),
     /// `lost=SECONDS`: the device falls off the bus after SECONDS.
     Lost(f64),
+    /// `nvlinkdown=N`: N of the 18 NVLinks inactive.
+    NvlinkDown(u32),
+    /// `nvlinkerr=R`: NVLink replay errors at R per second.
+    NvlinkErrors(f64),
 }
+
+/// NVLinks of the simulated GPU (NVLink 4, H100 SXM).
+const SIM_NVLINKS: u32 = 18;
 
 /// Why a simulated GPU throttles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,7 +178,7 @@ pub struct Injection {
     pub at_s: f64,
 }
 
-const FAULT_HELP: &str = "expected DEVICE:FAULT[@START], FAULT one of sdc, membit, hashbit, copybit, xferbit, slow=F, throttle=thermal|power, hot=T, ecc=N, xid=N, pcie=GEN:WIDTH, hang=WORKLOAD, lost=SECONDS; START e.g. 60s";
+const FAULT_HELP: &str = "expected DEVICE:FAULT[@START], FAULT one of sdc, membit, hashbit, copybit, xferbit, slow=F, throttle=thermal|power, hot=T, ecc=N, xid=N, pcie=GEN:WIDTH, hang=WORKLOAD, lost=SECONDS, nvlinkdown=N, nvlinkerr=PER_S; START e.g. 60s";
 
 /// Parses one `--inject` value, e.g. `2:slow=0.85`, `5:membit@90s`.
 pub fn parse_injection(text: &str) -> Result<Injection, String> {
@@ -251,6 +258,24 @@ pub fn parse_injection(text: &str) -> Result<Injection, String> {
                     )))
                 }
             }
+        }
+        "nvlinkdown" => {
+            let n = count(value)?;
+            if !(1..=u64::from(SIM_NVLINKS)).contains(&n) {
+                return Err(bad(format!(
+                    "nvlinkdown={n}: expected 1 to {SIM_NVLINKS} links"
+                )));
+            }
+            Fault::NvlinkDown(n as u32)
+        }
+        "nvlinkerr" => {
+            let r = number(value)?;
+            if !(r > 0.0 && r <= 1e6) {
+                return Err(bad(format!(
+                    "nvlinkerr={r}: expected errors per second, more than 0"
+                )));
+            }
+            Fault::NvlinkErrors(r)
         }
         "hang" => {
             let v = need()?;
@@ -426,6 +451,10 @@ impl Sensor for SimState {
             pcie_width: Some(16),
             pcie_max_gen: Some(5),
             pcie_max_width: Some(16),
+            nvlink_links: Some(SIM_NVLINKS),
+            nvlink_active: Some(SIM_NVLINKS),
+            nvlink_replay: Some(0),
+            nvlink_crc: Some(0),
         };
         if let Some(t) = self.lost_after() {
             if self.elapsed().is_some_and(|e| e >= t) {
@@ -472,6 +501,11 @@ impl Sensor for SimState {
                 Fault::Pcie(g, w) => {
                     s.pcie_gen = Some(*g);
                     s.pcie_width = Some(*w);
+                }
+                Fault::NvlinkDown(n) => s.nvlink_active = Some(SIM_NVLINKS - n),
+                Fault::NvlinkErrors(r) => {
+                    let t = self.elapsed().unwrap_or(0.0);
+                    s.nvlink_replay = Some((r * t).ceil() as u64);
                 }
                 _ => {}
             }

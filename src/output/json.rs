@@ -67,6 +67,12 @@ pub struct DeviceDoc<'a> {
     pub failures: &'a [DeviceFailure],
     pub hangs: &'a [HangRecord],
     pub time_to_fault_s: Option<f64>,
+    /// What to do: `rerun`, `fix_node_software`, `reset_gpu`,
+    /// `reboot_node`, `check_cabling_or_reseat` or `rma` (null when
+    /// accepted).
+    pub remedy: Option<crate::verdict::remedy::Remedy>,
+    /// The reasons grouped in one line, with the remedy's advice.
+    pub diagnosis: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub burnin: Option<&'a crate::verdict::burnin::Burnin>,
     pub phases: Vec<crate::results::PhaseTelemetry>,
@@ -150,6 +156,8 @@ pub fn document<'a>(run: &'a RunResults, judgement: &'a Judgement) -> Document<'
                 failures: &d.failures,
                 hangs: &d.hangs,
                 time_to_fault_s: v.time_to_fault_s,
+                remedy: v.remedy,
+                diagnosis: v.diagnosis.as_deref(),
                 burnin: v.burnin.as_ref(),
                 phases: d.phase_telemetry(),
                 telemetry: &d.telemetry,

@@ -148,6 +148,24 @@ pub fn render(run: &RunResults, verdicts: &[DeviceVerdict], notes: &[String]) ->
             why
         );
     }
+    // What to do, one line per device that was not accepted.
+    let todo: Vec<String> = run
+        .devices
+        .iter()
+        .zip(verdicts)
+        .filter_map(|(d, v)| {
+            let line = v.diagnosis.as_deref()?;
+            let remedy = v.remedy.map_or("-", |r| r.name());
+            Some(format!("dev {} [{remedy}]: {line}", d.info.index))
+        })
+        .collect();
+    if !todo.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "DIAGNOSIS AND REMEDY");
+        for t in todo {
+            let _ = writeln!(out, "{t}");
+        }
+    }
     // Rows in the order the workloads produced them (workload, then first
     // appearance), one column per device: the median over burn-in cycles.
     let mut rows: Vec<(MetricKey, String, Vec<Option<f64>>)> = Vec::new();

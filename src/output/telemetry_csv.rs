@@ -5,7 +5,7 @@ use crate::error::{KilnError, Result};
 use crate::results::RunResults;
 
 /// Column names, in order.
-pub const HEADER: [&str; 19] = [
+pub const HEADER: [&str; 23] = [
     "time_utc",
     "t_s",
     "device",
@@ -25,6 +25,10 @@ pub const HEADER: [&str; 19] = [
     "pcie_gen",
     "pcie_width",
     "pcie_max_gen",
+    "nvlink_links",
+    "nvlink_active",
+    "nvlink_replay",
+    "nvlink_crc",
 ];
 
 fn cell<T: std::fmt::Display>(v: Option<T>) -> String {
@@ -72,6 +76,10 @@ pub fn render(run: &RunResults) -> Result<Vec<u8>> {
             cell(s.pcie_gen),
             cell(s.pcie_width),
             cell(s.pcie_max_gen),
+            cell(s.nvlink_links),
+            cell(s.nvlink_active),
+            cell(s.nvlink_replay),
+            cell(s.nvlink_crc),
         ])
         .map_err(err)?;
     }

@@ -90,6 +90,19 @@ pub struct Sample {
     /// Maximum PCIe width of the device and slot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pcie_max_width: Option<u32>,
+    /// NVLinks the device has (those NVML answers for); `None`: no NVLink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nvlink_links: Option<u32>,
+    /// Of those, active now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nvlink_active: Option<u32>,
+    /// Data-link replay and recovery errors, summed over every link,
+    /// cumulative.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nvlink_replay: Option<u64>,
+    /// CRC errors (flit and data), summed over every link, cumulative.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nvlink_crc: Option<u64>,
 }
 
 /// A device's sensors, readable from any thread.

@@ -159,6 +159,7 @@ impl Sensor for NvmlSensor {
             };
         };
         let (pending, failed) = remapped_rows(self.nvml, &dev);
+        let link = nvlinks(&dev);
         Sample {
             t_s,
             gpu_temp_c: dev.temperature(TemperatureSensor::Gpu).ok().map(f64::from),
@@ -187,8 +188,56 @@ impl Sensor for NvmlSensor {
             pcie_width: dev.current_pcie_link_width().ok(),
             pcie_max_gen: dev.max_pcie_link_gen().ok(),
             pcie_max_width: dev.max_pcie_link_width().ok(),
+            nvlink_links: link.map(|l| l.links),
+            nvlink_active: link.map(|l| l.active),
+            nvlink_replay: link.and_then(|l| l.replay),
+            nvlink_crc: link.and_then(|l| l.crc),
         }
     }
+}
+
+/// NVML's most NVLinks per GPU (`NVML_NVLINK_MAX_LINKS`).
+const NVLINK_MAX_LINKS: u32 = 18;
+
+/// A GPU's NVLinks as one sample sees them.
+#[derive(Debug, Clone, Copy)]
+struct Links {
+    links: u32,
+    active: u32,
+    replay: Option<u64>,
+    crc: Option<u64>,
+}
+
+/// Every NVLink NVML answers for: how many, how many active, and the
+/// replay + recovery and CRC counters summed over them (None when NVML
+/// reads no counter). None when the GPU has no NVLink (NOT_SUPPORTED for
+/// every link).
+fn nvlinks(dev: &nvml_wrapper::Device<'_>) -> Option<Links> {
+    use nvml_wrapper::enum_wrappers::nv_link::ErrorCounter;
+    let mut out = Links {
+        links: 0,
+        active: 0,
+        replay: None,
+        crc: None,
+    };
+    for l in 0..NVLINK_MAX_LINKS {
+        let w = dev.link_wrapper_for(l);
+        let Ok(active) = w.is_active() else {
+            continue;
+        };
+        out.links += 1;
+        out.active += u32::from(active);
+        let add = |sum: &mut Option<u64>, c: ErrorCounter| {
+            if let Ok(v) = w.error_counter(c) {
+                *sum = Some(sum.unwrap_or(0).saturating_add(v));
+            }
+        };
+        add(&mut out.replay, ErrorCounter::DlReplay);
+        add(&mut out.replay, ErrorCounter::DlRecovery);
+        add(&mut out.crc, ErrorCounter::DlCrcFlit);
+        add(&mut out.crc, ErrorCounter::DlCrcData);
+    }
+    (out.links > 0).then_some(out)
 }
 
 /// The raw clock-event (throttle) reason mask, every bit kept.

@@ -23,12 +23,17 @@
 //! - **completeness**: a device that did not finish every planned workload,
 //!   and failed nothing, is `incomplete`.
 //!
+//! Every device that is not accepted gets a remedy class and one line of
+//! diagnosis ([`remedy`]).
+//!
 //! Layer: above `results` and every layer below it; below `output` and
 //! `commands`, which it must not import (tests/layers.rs checks it).
 
 pub mod baseline;
 pub mod burnin;
+pub mod health;
 pub mod peers;
+pub mod remedy;
 pub mod telemetry;
 
 use std::collections::BTreeMap;
@@ -151,6 +156,10 @@ pub struct DeviceVerdict {
     pub baseline: Option<String>,
     /// Seconds into the run when the first failure was seen.
     pub time_to_fault_s: Option<f64>,
+    /// What to do about a device that was not accepted ([`remedy`]).
+    pub remedy: Option<remedy::Remedy>,
+    /// One line that groups its reasons, with the remedy's advice.
+    pub diagnosis: Option<String>,
     /// Burn-in analysis, for runs of several cycles.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub burnin: Option<burnin::Burnin>,
@@ -690,12 +699,15 @@ fn finish(
         .filter(|c| !c.pass)
         .filter_map(|c| c.at_s)
         .min_by(f64::total_cmp);
+    let diagnosis = remedy::diagnose(dev, &checks, decision);
     DeviceVerdict {
         device: dev.info.index,
         decision,
         reasons,
         baseline: base.map(|b| b.source.clone()),
         time_to_fault_s,
+        remedy: diagnosis.as_ref().map(|d| d.remedy),
+        diagnosis: diagnosis.map(|d| d.line),
         burnin: None,
         checks,
     }

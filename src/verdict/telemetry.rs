@@ -234,6 +234,8 @@ pub fn checks(dev: &DeviceRun, base: Option<&Baseline>, checks: &mut Vec<Check>)
         );
     }
 
+    nvlink_checks(samples, limits, checks);
+
     // PCIe: the best link seen (GPUs downshift when idle) against what the
     // baseline expects, or the device's own maximum.
     let best = |f: fn(&Sample) -> Option<u32>| samples.iter().filter_map(f).max();
@@ -280,6 +282,108 @@ pub fn checks(dev: &DeviceRun, base: Option<&Baseline>, checks: &mut Vec<Check>)
                 format!("PCIe link Gen{gen} x{width} (expected Gen{wg} x{ww})"),
             ));
         }
+    }
+}
+
+/// NVLink: every link the baseline expects active in every sample
+/// (`nvlink_down`), no replay or recovery error during the run and CRC
+/// errors under the baseline's rate (`nvlink_errors`).
+fn nvlink_checks(samples: &[Sample], limits: &Limits, checks: &mut Vec<Check>) {
+    let with: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.nvlink_links.is_some())
+        .collect();
+    if let Some(want) = limits.nvlink_links {
+        match with
+            .iter()
+            .filter_map(|s| Some((s.nvlink_active?, s.t_s)))
+            .min_by_key(|x| x.0)
+        {
+            Some((active, at)) => checks.push(
+                Check::new(
+                    "telemetry",
+                    "nvlink_links",
+                    f64::from(active),
+                    f64::from(want),
+                    active >= want,
+                    "nvlink_down",
+                    format!(
+                        "{active} of {want} NVLinks active{}",
+                        if active < want {
+                            format!(" at {}", super::secs(at))
+                        } else {
+                            String::new()
+                        }
+                    ),
+                )
+                .at((active < want).then_some(at)),
+            ),
+            None if !samples.is_empty() => {
+                let mut c = Check::new(
+                    "telemetry",
+                    "nvlink_links",
+                    f64::NAN,
+                    f64::from(want),
+                    true,
+                    "",
+                    format!("skipped: the baseline expects {want} NVLinks, and the device reported no NVLink state"),
+                );
+                c.skipped = true;
+                checks.push(c);
+            }
+            None => {}
+        }
+    }
+    // Counters: the growth over the run, from the first sample that has
+    // them to the last.
+    let grow = |f: fn(&Sample) -> Option<u64>| {
+        let v: Vec<(u64, f64)> = with.iter().filter_map(|s| Some((f(s)?, s.t_s))).collect();
+        match (v.first(), v.last()) {
+            (Some(a), Some(b)) => Some((
+                b.0.saturating_sub(a.0),
+                b.1 - a.1,
+                v.iter().find(|x| x.0 > a.0).map(|x| x.1),
+            )),
+            _ => None,
+        }
+    };
+    if let Some((replay, _, first)) = grow(|s| s.nvlink_replay) {
+        checks.push(
+            Check::new(
+                "telemetry",
+                "nvlink_replay",
+                replay as f64,
+                0.0,
+                replay == 0,
+                "nvlink_errors",
+                format!(
+                    "{replay} NVLink replay or recovery error(s) during the run (none tolerated)"
+                ),
+            )
+            .at(first.filter(|_| replay > 0)),
+        );
+    }
+    if let Some((crc, span, first)) = grow(|s| s.nvlink_crc) {
+        let limit = limits
+            .max_nvlink_crc_per_s
+            .unwrap_or(crate::verdict::baseline::DEFAULT_NVLINK_CRC_PER_S);
+        let rate = if span > 0.0 { crc as f64 / span } else { 0.0 };
+        let pass = rate <= limit;
+        checks.push(
+            Check::new(
+                "telemetry",
+                "nvlink_crc",
+                rate,
+                limit,
+                pass,
+                "nvlink_errors",
+                format!(
+                    "{crc} NVLink CRC error(s) in {}: {rate:.1} per second (limit {limit})",
+                    super::secs(span)
+                ),
+            )
+            .at(first.filter(|_| !pass)),
+        );
     }
 }
 
@@ -383,6 +487,44 @@ mod tests {
         let mut idle = sample(0.0);
         idle.util_pct = Some(0.0);
         assert_eq!(failed(vec![idle, busy], None), vec!["pcie_degraded"]);
+    }
+
+    #[test]
+    fn nvlinks_down_or_erroring_reject_and_healthy_ones_pass() {
+        let base = crate::verdict::baseline::builtin()
+            .into_iter()
+            .find(|b| b.model.contains("H100") && b.limits.nvlink_links == Some(18))
+            .expect("shipped H100 SXM baseline");
+        let link = |t: f64, active: u32, replay: u64, crc: u64| Sample {
+            nvlink_links: Some(18),
+            nvlink_active: Some(active),
+            nvlink_replay: Some(replay),
+            nvlink_crc: Some(crc),
+            ..sample(t)
+        };
+        // Healthy: every link up, old counts that do not grow, a few CRCs.
+        let clean = vec![link(0.0, 18, 7, 100), link(10.0, 18, 7, 150)];
+        assert!(failed(clean.clone(), Some(&base)).is_empty());
+        // Without a baseline's expectation, link state is not judged.
+        assert!(failed(vec![link(0.0, 12, 0, 0)], None).is_empty());
+        assert_eq!(
+            failed(vec![link(0.0, 18, 0, 0), link(1.0, 17, 0, 0)], Some(&base)),
+            vec!["nvlink_down"]
+        );
+        assert_eq!(
+            failed(vec![link(0.0, 18, 0, 0), link(1.0, 18, 1, 0)], Some(&base)),
+            vec!["nvlink_errors"]
+        );
+        // 5000 CRC errors in 10 s: 500 per second, over the default 100.
+        assert_eq!(
+            failed(
+                vec![link(0.0, 18, 0, 0), link(10.0, 18, 0, 5000)],
+                Some(&base)
+            ),
+            vec!["nvlink_errors"]
+        );
+        // A GPU without NVLink (a PCIe card) has nothing to judge.
+        assert!(failed(vec![sample(0.0), sample(1.0)], Some(&base)).is_empty());
     }
 
     #[test]

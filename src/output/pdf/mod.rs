@@ -24,29 +24,7 @@ use layout::{
 
 /// A reason code in words.
 pub fn reason_words(code: &str) -> &'static str {
-    match code {
-        "sdc_matmul" => "silent data corruption in matrix multiply",
-        "copy_mismatch" => "wrong data from a memory bandwidth kernel",
-        "hash_mismatch" => "wrong SHA-256 results",
-        "memtest_errors" => "memory test read back wrong words",
-        "below_baseline" => "slower than the baseline floor",
-        "peer_outlier" => "slower than its peers in this node",
-        "over_temperature" => "too hot",
-        "thermal_throttle" => "clocks cut for temperature",
-        "power_throttle" => "clocks cut for power",
-        "hw_slowdown" => "hardware slowdown",
-        "throttle" => "clocks throttled",
-        "ecc_uncorrectable" => "new uncorrectable ECC errors",
-        "row_remap" => "memory rows remapped or failing to remap",
-        "xid" => "driver reported XID errors",
-        "pcie_degraded" => "PCIe link below its maximum",
-        "hang" => "a workload hung",
-        "device_lost" => "fell off the bus",
-        "device_error" => "device or driver error",
-        "gpu_busy" => "in use by another process (node state, not a GPU fault)",
-        "fabric_manager_down" => "fabric manager not running (node state, not a GPU fault)",
-        _ => "failed a check",
-    }
+    crate::verdict::remedy::words(code)
 }
 
 fn decision_color(d: Decision) -> Color {
@@ -61,6 +39,18 @@ fn opt(s: Option<&str>) -> String {
     s.filter(|s| !s.trim().is_empty())
         .unwrap_or("-")
         .to_string()
+}
+
+/// The verdict of a device in one line for page 1: its diagnosis (the
+/// reasons grouped, and what to do) when it was not accepted; the full list
+/// of reasons is in the details ([`verdict_words`]).
+pub fn diagnosis_words(v: &DeviceVerdict) -> String {
+    match (&v.diagnosis, v.decision) {
+        (Some(d), Decision::Reject | Decision::Untested) => {
+            format!("{d} [{}]", v.reasons.join(", "))
+        }
+        _ => verdict_words(v),
+    }
 }
 
 /// The verdict of a device in a sentence: every reason in words, with its
@@ -332,7 +322,7 @@ fn front_page(doc: &mut Doc, run: &RunResults, judgement: &Judgement) {
                 Cell {
                     size: if compact { 7.5 } else { 8.5 },
                     ..Cell::colored(
-                        verdict_words(v),
+                        diagnosis_words(v),
                         if v.decision == Decision::Accept {
                             BLACK
                         } else {
@@ -858,7 +848,7 @@ pub fn render_fleet(nodes: &[(&RunResults, &Judgement)]) -> Vec<u8> {
                 Cell {
                     size: 7.5,
                     ..Cell::colored(
-                        verdict_words(v),
+                        diagnosis_words(v),
                         if v.decision == Decision::Accept {
                             BLACK
                         } else {

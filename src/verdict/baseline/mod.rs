@@ -100,7 +100,19 @@ pub struct Limits {
     pub pcie_gen: Option<u32>,
     /// Expected PCIe link width (lanes).
     pub pcie_width: Option<u32>,
+    /// NVLinks that must be active (18 on an H100 or H200 SXM); None: the
+    /// model has no NVLink to judge (PCIe cards, whose bridges are
+    /// optional).
+    pub nvlink_links: Option<u32>,
+    /// NVLink CRC errors per second (all links) tolerated; replay and
+    /// recovery errors are never tolerated. None: [`DEFAULT_NVLINK_CRC_PER_S`].
+    pub max_nvlink_crc_per_s: Option<f64>,
 }
+
+/// NVLink CRC errors per second tolerated when a baseline does not say: a
+/// healthy link sees the odd CRC error, which the link layer retries; a
+/// sustained rate is a failing cable or connector.
+pub const DEFAULT_NVLINK_CRC_PER_S: f64 = 100.0;
 
 impl Limits {
     /// The limits of a baseline that does not state them: the

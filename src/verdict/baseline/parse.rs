@@ -666,6 +666,8 @@ fn read_limits(r: &mut Reader, t: &DeTable<'_>) -> Limits {
             "max_remapped_rows_failed",
             "pcie_gen",
             "pcie_width",
+            "nvlink_links",
+            "max_nvlink_crc_per_s",
         ],
     );
     let tolerated_throttle = match r.strings(t, P, "tolerated_throttle") {
@@ -717,7 +719,36 @@ fn read_limits(r: &mut Reader, t: &DeTable<'_>) -> Limits {
             None
         }
     });
+    let nvlink_links = r.integer(t, P, "nvlink_links").and_then(|n| {
+        if (1..=18).contains(&n.value) {
+            u32::try_from(n.value).ok()
+        } else {
+            r.report(
+                n.at,
+                "limits.nvlink_links".into(),
+                format!(
+                    "must be a number of NVLinks from 1 to 18, found {}",
+                    n.value
+                ),
+            );
+            None
+        }
+    });
+    let max_nvlink_crc_per_s = r.number(t, P, "max_nvlink_crc_per_s").and_then(|x| {
+        if x.value.is_finite() && x.value >= 0.0 {
+            Some(x.value)
+        } else {
+            r.report(
+                x.at,
+                "limits.max_nvlink_crc_per_s".into(),
+                format!("must be errors per second, 0 or more, found {}", x.value),
+            );
+            None
+        }
+    });
     Limits {
+        nvlink_links,
+        max_nvlink_crc_per_s,
         max_gpu_temp_c: r.temperature(t, P, "max_gpu_temp_c"),
         max_mem_temp_c: r.temperature(t, P, "max_mem_temp_c"),
         tolerated_throttle,
@@ -826,6 +857,8 @@ pcie_width = 16
                 max_remapped_rows_failed: 4,
                 pcie_gen: Some(5),
                 pcie_width: Some(16),
+                nvlink_links: None,
+                max_nvlink_crc_per_s: None,
             }
         );
     }
@@ -899,7 +932,7 @@ pcie_width = 16
         );
         assert_eq!(
             err(&format!("{HEAD}[limits]\nmax_gpu_temp = 80\n")),
-            "f.toml: line 4: limits.max_gpu_temp: unknown key; expected one of max_gpu_temp_c, max_mem_temp_c, tolerated_throttle, max_ecc_uncorrectable, max_xid, max_remapped_rows_pending, max_remapped_rows_failed, pcie_gen, pcie_width"
+            "f.toml: line 4: limits.max_gpu_temp: unknown key; expected one of max_gpu_temp_c, max_mem_temp_c, tolerated_throttle, max_ecc_uncorrectable, max_xid, max_remapped_rows_pending, max_remapped_rows_failed, pcie_gen, pcie_width, nvlink_links, max_nvlink_crc_per_s"
         );
         // Dotted keys and inline tables get the same full path.
         assert_eq!(
