@@ -852,7 +852,8 @@ fn clocks_held_low_are_rejected_for_their_reason() {
     ] {
         FaultCase {
             faults: &format!("{{ clocks_low = 0.5, clocks_low_reason = \"{reason}\" }}"),
-            args: &["--workloads", "matmul"],
+            // Short, and sampled often enough to see the load.
+            args: &["--workloads", "bandwidth", "--sample-rate", "10"],
             code,
             inject,
             time_to_fault: None,
