@@ -283,7 +283,7 @@ fn malformed_injections_are_usage_errors() {
         ("1:melt", "unknown fault \"melt\""),
         ("1:slow=2", "at most 1"),
         ("1:slow=fast", "not a number"),
-        ("1:throttle=cold", "expected thermal or power"),
+        ("1:throttle=cold", "expected thermal, power or hw"),
         ("1:pcie=9", "GEN:WIDTH"),
         (
             "1:hang=fft",

@@ -300,6 +300,9 @@ fn a_virtual_gpu_fifteen_percent_slow_is_rejected_and_its_peers_accepted() {
             "run",
             "--backend",
             "cuda",
+            // The short workloads (matmul's product is launch-bound here).
+            "--workloads",
+            "bandwidth,hash,transfer",
             "--out",
             out.to_str().expect("utf-8 path"),
         ],
@@ -423,15 +426,17 @@ fn the_validation_script_runs_on_virtual_gpus_and_keeps_each_step() {
     assert!(stdout.contains("selftest exit 0, run exit 0"), "{all}");
 }
 
-/// Runs a quick run on `node`, returning its exit code, results.json and
-/// everything printed.
-fn quick_run(node: &Node) -> (Option<i32>, Value, String) {
+/// Runs a quick run of `workloads` on `node`, returning its exit code,
+/// results.json and everything printed.
+fn quick_run(node: &Node, workloads: &str) -> (Option<i32>, Value, String) {
     let out = node.path("out");
     let o = node.kiln(
         &[
             "run",
             "--backend",
             "cuda",
+            "--workloads",
+            workloads,
             "--out",
             out.to_str().expect("utf-8 path"),
         ],
@@ -466,7 +471,7 @@ fn a_gpu_busy_in_another_process_could_not_be_tested_and_is_not_rejected() {
     // Before: CUDA_ERROR_DEVICE_UNAVAILABLE was taken for a lost device, a
     // hardware reject for what is a node state.
     let node = Node::new(4, "[[gpus]]\nordinal = 1\nfaults = { busy = true }\n");
-    let (code, json, all) = quick_run(&node);
+    let (code, json, all) = quick_run(&node, "matmul,transfer");
     assert_eq!(code, Some(5), "{all}");
     let v = verdicts(&json);
     assert_eq!(
@@ -504,7 +509,7 @@ fn gpus_in_mig_mode_are_named_and_left_out_and_the_others_tested() {
     // Before: two MIG instances on one bus id made the identity table fail
     // and the whole CUDA backend unavailable.
     let node = Node::new(3, "[[gpus]]\nordinal = 1\nfaults = { mig_instances = 2 }\n");
-    let (code, json, all) = quick_run(&node);
+    let (code, json, all) = quick_run(&node, "matmul");
     assert_eq!(code, Some(0), "{all}");
     // CUDA ordinals: 0 the first GPU, 1 and 2 the MIG instances, 3 the last.
     assert_eq!(v_indices(&json), [0, 3], "{all}");
@@ -619,7 +624,7 @@ fn a_gpu_lost_from_nvml_is_rejected_by_its_xid_79() {
     // start. Before: a sample of a GPU NVML no longer finds returned early
     // and never read that event.
     let node = Node::new(4, "[[gpus]]\nordinal = 1\nfaults = { lost_at_s = 1.0 }\n");
-    let (code, json, all) = quick_run(&node);
+    let (code, json, all) = quick_run(&node, "matmul");
     assert_eq!(code, Some(1), "{all}");
     assert_eq!(
         verdicts(&json)
@@ -848,7 +853,7 @@ fn clocks_held_low_are_rejected_for_their_reason() {
     for (reason, code, inject) in [
         ("thermal", "thermal_throttle", Some("1:throttle=thermal")),
         ("power_brake", "power_throttle", Some("1:throttle=power")),
-        ("hw_slowdown", "hw_slowdown", None),
+        ("hw_slowdown", "hw_slowdown", Some("1:throttle=hw")),
     ] {
         FaultCase {
             faults: &format!("{{ clocks_low = 0.5, clocks_low_reason = \"{reason}\" }}"),
@@ -914,4 +919,28 @@ fn nvlinks_down_or_erroring_are_rejected() {
         time_to_fault: None,
     }
     .check();
+}
+
+#[test]
+fn kiln_check_reads_a_dying_gpu_through_nvml_in_seconds() {
+    let node = Node::new(
+        4,
+        "[[gpus]]\nordinal = 2\nfaults = { ecc_uncorrectable_at_s = 0.0, nvlink_down = [3] }\n",
+    );
+    let o = node.kiln(&["check", "--backend", "cuda", "--expect-gpus", "4"], &[]);
+    let all = format!("{}\n--- vgpu log\n{}", text(&o), node.log());
+    assert_eq!(o.status.code(), Some(2), "{all}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    for line in [
+        "CRITICAL: 4 GPU(s) (4 expected), 3 finding(s)",
+        "CRITICAL dev 2 ecc_uncorrectable",
+        "CRITICAL dev 2 row_remap",
+        "CRITICAL dev 2 nvlink_down: 17 of 18 NVLinks active",
+    ] {
+        assert!(out.contains(line), "{line:?} missing\n{all}");
+    }
+    // A clean virtual node is OK.
+    let clean = Node::new(4, "");
+    let o = clean.kiln(&["check", "--backend", "cuda", "--expect-gpus", "4"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }

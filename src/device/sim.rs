@@ -135,7 +135,7 @@ pub enum Fault {
     XferBit,
     /// `slow=F`: throughput multiplied by F (0 < F <= 1).
     Slow(f64),
-    /// `throttle=thermal|power`: the clocks throttle for that reason.
+    /// `throttle=thermal|power|hw`: the clocks throttle for that reason.
     Throttle(ThrottleKind),
     /// `hot=T`: the GPU reports T degrees Celsius.
     Hot(f64),
@@ -165,6 +165,9 @@ pub enum ThrottleKind {
     Thermal,
     /// Power brake (`hw_power_brake_slowdown`).
     Power,
+    /// Hardware slowdown (`hw_slowdown`): clocks halved or worse, e.g. by
+    /// an external signal the board asserts.
+    Hw,
 }
 
 /// One `--inject DEVICE:FAULT[@START]`.
@@ -178,7 +181,7 @@ pub struct Injection {
     pub at_s: f64,
 }
 
-const FAULT_HELP: &str = "expected DEVICE:FAULT[@START], FAULT one of sdc, membit, hashbit, copybit, xferbit, slow=F, throttle=thermal|power, hot=T, ecc=N, xid=N, pcie=GEN:WIDTH, hang=WORKLOAD, lost=SECONDS, nvlinkdown=N, nvlinkerr=PER_S; START e.g. 60s";
+const FAULT_HELP: &str = "expected DEVICE:FAULT[@START], FAULT one of sdc, membit, hashbit, copybit, xferbit, slow=F, throttle=thermal|power|hw, hot=T, ecc=N, xid=N, pcie=GEN:WIDTH, hang=WORKLOAD, lost=SECONDS, nvlinkdown=N, nvlinkerr=PER_S; START e.g. 60s";
 
 /// Parses one `--inject` value, e.g. `2:slow=0.85`, `5:membit@90s`.
 pub fn parse_injection(text: &str) -> Result<Injection, String> {
@@ -236,7 +239,12 @@ pub fn parse_injection(text: &str) -> Result<Injection, String> {
         "throttle" => match need()? {
             "thermal" => Fault::Throttle(ThrottleKind::Thermal),
             "power" => Fault::Throttle(ThrottleKind::Power),
-            other => return Err(bad(format!("throttle={other}: expected thermal or power"))),
+            "hw" => Fault::Throttle(ThrottleKind::Hw),
+            other => {
+                return Err(bad(format!(
+                    "throttle={other}: expected thermal, power or hw"
+                )))
+            }
         },
         "hot" => Fault::Hot(number(value)?),
         "ecc" => Fault::Ecc(count(value)?),
@@ -487,6 +495,10 @@ impl Sensor for SimState {
                 Fault::Throttle(ThrottleKind::Power) => {
                     s.throttle.push("hw_power_brake_slowdown".into());
                     s.sm_clock_mhz = Some(1095.0);
+                }
+                Fault::Throttle(ThrottleKind::Hw) => {
+                    s.throttle.push("hw_slowdown".into());
+                    s.sm_clock_mhz = Some(990.0);
                 }
                 Fault::Hot(t) => s.gpu_temp_c = Some(*t),
                 Fault::Ecc(n) => {

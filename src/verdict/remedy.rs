@@ -400,6 +400,14 @@ pub fn diagnose(dev: &DeviceRun, checks: &[Check], decision: Decision) -> Option
                 Some(t) => format!("fell off the bus {} into the run", crate::stats::secs(t)),
                 None => "fell off the bus".into(),
             }),
+            // Link and temperature findings say how bad, in the check's
+            // own words.
+            "nvlink_down" | "nvlink_errors" | "pcie_degraded" | "over_temperature" => {
+                match failed(checks, code).next() {
+                    Some(c) => parts.push(format!("{} ({})", words(code), c.detail)),
+                    None => parts.push(words(code).to_string()),
+                }
+            }
             other => parts.push(words(other).to_string()),
         }
         let r = if *code == "xid" {

@@ -9,6 +9,7 @@
 //! | 3 | a kernel named `spin...` that never finishes |
 //! | 4 | a weak bit at physical byte 0x44, from its 2nd write |
 //! | 5 | clocks at 0.5 (thermal), PCIe Gen3 x8 |
+//! | 6 | one upset of physical byte 0x10, bit 0, at 2 s or later |
 
 use std::ffi::{c_void, CString};
 use std::ptr::null_mut;
@@ -26,7 +27,7 @@ fn log_path() -> std::path::PathBuf {
 
 const NODE: &str = r#"
 [node]
-gpus = 6
+gpus = 7
 [[gpus]]
 ordinal = 1
 faults = { lost_at_s = 3.0 }
@@ -42,6 +43,9 @@ faults = { bitflip = { offset = 0x44, bit = 2, nth_write = 2 } }
 [[gpus]]
 ordinal = 5
 faults = { clocks_low = 0.5, clocks_low_reason = "thermal", pcie_gen = 3, pcie_width = 8 }
+[[gpus]]
+ordinal = 6
+faults = { bitflip = { offset = 0x10, at_s = 2.0, once = true } }
 "#;
 
 fn init() {
@@ -316,4 +320,27 @@ fn low_clocks_and_a_slow_link_slow_the_model_down() {
         (f64::from(ms) - want).abs() < 0.01,
         "{ms} ms, expected {want}"
     );
+}
+
+#[test]
+fn a_one_time_upset_at_its_time_flips_one_write_only() {
+    ctx(6);
+    let p = alloc(64);
+    let data = [0u8; 64];
+    // Before its time: every write intact.
+    assert!(vgpu::clock::fault_time_s() < 2.0, "the test started late");
+    assert_eq!(put(p, &data), CUDA_SUCCESS);
+    assert_eq!(get(p, 64), (CUDA_SUCCESS, data.to_vec()));
+    while vgpu::clock::fault_time_s() < 2.05 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The first write after it: bit 0 of byte 0x10 stored flipped.
+    assert_eq!(put(p, &data), CUDA_SUCCESS);
+    let (_, back) = get(p, 64);
+    let mut want = data.to_vec();
+    want[0x10] = 1;
+    assert_eq!(back, want);
+    // `once`: the next write is intact again.
+    assert_eq!(put(p, &data), CUDA_SUCCESS);
+    assert_eq!(get(p, 64), (CUDA_SUCCESS, data.to_vec()));
 }

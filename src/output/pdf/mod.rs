@@ -276,7 +276,11 @@ fn front_page(doc: &mut Doc, run: &RunResults, judgement: &Judgement) {
         ("GPU", 34.0, Align::Center),
         ("serial / PCI bus", id_w, Align::Left),
         ("verdict", 92.0, Align::Center),
-        ("reasons", CONTENT_W - 34.0 - id_w - 92.0, Align::Left),
+        (
+            "diagnosis and what to do [reason codes]",
+            CONTENT_W - 34.0 - id_w - 92.0,
+            Align::Left,
+        ),
     ]
     .map(|(title, width, align)| Column {
         title: title.into(),
