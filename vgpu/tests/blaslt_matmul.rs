@@ -10,36 +10,28 @@
 
 use std::ffi::c_void;
 use std::ptr::{null, null_mut};
-use std::sync::Once;
 
 use vgpu::blaslt::api::*;
 use vgpu::blaslt::types::*;
 use vgpu::driver::api::*;
 use vgpu::driver::result::*;
 
-type H = *mut c_void;
+use common::H;
 
-fn log_path() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("vgpu-blaslt-test-{}.log", std::process::id()))
-}
+mod common;
+
+const TAG: &str = "blaslt";
 
 /// Timing of every GPU: slow enough that a product's device time is larger
 /// than the launch latency (4 us by default).
 const CONFIG: &str = "[node]\ngpus = 5\n\n[gpu.timing]\nfp64_tflops = 0.025\nfp32_tflops = 0.05\ntensor_tflops = 0.1\n\n[[gpus]]\nordinal = 4\ncompute_capability = [8, 0]\n";
 
 fn init() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        std::env::set_var("VGPU_LOG", log_path());
-        let config = log_path().with_extension("toml");
-        std::fs::write(&config, CONFIG).expect("config");
-        std::env::set_var("VGPU_CONFIG", config);
-    });
-    assert_eq!(unsafe { cuInit(0) }, CUDA_SUCCESS);
+    common::init(TAG, CONFIG);
 }
 
 fn log() -> String {
-    std::fs::read_to_string(log_path()).unwrap_or_default()
+    common::log(TAG)
 }
 
 /// Asserts that a log line contains every one of `parts`.
@@ -53,19 +45,10 @@ fn logged(parts: &[&str]) {
 
 fn ctx(dev: i32) -> H {
     init();
-    let mut c: H = null_mut();
-    unsafe {
-        assert_eq!(cuDevicePrimaryCtxRetain(&mut c, dev), CUDA_SUCCESS);
-        assert_eq!(cuCtxSetCurrent(c), CUDA_SUCCESS);
-    }
-    c
+    common::primary(dev)
 }
 
-fn alloc(bytes: usize) -> u64 {
-    let mut p = 0u64;
-    assert_eq!(unsafe { cuMemAlloc_v2(&mut p, bytes) }, CUDA_SUCCESS);
-    p
-}
+use common::alloc;
 
 fn upload(bytes: &[u8]) -> u64 {
     let p = alloc(bytes.len().max(1));

@@ -10,49 +10,28 @@
 
 use std::ffi::{c_void, CString};
 use std::ptr::null_mut;
-use std::sync::Once;
 
 use vgpu::driver::api::*;
 use vgpu::driver::result::*;
 
-type H = *mut c_void;
+mod common;
+use common::{alloc, H};
 
-fn log_path() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("vgpu-driver-test-{}.log", std::process::id()))
-}
-
-/// cuInit once, with the log going to this binary's own file.
-fn init() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // Set before any thread reads it: the first call of any test.
-        std::env::set_var("VGPU_LOG", log_path());
-        let config = log_path().with_extension("toml");
-        std::fs::write(&config, "[node]\ngpus = 4\n").expect("config");
-        std::env::set_var("VGPU_CONFIG", config);
-    });
-    assert_eq!(unsafe { cuInit(0) }, CUDA_SUCCESS);
-}
+const TAG: &str = "driver";
 
 fn log() -> String {
-    std::fs::read_to_string(log_path()).unwrap_or_default()
+    common::log(TAG)
+}
+
+/// cuInit once, on a node of four GPUs.
+fn init() {
+    common::init(TAG, "[node]\ngpus = 4\n");
 }
 
 /// The primary context of `dev`, current on this thread.
 fn ctx(dev: i32) -> H {
     init();
-    let mut c: H = null_mut();
-    unsafe {
-        assert_eq!(cuDevicePrimaryCtxRetain(&mut c, dev), CUDA_SUCCESS);
-        assert_eq!(cuCtxSetCurrent(c), CUDA_SUCCESS);
-    }
-    c
-}
-
-fn alloc(bytes: usize) -> u64 {
-    let mut p = 0u64;
-    assert_eq!(unsafe { cuMemAlloc_v2(&mut p, bytes) }, CUDA_SUCCESS);
-    p
+    common::primary(dev)
 }
 
 fn load(ptx: &str) -> Result<H, CUresult> {

@@ -13,17 +13,15 @@
 
 use std::ffi::{c_void, CString};
 use std::ptr::null_mut;
-use std::sync::Once;
 use std::time::Duration;
 
 use vgpu::driver::api::*;
 use vgpu::driver::result::*;
 
-type H = *mut c_void;
+mod common;
+use common::{alloc, H};
 
-fn log_path() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("vgpu-faults-test-{}.log", std::process::id()))
-}
+const TAG: &str = "faults";
 
 const NODE: &str = r#"
 [node]
@@ -48,35 +46,13 @@ ordinal = 6
 faults = { bitflip = { offset = 0x10, at_s = 2.0, once = true } }
 "#;
 
-fn init() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        std::env::set_var("VGPU_LOG", log_path());
-        let config = log_path().with_extension("toml");
-        std::fs::write(&config, NODE).expect("config");
-        std::env::set_var("VGPU_CONFIG", config);
-    });
-    assert_eq!(unsafe { cuInit(0) }, CUDA_SUCCESS);
-}
-
 fn log() -> String {
-    std::fs::read_to_string(log_path()).unwrap_or_default()
+    common::log(TAG)
 }
 
 fn ctx(dev: i32) -> H {
-    init();
-    let mut c: H = null_mut();
-    unsafe {
-        assert_eq!(cuDevicePrimaryCtxRetain(&mut c, dev), CUDA_SUCCESS);
-        assert_eq!(cuCtxSetCurrent(c), CUDA_SUCCESS);
-    }
-    c
-}
-
-fn alloc(bytes: usize) -> u64 {
-    let mut p = 0u64;
-    assert_eq!(unsafe { cuMemAlloc_v2(&mut p, bytes) }, CUDA_SUCCESS);
-    p
+    common::init(TAG, NODE);
+    common::primary(dev)
 }
 
 fn put(p: u64, data: &[u8]) -> CUresult {
@@ -89,13 +65,11 @@ fn get(p: u64, n: usize) -> (CUresult, Vec<u8>) {
     (r, v)
 }
 
-/// `out[tid] = tid`, under two names: `spin_forever` (GPU 3's hanging
-/// kernel) and `store_tid`.
-const PTX: &str = r#".version 8.2
-.target sm_80
-.address_size 64
-.visible .entry store_tid(.param .u64 out)
-{
+/// `out[tid] = tid`, as `NAME`.
+fn store_tid(name: &str) -> String {
+    format!(
+        r#".visible .entry {name}(.param .u64 out)
+{{
     .reg .b32 %r<4>;
     .reg .b64 %rd<6>;
     ld.param.u64 %rd1, [out];
@@ -105,23 +79,23 @@ const PTX: &str = r#".version 8.2
     add.s64 %rd4, %rd2, %rd3;
     st.global.u32 [%rd4], %r1;
     ret;
+}}
+"#
+    )
 }
-.visible .entry spin_forever(.param .u64 out)
-{
-    .reg .b32 %r<4>;
-    .reg .b64 %rd<6>;
-    ld.param.u64 %rd1, [out];
-    cvta.to.global.u64 %rd2, %rd1;
-    mov.u32 %r1, %tid.x;
-    mul.wide.u32 %rd3, %r1, 4;
-    add.s64 %rd4, %rd2, %rd3;
-    st.global.u32 [%rd4], %r1;
-    ret;
+
+/// The module: `store_tid`, and the same under GPU 3's hanging name,
+/// `spin_forever`.
+fn ptx() -> String {
+    format!(
+        ".version 8.2\n.target sm_80\n.address_size 64\n{}{}",
+        store_tid("store_tid"),
+        store_tid("spin_forever")
+    )
 }
-"#;
 
 fn kernel(name: &str) -> H {
-    let text = CString::new(PTX).expect("no NUL");
+    let text = CString::new(ptx()).expect("no NUL");
     let mut m: H = null_mut();
     assert_eq!(
         unsafe { cuModuleLoadData(&mut m, text.as_ptr().cast()) },
