@@ -505,14 +505,30 @@ fn a_gpu_busy_in_another_process_could_not_be_tested_and_is_not_rejected() {
 }
 
 #[test]
-fn gpus_in_mig_mode_are_named_and_left_out_and_the_others_tested() {
+fn a_gpu_in_mig_mode_could_not_be_tested_and_the_others_are() {
     // Before: two MIG instances on one bus id made the identity table fail
-    // and the whole CUDA backend unavailable.
+    // and the whole CUDA backend unavailable; then the GPU was left out of
+    // the run with only a note, exit 0, as if the node were fully tested.
     let node = Node::new(3, "[[gpus]]\nordinal = 1\nfaults = { mig_instances = 2 }\n");
-    let (code, json, all) = quick_run(&node, "matmul");
-    assert_eq!(code, Some(0), "{all}");
-    // CUDA ordinals: 0 the first GPU, 1 and 2 the MIG instances, 3 the last.
-    assert_eq!(v_indices(&json), [0, 3], "{all}");
+    let (code, json, all) = quick_run(&node, "matmul,transfer");
+    assert_eq!(code, Some(5), "{all}");
+    // CUDA ordinals: 0 the first GPU, 1 and 2 the MIG instances, 3 the last:
+    // the GPU in MIG mode is one device, under its first instance's ordinal.
+    assert_eq!(v_indices(&json), [0, 1, 3], "{all}");
+    assert_eq!(
+        verdicts(&json)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect::<Vec<_>>(),
+        ["accept", "untested", "accept"],
+        "{all}"
+    );
+    assert_eq!(
+        json["devices"][1]["reasons"],
+        serde_json::json!(["mig_enabled"]),
+        "{all}"
+    );
+    assert_eq!(json["devices"][1]["remedy"], "fix_node_software", "{all}");
     let notes = json["notes"].to_string();
     assert!(
         notes.contains("the GPU at 00000000:42:00.0 is in MIG mode (CUDA devices 1, 2")

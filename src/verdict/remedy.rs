@@ -98,7 +98,7 @@ pub fn remedy_of(code: &str) -> Remedy {
         "below_baseline" | "peer_outlier" | "throughput_decay" => Remedy::ResetGpu,
         "hang" | "device_error" => Remedy::ResetGpu,
         "device_lost" => Remedy::RebootNode,
-        "gpu_busy" | "fabric_manager_down" => Remedy::FixNodeSoftware,
+        "gpu_busy" | "fabric_manager_down" | "mig_enabled" => Remedy::FixNodeSoftware,
         "xid" => Remedy::ResetGpu,
         _ => Remedy::Rerun,
     }
@@ -131,6 +131,7 @@ pub fn words(code: &str) -> &'static str {
         "device_error" => "device or driver error",
         "gpu_busy" => "in use by another process (node state, not a GPU fault)",
         "fabric_manager_down" => "fabric manager not running (node state, not a GPU fault)",
+        "mig_enabled" => "in MIG mode (node state, not a GPU fault)",
         _ => "failed a check",
     }
 }
@@ -463,6 +464,7 @@ mod tests {
             "device_error",
             "gpu_busy",
             "fabric_manager_down",
+            "mig_enabled",
         ] {
             assert_ne!(words(code), "failed a check", "{code}");
             assert!(

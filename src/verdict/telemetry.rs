@@ -243,12 +243,20 @@ pub fn checks(dev: &DeviceRun, base: Option<&Baseline>, checks: &mut Vec<Check>)
     let rate = |g: u32| [2.5, 5.0, 8.0, 16.0, 32.0, 64.0, 128.0][(g.clamp(1, 7) - 1) as usize];
     // Only samples taken under load count: an idle GPU's link downshifts
     // (to Gen1 on NVIDIA's), so a device that never ran (untested, or lost
-    // at once) has no link to judge. Without utilisation readings every
-    // sample counts.
+    // at once) has no link to judge. Under load means a utilisation above
+    // 0, or, for a device without utilisation readings (NVML has none for a
+    // GPU in MIG mode), a sample inside one of its workload phases.
     let has_util = samples.iter().any(|s| s.util_pct.is_some());
+    let in_phase = |t: f64| dev.phases.iter().any(|p| p.start_s <= t && t <= p.end_s);
     let loaded: Vec<&Sample> = samples
         .iter()
-        .filter(|s| !has_util || s.util_pct.is_some_and(|u| u > 0.0))
+        .filter(|s| {
+            if has_util {
+                s.util_pct.is_some_and(|u| u > 0.0)
+            } else {
+                in_phase(s.t_s)
+            }
+        })
         .collect();
     let link = loaded
         .iter()
@@ -391,9 +399,16 @@ fn nvlink_checks(samples: &[Sample], limits: &Limits, checks: &mut Vec<Check>) {
 mod tests {
     use super::*;
 
+    /// A device that ran one workload phase over the whole trace.
     fn dev(samples: Vec<Sample>) -> DeviceRun {
         DeviceRun {
             telemetry: samples,
+            phases: vec![crate::results::PhaseWindow {
+                workload: crate::workload::WorkloadKind::Matmul,
+                cycle: 0,
+                start_s: 0.0,
+                end_s: 1e9,
+            }],
             ..DeviceRun::blank()
         }
     }
@@ -487,6 +502,24 @@ mod tests {
         let mut idle = sample(0.0);
         idle.util_pct = Some(0.0);
         assert_eq!(failed(vec![idle, busy], None), vec!["pcie_degraded"]);
+    }
+
+    #[test]
+    fn a_device_that_never_ran_is_not_judged_on_its_idle_link() {
+        // No utilisation readings (NVML has none in MIG mode) and no
+        // workload phase: every sample is idle, and an idle link downshifts.
+        let mut idle = sample(0.0);
+        idle.util_pct = None;
+        idle.pcie_gen = Some(1);
+        let never_ran = DeviceRun {
+            telemetry: vec![idle.clone()],
+            ..DeviceRun::blank()
+        };
+        let mut c = Vec::new();
+        checks(&never_ran, None, &mut c);
+        assert!(c.iter().all(|c| c.pass), "{c:?}");
+        // The same sample inside a phase is judged.
+        assert_eq!(failed(vec![idle], None), vec!["pcie_degraded"]);
     }
 
     #[test]

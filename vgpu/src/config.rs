@@ -134,6 +134,10 @@ pub struct Gpu {
     pub timing: Timing,
     /// Node states and faults of this GPU.
     pub faults: Faults,
+    /// Set by [`Config::cuda_devices`] on the devices that are MIG
+    /// instances of a GPU (never read from the file).
+    #[serde(skip)]
+    pub mig_instance: bool,
 }
 
 /// What is wrong with a GPU, or with the node around it, acting where a real
@@ -286,6 +290,7 @@ impl Default for Gpu {
             peer_access: true,
             timing: Timing::default(),
             faults: Faults::default(),
+            mig_instance: false,
         }
     }
 }
@@ -376,6 +381,7 @@ impl Config {
                 // The instance's UUID: the GPU's with its last byte replaced.
                 m.uuid = format!("{}{:02x}", &g.uuid[..30], 0x80 + i);
                 m.faults.mig_instances = 0;
+                m.mig_instance = true;
                 out.push(m);
             }
         }

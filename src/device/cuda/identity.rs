@@ -38,7 +38,8 @@ pub fn is_virtual(name: &str, pci_device_id: Option<u16>) -> bool {
 /// With MIG mode on, CUDA enumerates a GPU's instances as devices of their
 /// own, named `<model> MIG <profile>` and all on the GPU's PCI bus id, so
 /// they would make the identity table ambiguous. kiln tests whole GPUs:
-/// those are left out (and the rest tested), with the line saying so.
+/// such a GPU is one device that cannot be tested (`mig_enabled`, verdict
+/// untested), the rest are tested, and the line says so.
 pub fn mig_instances(devices: &[(usize, String, String)]) -> (Vec<usize>, Option<String>) {
     let mut buses: Vec<&str> = Vec::new();
     for (_, name, bus) in devices {
@@ -62,7 +63,7 @@ pub fn mig_instances(devices: &[(usize, String, String)]) -> (Vec<usize>, Option
     }
     let note = (!parts.is_empty()).then(|| {
         format!(
-            "{}; kiln tests whole GPUs, so {} left out: disable MIG (nvidia-smi -i <gpu> -mig 0) to test {}",
+            "{}; kiln tests whole GPUs, so {} not tested (mig_enabled): disable MIG (nvidia-smi -i <gpu> -mig 0) to test {}",
             parts.join("; "),
             if parts.len() == 1 { "it is" } else { "they are" },
             if parts.len() == 1 { "it" } else { "them" }
@@ -222,7 +223,7 @@ mod tests {
         assert_eq!(
             note.unwrap(),
             "the GPU at 00000000:3b:00.0 is in MIG mode (CUDA devices 1, 2: NVIDIA H100 80GB HBM3 MIG 3g.40gb); \
-             kiln tests whole GPUs, so it is left out: disable MIG (nvidia-smi -i <gpu> -mig 0) to test it"
+             kiln tests whole GPUs, so it is not tested (mig_enabled): disable MIG (nvidia-smi -i <gpu> -mig 0) to test it"
         );
         // One instance alone is still known by its name.
         let (mig, _) = mig_instances(&[d(

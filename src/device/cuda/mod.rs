@@ -92,8 +92,9 @@ pub struct Probed {
     pub note: Option<String>,
 }
 
-/// The CUDA devices of this node, one per visible ordinal (GPUs in MIG mode
-/// left out, with a note), or one line saying why there are none.
+/// The CUDA devices of this node, one per visible ordinal (a GPU in MIG
+/// mode is one device that cannot be tested, [`MIG_TODO`]), or one line
+/// saying why there are none.
 pub fn probe() -> Result<Probed, ProbeError> {
     // SAFETY: only opens and closes the candidate library names; no symbol
     // is used.
@@ -104,7 +105,7 @@ pub fn probe() -> Result<Probed, ProbeError> {
         .map_err(|p| ProbeError::plain(format!("the CUDA driver failed: {p}")))??;
     let devices = infos
         .into_iter()
-        .map(|(mut info, capability)| {
+        .map(|(mut info, capability, mig)| {
             // NVML knows what the driver API does not: serial and PCI device
             // id (which picks the baseline). Without NVML both stay unknown.
             let bus = info.pci_bus_id.clone().unwrap_or_default();
@@ -117,6 +118,7 @@ pub fn probe() -> Result<Probed, ProbeError> {
                 .ok()
                 .map(|s| Arc::new(s) as Arc<dyn crate::telemetry::Sensor>);
             Box::new(CudaDevice {
+                mig,
                 ordinal: info.index,
                 capability,
                 info,
@@ -189,11 +191,19 @@ fn label(info: &DeviceInfo) -> String {
 /// A compute capability, (major, minor).
 type Capability = (u32, u32);
 
+/// A device as [`query_devices`] found it: identity, compute capability,
+/// and for a GPU in MIG mode why it cannot be tested.
+type Queried = (DeviceInfo, Capability, Option<String>);
+
+/// What a technician does about a GPU in MIG mode.
+pub const MIG_TODO: &str =
+    "the GPU is in MIG mode, and kiln tests whole GPUs: disable MIG (nvidia-smi -i <gpu> -mig 0, then reset the GPU) and run again";
+
 /// Initialises the driver and reads every visible device's identity and
 /// compute capability (no context is created). GPUs in MIG mode are left
 /// out, and named in the note.
 #[allow(clippy::type_complexity)]
-fn query_devices() -> Result<(Vec<(DeviceInfo, Capability)>, Option<String>), ProbeError> {
+fn query_devices() -> Result<(Vec<Queried>, Option<String>), ProbeError> {
     use cudarc::driver::result::{self, device};
     use cudarc::driver::sys::CUdevice_attribute as A;
     result::init().map_err(|e| {
@@ -284,23 +294,37 @@ fn query_devices() -> Result<(Vec<(DeviceInfo, Capability)>, Option<String>), Pr
             })
             .collect::<Vec<_>>(),
     );
-    let keep = |o: &usize| !mig.contains(o);
-    let ids: Vec<Identity> = ids.into_iter().filter(|i| keep(&i.ordinal)).collect();
-    let infos: Vec<(DeviceInfo, Capability)> =
-        infos.into_iter().filter(|(i, _)| keep(&i.index)).collect();
-    if infos.is_empty() {
-        return Err(ProbeError {
-            message: note.unwrap_or_else(|| "no CUDA device left to test".into()),
-            node_state: Some("mig_enabled"),
-        });
+    // A GPU in MIG mode stays, as one device (its first instance's ordinal)
+    // that cannot be tested: a node state, reported and never a reject.
+    let mut buses: Vec<String> = Vec::new();
+    let mut kept = Vec::new();
+    for (info, cap) in infos {
+        let bus = info.pci_bus_id.clone().unwrap_or_default();
+        if !mig.contains(&info.index) {
+            kept.push((info, cap, None));
+        } else if !buses.contains(&bus) {
+            let why = format!(
+                "{}: {MIG_TODO} ({})",
+                label(&info),
+                note.as_deref().unwrap_or("MIG instances share its bus id")
+            );
+            buses.push(bus);
+            kept.push((info, cap, Some(why)));
+        }
     }
+    let ids: Vec<Identity> = ids
+        .into_iter()
+        .filter(|i| kept.iter().any(|(k, _, _)| k.index == i.ordinal))
+        .collect();
     IdentityTable::new(ids).map_err(ProbeError::plain)?;
-    Ok((infos, note))
+    Ok((kept, note))
 }
 
 /// One NVIDIA GPU.
 pub struct CudaDevice {
     info: DeviceInfo,
+    /// Set for a GPU in MIG mode: why it cannot be tested.
+    mig: Option<String>,
     ordinal: usize,
     /// Compute capability (major, minor), e.g. (9, 0) for an H100.
     capability: (u32, u32),
@@ -313,6 +337,9 @@ pub struct CudaDevice {
 impl CudaDevice {
     /// The device's context, created on first use.
     fn gpu(&mut self) -> DeviceResult<&mut Gpu> {
+        if let Some(why) = &self.mig {
+            return Err(DeviceError::node_state("mig_enabled", why.clone()));
+        }
         if self.gpu.is_none() {
             let label = label(&self.info);
             let (ordinal, sms) = (self.ordinal, self.info.compute_units);

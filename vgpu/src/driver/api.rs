@@ -263,8 +263,11 @@ pub unsafe extern "C" fn cuDeviceCanAccessPeer(
 ) -> CUresult {
     guard("cuDeviceCanAccessPeer", || {
         let s = state()?;
-        let a = s.device(dev)?.config.peer_access;
-        let b = s.device(peer)?.config.peer_access;
+        // MIG instances have no peer-to-peer (NVIDIA's MIG user guide:
+        // "CUDA IPC across GPU instances" and P2P are not supported).
+        let (da, db) = (&s.device(dev)?.config, &s.device(peer)?.config);
+        let a = da.peer_access && !da.mig_instance;
+        let b = db.peer_access && !db.mig_instance;
         put(
             "cuDeviceCanAccessPeer",
             out,
