@@ -194,7 +194,7 @@ pub struct RunArgs {
     /// Inject a fault into a simulated GPU (with --backend sim), repeatable:
     /// DEVICE:FAULT[@START], FAULT one of sdc, membit, hashbit, copybit,
     /// xferbit, slow=F, throttle=thermal|power|hw, hot=T, ecc=N, xid=N, pcie=GEN:WIDTH,
-    /// hang=WORKLOAD, lost=SECONDS, nvlinkdown=N, nvlinkerr=PER_S; START delays it, e.g. 2:membit@90s.
+    /// hang=WORKLOAD, lost=SECONDS, nvlinkdown=N, nvlinkerr=PER_S, powerlow=F; START delays it, e.g. 2:membit@90s.
     #[arg(long, value_name = "DEVICE:FAULT")]
     pub inject: Vec<String>,
 

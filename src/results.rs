@@ -47,6 +47,20 @@ pub struct PhaseWindow {
     pub start_s: f64,
     /// End, seconds since the run started.
     pub end_s: f64,
+    /// Device-busy seconds inside the phase (its timed windows); `None`
+    /// for journals written before kiln recorded it.
+    pub busy_s: Option<f64>,
+}
+
+impl PhaseWindow {
+    /// The duty cycle: device-busy time over the phase's wall time, 0 to 1.
+    /// Busy time counts each timed window once (a window that repeats a
+    /// short launch counts one launch), so it never overstates the load.
+    pub fn duty_cycle(&self) -> Option<f64> {
+        let wall = self.end_s - self.start_s;
+        let busy = self.busy_s?;
+        (wall > 0.0 && busy.is_finite()).then(|| (busy / wall).clamp(0.0, 1.0))
+    }
 }
 
 /// A workload the watchdog found hung.
@@ -324,6 +338,7 @@ pub fn from_journal(j: journal::Journal) -> Result<RunResults> {
                 cycle,
                 start_s,
                 end_s,
+                busy_s,
             } => {
                 if let Some(s) = slot(&mut devices, device) {
                     devices[s].phases.push(PhaseWindow {
@@ -331,6 +346,7 @@ pub fn from_journal(j: journal::Journal) -> Result<RunResults> {
                         cycle,
                         start_s,
                         end_s,
+                        busy_s,
                     });
                 }
             }
@@ -407,6 +423,11 @@ pub struct PhaseTelemetry {
     pub power_w: Option<Range>,
     /// SM (core) clock, MHz.
     pub sm_clock_mhz: Option<Range>,
+    /// Enforced power limit, W (the highest seen in the phase).
+    pub power_limit_w: Option<f64>,
+    /// Device-busy seconds (timed windows) over wall seconds, 0 to 1;
+    /// `None` on simulated and virtual GPUs, whose time is modelled.
+    pub duty_cycle: Option<f64>,
     /// Seconds spent with each throttle reason active (a sample's reasons
     /// count until the next sample).
     pub throttled_s: std::collections::BTreeMap<String, f64>,
@@ -452,6 +473,17 @@ impl DeviceRun {
                     gpu_temp_c: pick(|s| s.gpu_temp_c),
                     power_w: pick(|s| s.power_w),
                     sm_clock_mhz: pick(|s| s.sm_clock_mhz),
+                    power_limit_w: inside
+                        .iter()
+                        .filter_map(|&i| t[i].power_limit_w)
+                        .reduce(f64::max),
+                    // A simulated or virtual GPU's time is modelled, so
+                    // its busy time over real wall time means nothing.
+                    duty_cycle: if self.info.simulated {
+                        None
+                    } else {
+                        p.duty_cycle()
+                    },
                     throttled_s,
                 }
             })

@@ -312,3 +312,57 @@ fn malformed_injections_are_usage_errors() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("only be injected into simulated GPUs"));
 }
+
+#[test]
+fn a_gpu_that_cannot_draw_its_power_under_matmul_is_rejected_power_low() {
+    let d = tempfile::tempdir().expect("temp");
+    let (code, v, log) = sim(
+        d.path(),
+        &[
+            "--sim-gpus",
+            "4",
+            "--inject",
+            "2:powerlow=0.6",
+            "--workloads",
+            "matmul,hash",
+        ],
+    );
+    assert_eq!(code, 1, "{log}");
+    for dev in [0, 1, 3] {
+        assert_clean(&v, dev);
+        let check = v["devices"][dev]["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .find(|c| c["metric"] == "power_under_load")
+            .expect("every GPU's power is judged under matmul")
+            .clone();
+        assert_eq!(check["pass"], true, "{check}");
+    }
+    assert_eq!(reasons(&v, 2), vec!["power_low"], "{log}");
+    assert_eq!(v["devices"][2]["remedy"], "check_cabling_or_reseat");
+    assert!(
+        log.contains("drew at most 420 W under matmul, 60 % of its enforced limit of 700 W"),
+        "{log}"
+    );
+    // Each phase records the power reached and the clocks held.
+    let phases = v["devices"][2]["phases"].as_array().expect("phases");
+    let matmul = phases
+        .iter()
+        .find(|p| p["workload"] == "matmul")
+        .expect("matmul phase");
+    assert_eq!(matmul["power_w"]["max"], 420.0, "{matmul}");
+    assert_eq!(matmul["power_limit_w"], 700.0, "{matmul}");
+    assert!(
+        matmul["sm_clock_mhz"]["median"].as_f64().is_some(),
+        "{matmul}"
+    );
+}
+
+#[test]
+fn a_bad_power_fraction_is_refused_with_what_was_expected() {
+    let d = tempfile::tempdir().expect("temp");
+    let (code, _, log) = sim(d.path(), &["--inject", "1:powerlow=1.5"]);
+    assert_eq!(code, 2, "{log}");
+    assert!(log.contains("powerlow=1.5: expected the fraction"), "{log}");
+}

@@ -212,6 +212,8 @@ fn integrity(kind: WorkloadKind, fault: Fault) -> Vec<Integrity> {
         progress: &mut progress,
         cycle: 0,
         seed: 42,
+        busy_s: 0.0,
+        sustain_s: 0.0,
     };
     workload::execute(&mut dev, &small(kind), &mut ctx).expect("workload runs");
     records

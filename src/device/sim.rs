@@ -153,6 +153,10 @@ pub enum Fault {
     NvlinkDown(u32),
     /// `nvlinkerr=R`: NVLink replay errors at R per second.
     NvlinkErrors(f64),
+    /// `powerlow=F`: under load the GPU draws only F of its enforced power
+    /// limit (a failing power stage or cable: clocks and throughput look
+    /// normal at first).
+    PowerLow(f64),
 }
 
 /// NVLinks of the simulated GPU (NVLink 4, H100 SXM).
@@ -181,7 +185,7 @@ pub struct Injection {
     pub at_s: f64,
 }
 
-const FAULT_HELP: &str = "expected DEVICE:FAULT[@START], FAULT one of sdc, membit, hashbit, copybit, xferbit, slow=F, throttle=thermal|power|hw, hot=T, ecc=N, xid=N, pcie=GEN:WIDTH, hang=WORKLOAD, lost=SECONDS, nvlinkdown=N, nvlinkerr=PER_S; START e.g. 60s";
+const FAULT_HELP: &str = "expected DEVICE:FAULT[@START], FAULT one of sdc, membit, hashbit, copybit, xferbit, slow=F, throttle=thermal|power|hw, hot=T, ecc=N, xid=N, pcie=GEN:WIDTH, hang=WORKLOAD, lost=SECONDS, nvlinkdown=N, nvlinkerr=PER_S, powerlow=F; START e.g. 60s";
 
 /// Parses one `--inject` value, e.g. `2:slow=0.85`, `5:membit@90s`.
 pub fn parse_injection(text: &str) -> Result<Injection, String> {
@@ -275,6 +279,15 @@ pub fn parse_injection(text: &str) -> Result<Injection, String> {
                 )));
             }
             Fault::NvlinkDown(n as u32)
+        }
+        "powerlow" => {
+            let f = number(value)?;
+            if !(f > 0.0 && f < 1.0) {
+                return Err(bad(format!(
+                    "powerlow={f}: expected the fraction of the power limit drawn, above 0 and below 1"
+                )));
+            }
+            Fault::PowerLow(f)
         }
         "nvlinkerr" => {
             let r = number(value)?;
@@ -515,6 +528,9 @@ impl Sensor for SimState {
                     s.pcie_width = Some(*w);
                 }
                 Fault::NvlinkDown(n) => s.nvlink_active = Some(SIM_NVLINKS - n),
+                Fault::PowerLow(f) if self.elapsed().is_some() => {
+                    s.power_w = s.power_limit_w.map(|l| l * f);
+                }
                 Fault::NvlinkErrors(r) => {
                     let t = self.elapsed().unwrap_or(0.0);
                     s.nvlink_replay = Some((r * t).ceil() as u64);

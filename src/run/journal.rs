@@ -68,6 +68,10 @@ pub enum Event {
         cycle: u32,
         start_s: f64,
         end_s: f64,
+        /// Device-busy seconds inside the phase: the sum of its timed
+        /// windows (event-timed on GPUs); absent in journals before it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        busy_s: Option<f64>,
     },
     /// A workload could not run on this node (a library is missing); the
     /// device is judged on the others.

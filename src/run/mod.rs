@@ -130,6 +130,8 @@ enum Msg {
         slot: usize,
         cycle: u32,
         step: usize,
+        /// Device-busy seconds of the workload (its timed windows).
+        busy_s: f64,
     },
     Exit(usize),
 }
@@ -301,22 +303,39 @@ impl Coordinator<'_> {
                 fraction,
                 label,
             } => progress.update(slot, cycle, step, fraction, &label),
-            Msg::Finished { slot, cycle, step } => {
+            Msg::Finished {
+                slot,
+                cycle,
+                step,
+                busy_s,
+            } => {
                 let mut phase = None;
+                let mut sample = None;
                 if let Some(s) = slots.get_mut(slot) {
                     if let Some((_, _, workload, t)) = s.running.take() {
                         s.took.push(((cycle, step), t.elapsed()));
                         if !s.abandoned {
                             let end_s = started.elapsed().as_secs_f64();
+                            // Every phase gets a reading as it ends, so
+                            // that a phase shorter than the sampling period
+                            // still has its power and clocks under load.
+                            sample = s.sensor.as_ref().map(|sensor| Event::Telemetry {
+                                device: s.index,
+                                sample: sensor.sample(end_s),
+                            });
                             phase = Some(Event::Phase {
                                 device: s.index,
                                 workload,
                                 cycle,
                                 start_s: end_s - t.elapsed().as_secs_f64(),
                                 end_s,
+                                busy_s: Some(busy_s),
                             });
                         }
                     }
+                }
+                if let Some(p) = sample {
+                    self.append(&p);
                 }
                 if let Some(p) = phase {
                     self.append(&p);
@@ -516,9 +535,17 @@ fn device_thread(
                 progress: &mut report,
                 cycle,
                 seed: plan.seed,
+                busy_s: 0.0,
+                sustain_s: workload::sustain_for(kind, plan.profile, device.info()),
             };
             let outcome = workload::execute(device.as_mut(), &spec, &mut ctx);
-            let _ = tx.send(Msg::Finished { slot, cycle, step });
+            let busy_s = ctx.busy_s;
+            let _ = tx.send(Msg::Finished {
+                slot,
+                cycle,
+                step,
+                busy_s,
+            });
             match outcome {
                 Ok(()) => send(Event::WorkloadDone {
                     device: index,

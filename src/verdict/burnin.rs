@@ -49,6 +49,42 @@ pub struct Burnin {
     pub first_error_cycle: Option<u32>,
     /// Correctable ECC errors per hour over the run.
     pub ecc_corrected_per_hour: Option<f64>,
+    /// Device-busy time (timed work) over the wall time of all its
+    /// workload phases, 0 to 1; `None` on simulated and virtual GPUs, whose
+    /// time is modelled, and for journals that did not record busy time.
+    pub duty_cycle: Option<f64>,
+    /// The same per workload, by name.
+    pub duty_by_workload: std::collections::BTreeMap<String, f64>,
+}
+
+/// The duty cycle a burn-in must hold to load a GPU the way production
+/// (back-to-back GEMMs) does.
+pub const MIN_DUTY_CYCLE: f64 = 0.95;
+
+/// (overall, per workload) duty cycles of `dev`'s phases.
+fn duty(dev: &DeviceRun) -> (Option<f64>, std::collections::BTreeMap<String, f64>) {
+    let mut per: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+    if dev.info.simulated {
+        return (None, Default::default());
+    }
+    for p in &dev.phases {
+        let (Some(busy), wall) = (p.busy_s, p.end_s - p.start_s) else {
+            continue;
+        };
+        if wall > 0.0 && busy.is_finite() {
+            let e = per
+                .entry(p.workload.name().to_string())
+                .or_insert((0.0, 0.0));
+            e.0 += busy.min(wall);
+            e.1 += wall;
+        }
+    }
+    let (busy, wall) = per.values().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let overall = (wall > 0.0).then(|| busy / wall);
+    (
+        overall,
+        per.into_iter().map(|(k, (b, w))| (k, b / w)).collect(),
+    )
 }
 
 /// Analyses `dev` over `cycles` cycles and adds the decay checks.
@@ -148,7 +184,38 @@ pub fn analyse(
         }
         _ => None,
     };
+    let (duty_cycle, duty_by_workload) = duty(dev);
+    if let Some(d) = duty_cycle {
+        let mut c = Check::new(
+            "burnin",
+            "duty_cycle",
+            d,
+            MIN_DUTY_CYCLE,
+            true,
+            "",
+            format!(
+                "the GPU was busy {:.1} % of its workload time ({}); a burn-in holds at least {:.0} %",
+                100.0 * d,
+                duty_by_workload
+                    .iter()
+                    .map(|(w, x)| format!("{w} {:.1} %", 100.0 * x))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                100.0 * MIN_DUTY_CYCLE
+            ),
+        );
+        if d < MIN_DUTY_CYCLE {
+            // The harness could not load the GPU: a finding about the test,
+            // never a fault of the GPU.
+            c.warn = true;
+            c.reason = "low_duty_cycle".into();
+            c.detail = format!("the burn-in could not load this GPU: {}", c.detail);
+        }
+        checks.push(c);
+    }
     Burnin {
+        duty_cycle,
+        duty_by_workload,
         cycles,
         decay,
         first_throttle_s,
@@ -198,6 +265,59 @@ mod tests {
                 .collect(),
             ..DeviceRun::blank()
         }
+    }
+
+    /// A real device whose cycles each ran a matmul phase of 10 s wall
+    /// time with `busy` seconds of timed work.
+    fn loaded(busy: f64, simulated: bool) -> DeviceRun {
+        let values = vec![100.0; 5];
+        let mut d = dev(&values, None);
+        d.info.simulated = simulated;
+        d.phases = (0..5)
+            .map(|c| crate::results::PhaseWindow {
+                workload: WorkloadKind::Matmul,
+                cycle: c,
+                start_s: f64::from(c) * 10.0,
+                end_s: f64::from(c) * 10.0 + 10.0,
+                busy_s: Some(busy),
+            })
+            .collect();
+        d
+    }
+
+    #[test]
+    fn a_burn_in_that_could_not_load_the_gpu_says_so_without_rejecting_it() {
+        let mut checks = Vec::new();
+        let b = analyse(&loaded(6.0, false), 5, &|_| 0.05, &mut checks);
+        assert_eq!(b.duty_cycle, Some(0.6));
+        assert_eq!(b.duty_by_workload.get("matmul"), Some(&0.6));
+        let c = checks
+            .iter()
+            .find(|c| c.metric == "duty_cycle")
+            .expect("duty check");
+        assert!(c.pass && c.warn && c.reason == "low_duty_cycle", "{c:?}");
+        assert!(
+            c.detail
+                .contains("could not load this GPU: the GPU was busy 60.0 %"),
+            "{c:?}"
+        );
+
+        let mut checks = Vec::new();
+        let b = analyse(&loaded(9.8, false), 5, &|_| 0.05, &mut checks);
+        assert_eq!(b.duty_cycle, Some(0.98));
+        let c = checks
+            .iter()
+            .find(|c| c.metric == "duty_cycle")
+            .expect("duty check");
+        assert!(c.pass && !c.warn && c.reason.is_empty(), "{c:?}");
+    }
+
+    #[test]
+    fn a_simulated_gpu_has_no_duty_cycle_its_time_is_modelled() {
+        let mut checks = Vec::new();
+        let b = analyse(&loaded(1.0, true), 5, &|_| 0.05, &mut checks);
+        assert_eq!(b.duty_cycle, None);
+        assert!(checks.iter().all(|c| c.metric != "duty_cycle"));
     }
 
     #[test]

@@ -89,9 +89,8 @@ pub fn remedy_of(code: &str) -> Remedy {
         "transfer_mismatch" | "pcie_degraded" | "nvlink_down" | "nvlink_errors" => {
             Remedy::CheckCablingOrReseat
         }
-        "over_temperature" | "thermal_throttle" | "power_throttle" | "hw_slowdown" => {
-            Remedy::CheckCablingOrReseat
-        }
+        "over_temperature" | "thermal_throttle" | "power_throttle" | "hw_slowdown"
+        | "power_low" => Remedy::CheckCablingOrReseat,
         // An uncorrectable error leaves a row remap pending, which a reset
         // activates; a failed remap is for the RMA rule below.
         "ecc_uncorrectable" | "row_remap" => Remedy::ResetGpu,
@@ -119,6 +118,7 @@ pub fn words(code: &str) -> &'static str {
         "thermal_throttle" => "clocks cut for temperature",
         "power_throttle" => "clocks cut for power",
         "hw_slowdown" => "hardware slowdown",
+        "power_low" => "cannot draw its power under load",
         "throttle" => "clocks throttled",
         "ecc_uncorrectable" => "new uncorrectable ECC errors",
         "row_remap" => "memory rows remapped or failing to remap",
@@ -403,12 +403,11 @@ pub fn diagnose(dev: &DeviceRun, checks: &[Check], decision: Decision) -> Option
             }),
             // Link and temperature findings say how bad, in the check's
             // own words.
-            "nvlink_down" | "nvlink_errors" | "pcie_degraded" | "over_temperature" => {
-                match failed(checks, code).next() {
-                    Some(c) => parts.push(format!("{} ({})", words(code), c.detail)),
-                    None => parts.push(words(code).to_string()),
-                }
-            }
+            "nvlink_down" | "nvlink_errors" | "pcie_degraded" | "over_temperature"
+            | "power_low" => match failed(checks, code).next() {
+                Some(c) => parts.push(format!("{} ({})", words(code), c.detail)),
+                None => parts.push(words(code).to_string()),
+            },
             other => parts.push(words(other).to_string()),
         }
         let r = if *code == "xid" {
@@ -459,6 +458,7 @@ mod tests {
             "pcie_degraded",
             "nvlink_down",
             "nvlink_errors",
+            "power_low",
             "hang",
             "device_lost",
             "device_error",

@@ -8,8 +8,9 @@
 
 use crate::results::DeviceRun;
 use crate::telemetry::Sample;
-use crate::verdict::baseline::{Baseline, Limits, DEFAULT_TOLERATED};
+use crate::verdict::baseline::{Baseline, Limits, DEFAULT_MIN_POWER_FRACTION, DEFAULT_TOLERATED};
 use crate::verdict::Check;
+use crate::workload::WorkloadKind;
 
 /// The reason code of a throttle reason that is not tolerated.
 pub fn throttle_reason(name: &str) -> &'static str {
@@ -235,6 +236,7 @@ pub fn checks(dev: &DeviceRun, base: Option<&Baseline>, checks: &mut Vec<Check>)
     }
 
     nvlink_checks(samples, limits, checks);
+    power_checks(dev, limits, checks);
 
     // PCIe: the best link seen (GPUs downshift when idle) against what the
     // baseline expects, or the device's own maximum.
@@ -291,6 +293,65 @@ pub fn checks(dev: &DeviceRun, base: Option<&Baseline>, checks: &mut Vec<Check>)
             ));
         }
     }
+}
+
+/// Power under load: during its matmul phases a GPU must draw, at least
+/// once, the baseline's fraction of its enforced power limit (`power_low`).
+/// A device without power or limit readings (CPUs) or without a sample
+/// inside a matmul phase is not judged, and says so.
+pub fn power_checks(dev: &DeviceRun, limits: &Limits, checks: &mut Vec<Check>) {
+    let windows: Vec<_> = dev
+        .phases
+        .iter()
+        .filter(|p| p.workload == WorkloadKind::Matmul)
+        .collect();
+    if windows.is_empty() || !dev.telemetry.iter().any(|s| s.power_limit_w.is_some()) {
+        return;
+    }
+    let inside = |t: f64| windows.iter().any(|p| p.start_s <= t && t <= p.end_s);
+    let best = dev
+        .telemetry
+        .iter()
+        .filter(|s| inside(s.t_s))
+        .filter_map(|s| Some((s.power_w?, s.power_limit_w?, s.t_s)))
+        .filter(|(_, limit, _)| *limit > 0.0)
+        .max_by(|a, b| (a.0 / a.1).total_cmp(&(b.0 / b.1)));
+    let want = limits
+        .min_power_fraction
+        .unwrap_or(DEFAULT_MIN_POWER_FRACTION);
+    let Some((watts, limit, at)) = best else {
+        let mut c = Check::new(
+            "telemetry",
+            "power_under_load",
+            f64::NAN,
+            want,
+            true,
+            "",
+            "skipped: no power reading inside a matmul phase (sample faster with --sample-rate)"
+                .into(),
+        );
+        c.skipped = true;
+        checks.push(c);
+        return;
+    };
+    let fraction = watts / limit;
+    let pass = fraction >= want;
+    checks.push(
+        Check::new(
+            "telemetry",
+            "power_under_load",
+            fraction,
+            want,
+            pass,
+            "power_low",
+            format!(
+                "drew at most {watts:.0} W under matmul, {:.0} % of its enforced limit of {limit:.0} W (at least {:.0} % expected)",
+                100.0 * fraction,
+                100.0 * want
+            ),
+        )
+        .at(Some(at)),
+    );
 }
 
 /// NVLink: every link the baseline expects active in every sample
@@ -408,6 +469,7 @@ mod tests {
                 cycle: 0,
                 start_s: 0.0,
                 end_s: 1e9,
+                busy_s: None,
             }],
             ..DeviceRun::blank()
         }
@@ -558,6 +620,38 @@ mod tests {
         );
         // A GPU without NVLink (a PCIe card) has nothing to judge.
         assert!(failed(vec![sample(0.0), sample(1.0)], Some(&base)).is_empty());
+    }
+
+    #[test]
+    fn a_gpu_that_cannot_draw_power_under_matmul_is_rejected_and_one_that_can_passes() {
+        let with = |w: f64| Sample {
+            power_w: Some(w),
+            power_limit_w: Some(700.0),
+            ..sample(5.0)
+        };
+        assert_eq!(
+            failed(vec![sample(0.0), with(400.0)], None),
+            vec!["power_low"]
+        );
+        assert!(failed(vec![sample(0.0), with(600.0)], None).is_empty());
+        let mut base = crate::verdict::baseline::builtin()
+            .into_iter()
+            .find(|b| b.model.contains("H100"))
+            .expect("shipped H100 baseline");
+        base.limits.min_power_fraction = Some(0.9);
+        assert_eq!(
+            failed(vec![sample(0.0), with(600.0)], Some(&base)),
+            vec!["power_low"]
+        );
+        // Outside matmul, power is not judged.
+        let mut d = dev(vec![sample(0.0), with(100.0)]);
+        d.phases[0].workload = WorkloadKind::Hash;
+        let mut checks = Vec::new();
+        super::checks(&d, None, &mut checks);
+        assert!(
+            checks.iter().all(|c| c.metric != "power_under_load"),
+            "{checks:?}"
+        );
     }
 
     #[test]

@@ -194,11 +194,17 @@ pub(crate) fn execute(
         }
         let mut rates = Vec::new();
         let mut read_sums = Vec::new();
-        for it in 0..iterations {
+        let since = std::time::Instant::now();
+        let share = 1.0 / StreamKernel::ALL.len() as f64;
+        let mut it = 0;
+        while ctx.keep_timing(it, iterations, since, share) {
             ctx.check_stop()?;
-            let done = (ki as f64 + f64::from(it) / f64::from(iterations.max(1))) / 4.0;
+            let done = (ki as f64 + ctx.timed_fraction(it, iterations, since, share))
+                / StreamKernel::ALL.len() as f64;
             (ctx.progress)(done, &name);
+            it += 1;
             let (t, sum) = op.run(kernel)?;
+            ctx.busy(t);
             rates.push(bytes / seconds(t) / 1e9);
             if let Some(s) = sum {
                 read_sums.push(s);

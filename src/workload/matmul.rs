@@ -242,12 +242,17 @@ pub(crate) fn execute(
         }
         let first_sum = op.checksum()?;
         let mut rates = Vec::new();
-        for it in 0..iterations {
+        let since = std::time::Instant::now();
+        let share = 1.0 / variants.len() as f64;
+        let mut it = 0;
+        while ctx.keep_timing(it, iterations, since, share) {
             ctx.check_stop()?;
-            let done =
-                (pi as f64 + f64::from(it) / f64::from(iterations.max(1))) / variants.len() as f64;
+            let done = (pi as f64 + ctx.timed_fraction(it, iterations, since, share))
+                / variants.len() as f64;
             (ctx.progress)(done, &name);
+            it += 1;
             let t = op.run()?;
+            ctx.busy(t);
             rates.push(flops / seconds(t) / scale);
         }
         let last_sum = op.checksum()?;

@@ -91,6 +91,7 @@ pub(crate) fn execute(
                     let done = (di as f64 + f64::from(it) / f64::from(iterations.max(1))) / 3.0;
                     (ctx.progress)(done, dir.name());
                     let t = op.run(dir)?;
+                    ctx.busy(t);
                     rates.push(bytes / seconds(t) / 1e9);
                 }
                 let check = op.check(dir)?;
@@ -160,6 +161,7 @@ pub(crate) fn execute(
                 / 3.0;
             (ctx.progress)(done, "p2p");
             let t = op.run(target)?;
+            ctx.busy(t);
             rates.push(bytes / seconds(t) / 1e9);
         }
         let check = op.check(target)?;
@@ -299,6 +301,8 @@ mod tests {
             progress: &mut progress,
             cycle: 0,
             seed: 1,
+            busy_s: 0.0,
+            sustain_s: 0.0,
         };
         execute(&mut dev, 1 << 17, 1, 3, &[0, 2, 3, 5], &mut ctx).expect("runs");
         let metric = |name: &str| {

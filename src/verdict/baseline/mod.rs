@@ -107,7 +107,16 @@ pub struct Limits {
     /// NVLink CRC errors per second (all links) tolerated; replay and
     /// recovery errors are never tolerated. None: [`DEFAULT_NVLINK_CRC_PER_S`].
     pub max_nvlink_crc_per_s: Option<f64>,
+    /// Fraction of its enforced power limit a GPU must draw at least once
+    /// during matmul (`power_low`). None: [`DEFAULT_MIN_POWER_FRACTION`].
+    pub min_power_fraction: Option<f64>,
 }
+
+/// The power a GPU must reach under matmul when a baseline does not say,
+/// as a fraction of its enforced limit: DCGM's targeted-power test asks
+/// for 75 % of its target. A GPU that cannot draw power under the densest
+/// load will not deliver its FLOPs under real load either.
+pub const DEFAULT_MIN_POWER_FRACTION: f64 = 0.75;
 
 /// NVLink CRC errors per second tolerated when a baseline does not say: a
 /// healthy link sees the odd CRC error, which the link layer retries; a

@@ -668,6 +668,7 @@ fn read_limits(r: &mut Reader, t: &DeTable<'_>) -> Limits {
             "pcie_width",
             "nvlink_links",
             "max_nvlink_crc_per_s",
+            "min_power_fraction",
         ],
     );
     let tolerated_throttle = match r.strings(t, P, "tolerated_throttle") {
@@ -746,9 +747,25 @@ fn read_limits(r: &mut Reader, t: &DeTable<'_>) -> Limits {
             None
         }
     });
+    let min_power_fraction = r.number(t, P, "min_power_fraction").and_then(|x| {
+        if x.value > 0.0 && x.value <= 1.0 {
+            Some(x.value)
+        } else {
+            r.report(
+                x.at,
+                "limits.min_power_fraction".into(),
+                format!(
+                    "must be a fraction of the enforced power limit, above 0 and at most 1, found {}",
+                    x.value
+                ),
+            );
+            None
+        }
+    });
     Limits {
         nvlink_links,
         max_nvlink_crc_per_s,
+        min_power_fraction,
         max_gpu_temp_c: r.temperature(t, P, "max_gpu_temp_c"),
         max_mem_temp_c: r.temperature(t, P, "max_mem_temp_c"),
         tolerated_throttle,
@@ -859,6 +876,7 @@ pcie_width = 16
                 pcie_width: Some(16),
                 nvlink_links: None,
                 max_nvlink_crc_per_s: None,
+                min_power_fraction: None,
             }
         );
     }
@@ -932,7 +950,7 @@ pcie_width = 16
         );
         assert_eq!(
             err(&format!("{HEAD}[limits]\nmax_gpu_temp = 80\n")),
-            "f.toml: line 4: limits.max_gpu_temp: unknown key; expected one of max_gpu_temp_c, max_mem_temp_c, tolerated_throttle, max_ecc_uncorrectable, max_xid, max_remapped_rows_pending, max_remapped_rows_failed, pcie_gen, pcie_width, nvlink_links, max_nvlink_crc_per_s"
+            "f.toml: line 4: limits.max_gpu_temp: unknown key; expected one of max_gpu_temp_c, max_mem_temp_c, tolerated_throttle, max_ecc_uncorrectable, max_xid, max_remapped_rows_pending, max_remapped_rows_failed, pcie_gen, pcie_width, nvlink_links, max_nvlink_crc_per_s, min_power_fraction"
         );
         // Dotted keys and inline tables get the same full path.
         assert_eq!(
