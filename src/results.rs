@@ -444,7 +444,75 @@ fn range(values: Vec<f64>) -> Option<Range> {
     })
 }
 
+/// How hard a device worked in one workload, over all its phases (burn-in
+/// cycles): the power reached, the clocks held and the duty cycle.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WorkloadLoad {
+    /// The workload.
+    pub workload: WorkloadKind,
+    /// Highest power reading inside its phases, W.
+    pub power_max_w: Option<f64>,
+    /// Enforced power limit, W.
+    pub power_limit_w: Option<f64>,
+    /// `power_max_w` over `power_limit_w`, 0 to 1.
+    pub power_fraction: Option<f64>,
+    /// Median SM clock over the readings inside its phases, MHz.
+    pub sm_clock_median_mhz: Option<f64>,
+    /// Device-busy seconds over wall seconds of its phases, 0 to 1; `None`
+    /// on simulated and virtual GPUs, whose time is modelled.
+    pub duty_cycle: Option<f64>,
+}
+
 impl DeviceRun {
+    /// Per workload, in the order first run: the power reached, the clocks
+    /// held and the duty cycle.
+    pub fn load_by_workload(&self) -> Vec<WorkloadLoad> {
+        let mut order: Vec<WorkloadKind> = Vec::new();
+        for p in &self.phases {
+            if !order.contains(&p.workload) {
+                order.push(p.workload);
+            }
+        }
+        order
+            .into_iter()
+            .map(|w| {
+                let phases: Vec<&PhaseWindow> =
+                    self.phases.iter().filter(|p| p.workload == w).collect();
+                let inside: Vec<&Sample> = self
+                    .telemetry
+                    .iter()
+                    .filter(|s| {
+                        phases
+                            .iter()
+                            .any(|p| p.start_s <= s.t_s && s.t_s <= p.end_s)
+                    })
+                    .collect();
+                let power_max_w = inside.iter().filter_map(|s| s.power_w).reduce(f64::max);
+                let power_limit_w = inside
+                    .iter()
+                    .filter_map(|s| s.power_limit_w)
+                    .reduce(f64::max);
+                let clocks: Vec<f64> = inside.iter().filter_map(|s| s.sm_clock_mhz).collect();
+                let (busy, wall) = phases.iter().fold((0.0, 0.0), |(b, t), p| {
+                    let wall = (p.end_s - p.start_s).max(0.0);
+                    (b + p.busy_s.unwrap_or(f64::NAN).min(wall), t + wall)
+                });
+                WorkloadLoad {
+                    workload: w,
+                    power_max_w,
+                    power_limit_w,
+                    power_fraction: match (power_max_w, power_limit_w) {
+                        (Some(p), Some(l)) if l > 0.0 => Some(p / l),
+                        _ => None,
+                    },
+                    sm_clock_median_mhz: crate::stats::median(&clocks),
+                    duty_cycle: (!self.info.simulated && wall > 0.0 && busy.is_finite())
+                        .then(|| (busy / wall).clamp(0.0, 1.0)),
+                }
+            })
+            .collect()
+    }
+
     /// The telemetry of each phase, summarised.
     pub fn phase_telemetry(&self) -> Vec<PhaseTelemetry> {
         let t = &self.telemetry;

@@ -75,6 +75,9 @@ pub struct DeviceDoc<'a> {
     pub diagnosis: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub burnin: Option<&'a crate::verdict::burnin::Burnin>,
+    /// Per workload: the power reached (and its fraction of the enforced
+    /// limit), the median SM clock held, and the duty cycle.
+    pub load: Vec<crate::results::WorkloadLoad>,
     pub phases: Vec<crate::results::PhaseTelemetry>,
     pub telemetry: &'a [Sample],
 }
@@ -159,6 +162,7 @@ pub fn document<'a>(run: &'a RunResults, judgement: &'a Judgement) -> Document<'
                 remedy: v.remedy,
                 diagnosis: v.diagnosis.as_deref(),
                 burnin: v.burnin.as_ref(),
+                load: d.load_by_workload(),
                 phases: d.phase_telemetry(),
                 telemetry: &d.telemetry,
             })

@@ -222,6 +222,7 @@ pub fn render(run: &RunResults, verdicts: &[DeviceVerdict], notes: &[String]) ->
             );
         }
     }
+    load_rows(&mut out, run);
     let count = |x: Decision| verdicts.iter().filter(|v| v.decision == x).count();
     let skipped: Vec<String> = verdicts
         .iter()
@@ -257,4 +258,65 @@ pub fn render(run: &RunResults, verdicts: &[DeviceVerdict], notes: &[String]) ->
         );
     }
     out
+}
+
+/// Per workload and device: the highest power as a percentage of the
+/// enforced limit, the median SM clock, and the duty cycle (busy time over
+/// wall time; `-` where the device's time is modelled or not recorded).
+fn load_rows(out: &mut String, run: &RunResults) {
+    let loads: Vec<Vec<crate::results::WorkloadLoad>> =
+        run.devices.iter().map(|d| d.load_by_workload()).collect();
+    let mut workloads: Vec<crate::workload::WorkloadKind> = Vec::new();
+    for l in loads.iter().flatten() {
+        if !workloads.contains(&l.workload) {
+            workloads.push(l.workload);
+        }
+    }
+    let any = |f: &dyn Fn(&crate::results::WorkloadLoad) -> bool| loads.iter().flatten().any(f);
+    if workloads.is_empty()
+        || !any(&|l| {
+            l.power_fraction.is_some() || l.sm_clock_median_mhz.is_some() || l.duty_cycle.is_some()
+        })
+    {
+        return;
+    }
+    let _ = writeln!(out);
+    let _ = write!(out, "{:<28}", "LOAD");
+    for d in &run.devices {
+        let _ = write!(out, " {:>10}", format!("dev {}", d.info.index));
+    }
+    let _ = writeln!(out);
+    type Pick = fn(&crate::results::WorkloadLoad) -> Option<String>;
+    let rows: [(&str, Pick); 3] = [
+        ("power % of limit", |l| {
+            l.power_fraction.map(|f| format!("{:.0} %", 100.0 * f))
+        }),
+        ("SM clock MHz", |l| {
+            l.sm_clock_median_mhz.map(|c| format!("{c:.0}"))
+        }),
+        ("duty cycle", |l| {
+            l.duty_cycle.map(|d| format!("{:.1} %", 100.0 * d))
+        }),
+    ];
+    for w in workloads {
+        for (label, pick) in rows {
+            let cells: Vec<String> = loads
+                .iter()
+                .map(|dl| {
+                    dl.iter()
+                        .find(|l| l.workload == w)
+                        .and_then(pick)
+                        .unwrap_or_else(|| "-".into())
+                })
+                .collect();
+            if cells.iter().all(|c| c == "-") {
+                continue;
+            }
+            let _ = write!(out, "{:<28}", format!("{} {label}", w.name()));
+            for c in cells {
+                let _ = write!(out, " {c:>10}");
+            }
+            let _ = writeln!(out);
+        }
+    }
 }

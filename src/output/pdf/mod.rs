@@ -506,6 +506,70 @@ fn peer_matrix(doc: &mut Doc, run: &RunResults, matrix: &[&MetricTable]) {
     doc.table(&columns, &rows, 8.5);
 }
 
+/// Per device and workload: the power reached, the clocks held and the
+/// duty cycle (busy time over wall time).
+fn load_table(doc: &mut Doc, run: &RunResults, judgement: &Judgement) {
+    let loads: Vec<Vec<crate::results::WorkloadLoad>> =
+        run.devices.iter().map(|d| d.load_by_workload()).collect();
+    if loads.iter().flatten().all(|l| {
+        l.power_fraction.is_none() && l.sm_clock_median_mhz.is_none() && l.duty_cycle.is_none()
+    }) {
+        return;
+    }
+    doc.heading("Load per workload", 12.0, 50.0);
+    doc.paragraph(
+        "Power: the highest reading inside the workload's phases, with its share of the enforced limit (red: power_low, under matmul below the baseline's fraction of the limit, default 75 %). Clock: the median SM clock. Duty: device-busy (timed) time over wall time of the phases; a burn-in holds at least 95 %. '-': not measured (simulated and virtual GPUs have modelled time, so no duty cycle).",
+        8.0,
+        Weight::Regular,
+        GREY,
+        0.0,
+    );
+    let columns = [
+        ("GPU", 50.0, Align::Center),
+        ("workload", 90.0, Align::Left),
+        ("power", 120.0, Align::Right),
+        ("SM clock", 90.0, Align::Right),
+        ("duty", 80.0, Align::Right),
+    ]
+    .map(|(t, w, a)| Column {
+        title: t.into(),
+        width: w,
+        align: a,
+    });
+    let mut rows = Vec::new();
+    for (d, dl) in run.devices.iter().zip(&loads) {
+        for l in dl {
+            let power = match (l.power_max_w, l.power_fraction) {
+                (Some(w), Some(f)) => format!("{w:.0} W ({:.0} %)", 100.0 * f),
+                (Some(w), None) => format!("{w:.0} W"),
+                _ => "-".into(),
+            };
+            let low = l.workload == crate::workload::WorkloadKind::Matmul
+                && judgement.verdicts.iter().any(|v| {
+                    v.device == d.info.index && v.reasons.iter().any(|r| r == "power_low")
+                });
+            rows.push(vec![
+                Cell::colored(d.info.index.to_string(), BLACK, true),
+                Cell::plain(l.workload.name()),
+                if low {
+                    Cell::colored(power, RED, true)
+                } else {
+                    Cell::plain(power)
+                },
+                Cell::plain(
+                    l.sm_clock_median_mhz
+                        .map_or("-".into(), |c| format!("{c:.0} MHz")),
+                ),
+                Cell::plain(
+                    l.duty_cycle
+                        .map_or("-".into(), |x| format!("{:.1} %", 100.0 * x)),
+                ),
+            ]);
+        }
+    }
+    doc.table(&columns, &rows, 8.5);
+}
+
 fn integrity_cell(d: &DeviceRun, workload: &str) -> Cell {
     let checks: Vec<_> = d
         .integrity
@@ -736,6 +800,7 @@ pub fn render(run: &RunResults, judgement: &Judgement, charts: &[Chart]) -> Vec<
     front_page(&mut doc, run, judgement);
     let tables = charts::metric_tables(run, judgement);
     workload_tables(&mut doc, run, &tables);
+    load_table(&mut doc, run, judgement);
     chart_pages(&mut doc, charts);
     failure_details(&mut doc, run, judgement);
     sign_off(&mut doc, h.operator.as_deref());
