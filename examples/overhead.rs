@@ -33,6 +33,8 @@ fn main() {
         progress: &mut progress,
         cycle: 0,
         seed: 1,
+        busy_s: 0.0,
+        sustain_s: 0.0,
     };
     if let Err(e) = workload::execute(&mut dev, &spec, &mut ctx) {
         eprintln!("overhead: {e}");

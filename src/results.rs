@@ -97,6 +97,10 @@ pub struct DeviceRun {
     pub phases: Vec<PhaseWindow>,
     /// Workloads skipped because they cannot run on this node, with why.
     pub skipped: Vec<(WorkloadKind, String)>,
+    /// Of those, the ones whose cause is the node's software (workload,
+    /// node-state code such as `library_missing`, the first message): the
+    /// device could not be tested in full.
+    pub node_skips: Vec<(WorkloadKind, String, String)>,
     /// Lines of the journal that may have held this device's data could
     /// not be read: what it finished cannot be known, so it is incomplete
     /// (unless a rule already rejected it).
@@ -129,6 +133,7 @@ impl DeviceRun {
             telemetry: Vec::new(),
             phases: Vec::new(),
             skipped: Vec::new(),
+            node_skips: Vec::new(),
         }
     }
 
@@ -247,6 +252,7 @@ pub fn from_journal(j: journal::Journal) -> Result<RunResults> {
             telemetry: Vec::new(),
             phases: Vec::new(),
             skipped: Vec::new(),
+            node_skips: Vec::new(),
             damaged: false,
         })
         .collect();
@@ -315,9 +321,19 @@ pub fn from_journal(j: journal::Journal) -> Result<RunResults> {
                 cycle,
                 reason,
                 partial,
+                node_state,
             } => {
                 cycles = cycles.max(cycle + 1);
                 if let Some(s) = slot(&mut devices, device) {
+                    if let Some(code) = node_state {
+                        let known = devices[s]
+                            .node_skips
+                            .iter()
+                            .any(|(w, c, _)| *w == workload && *c == code);
+                        if !known {
+                            devices[s].node_skips.push((workload, code, reason.clone()));
+                        }
+                    }
                     // A skipped workload is done: it cannot run here. A
                     // partly skipped one is done when it says so.
                     if !partial {
@@ -464,6 +480,19 @@ pub struct WorkloadLoad {
 }
 
 impl DeviceRun {
+    /// The phases whose workload finished without a device failure: the
+    /// windows in which the device really worked (a workload that failed at
+    /// once, e.g. on a GPU busy elsewhere, still has a short window).
+    pub fn worked_phases(&self) -> impl Iterator<Item = &PhaseWindow> {
+        self.phases.iter().filter(|p| {
+            self.done.contains(&(p.workload, p.cycle))
+                && !self
+                    .failures
+                    .iter()
+                    .any(|f| f.workload == p.workload && f.cycle == p.cycle)
+        })
+    }
+
     /// Per workload, in the order first run: the power reached, the clocks
     /// held and the duty cycle.
     pub fn load_by_workload(&self) -> Vec<WorkloadLoad> {

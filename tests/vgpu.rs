@@ -960,3 +960,42 @@ fn kiln_check_reads_a_dying_gpu_through_nvml_in_seconds() {
     let o = clean.kiln(&["check", "--backend", "cuda", "--expect-gpus", "4"], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+#[test]
+fn a_node_without_cublaslt_could_not_test_its_gpus_in_full_and_rejects_none() {
+    let node = Node::new(2, "");
+    std::fs::remove_file(node.path("lib/libcublasLt.so.12")).expect("unlink cuBLASLt");
+    let out = node.path("out");
+    let o = node.kiln(
+        &[
+            "run",
+            "--backend",
+            "cuda",
+            "--workloads",
+            "matmul",
+            "--out",
+            out.to_str().expect("utf-8 path"),
+        ],
+        &[],
+    );
+    let all = format!("{}\n--- vgpu log\n{}", text(&o), node.log());
+    assert_eq!(o.status.code(), Some(5), "{all}");
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("json"))
+            .expect("results.json parses");
+    for dev in 0..2 {
+        let d = &json["devices"][dev];
+        assert_eq!(d["verdict"], "untested", "{all}");
+        assert_eq!(reasons_of(&json, dev), ["library_missing"], "{all}");
+        assert_eq!(d["remedy"], "fix_node_software", "{all}");
+        // kiln's own mma kernel needs no library: it still ran and passed.
+        let names: Vec<&str> = d["metrics"]
+            .as_array()
+            .expect("metrics")
+            .iter()
+            .filter_map(|m| m["name"].as_str())
+            .collect();
+        assert!(names.contains(&"matmul_mma_bf16"), "{names:?}");
+        assert!(!names.contains(&"matmul_bf16"), "{names:?}");
+    }
+}

@@ -85,6 +85,10 @@ pub enum Event {
         /// finished by its own WorkloadDone.
         #[serde(default)]
         partial: bool,
+        /// The node-state code when the node's software is the cause
+        /// (`library_missing`): the device could not be tested in full.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node_state: Option<String>,
     },
     /// The watchdog found a device hung in a workload and gave up on it.
     Hang {

@@ -512,12 +512,17 @@ fn device_thread(
                     device: index,
                     integrity,
                 }),
-                Record::Skipped { workload, reason } => send(Event::Skipped {
+                Record::Skipped {
+                    workload,
+                    reason,
+                    node_state,
+                } => send(Event::Skipped {
                     device: index,
                     workload,
                     cycle,
                     reason,
                     partial: true,
+                    node_state: node_state.map(String::from),
                 }),
             };
             let mut report = |fraction: f64, label: &str| {
@@ -559,6 +564,10 @@ fn device_thread(
                     cycle,
                     reason: e.message.clone(),
                     partial: false,
+                    node_state: e
+                        .code
+                        .filter(|c| workload::NODE_SKIP_CODES.contains(c))
+                        .map(String::from),
                 }),
                 Err(WorkloadError::Device(e)) => {
                     send(Event::DeviceError {

@@ -393,6 +393,17 @@ fn liveness_checks(dev: &DeviceRun, checks: &mut Vec<Check>) {
             .at(Some(h.at_s)),
         );
     }
+    for (workload, code, message) in &dev.node_skips {
+        checks.push(Check::new(
+            "node",
+            workload.name(),
+            1.0,
+            0.0,
+            false,
+            code,
+            format!("could not test in full ({code}, a node problem, not the GPU's): {message}"),
+        ));
+    }
     for f in &dev.failures {
         if let Some(code) = &f.node_state {
             checks.push(

@@ -97,7 +97,9 @@ pub fn remedy_of(code: &str) -> Remedy {
         "below_baseline" | "peer_outlier" | "throughput_decay" => Remedy::ResetGpu,
         "hang" | "device_error" => Remedy::ResetGpu,
         "device_lost" => Remedy::RebootNode,
-        "gpu_busy" | "fabric_manager_down" | "mig_enabled" => Remedy::FixNodeSoftware,
+        "gpu_busy" | "fabric_manager_down" | "mig_enabled" | "library_missing" => {
+            Remedy::FixNodeSoftware
+        }
         "xid" => Remedy::ResetGpu,
         _ => Remedy::Rerun,
     }
@@ -132,6 +134,9 @@ pub fn words(code: &str) -> &'static str {
         "gpu_busy" => "in use by another process (node state, not a GPU fault)",
         "fabric_manager_down" => "fabric manager not running (node state, not a GPU fault)",
         "mig_enabled" => "in MIG mode (node state, not a GPU fault)",
+        "library_missing" => {
+            "a library is missing, part of it untested (node state, not a GPU fault)"
+        }
         _ => "failed a check",
     }
 }
@@ -465,6 +470,7 @@ mod tests {
             "gpu_busy",
             "fabric_manager_down",
             "mig_enabled",
+            "library_missing",
         ] {
             assert_ne!(words(code), "failed a check", "{code}");
             assert!(

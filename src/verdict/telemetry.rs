@@ -249,7 +249,7 @@ pub fn checks(dev: &DeviceRun, base: Option<&Baseline>, checks: &mut Vec<Check>)
     // 0, or, for a device without utilisation readings (NVML has none for a
     // GPU in MIG mode), a sample inside one of its workload phases.
     let has_util = samples.iter().any(|s| s.util_pct.is_some());
-    let in_phase = |t: f64| dev.phases.iter().any(|p| p.start_s <= t && t <= p.end_s);
+    let in_phase = |t: f64| dev.worked_phases().any(|p| p.start_s <= t && t <= p.end_s);
     let loaded: Vec<&Sample> = samples
         .iter()
         .filter(|s| {
@@ -301,8 +301,7 @@ pub fn checks(dev: &DeviceRun, base: Option<&Baseline>, checks: &mut Vec<Check>)
 /// inside a matmul phase is not judged, and says so.
 pub fn power_checks(dev: &DeviceRun, limits: &Limits, checks: &mut Vec<Check>) {
     let windows: Vec<_> = dev
-        .phases
-        .iter()
+        .worked_phases()
         .filter(|p| p.workload == WorkloadKind::Matmul)
         .collect();
     if windows.is_empty() || !dev.telemetry.iter().any(|s| s.power_limit_w.is_some()) {
@@ -471,6 +470,7 @@ mod tests {
                 end_s: 1e9,
                 busy_s: None,
             }],
+            done: vec![(crate::workload::WorkloadKind::Matmul, 0)],
             ..DeviceRun::blank()
         }
     }
@@ -646,6 +646,17 @@ mod tests {
         // Outside matmul, power is not judged.
         let mut d = dev(vec![sample(0.0), with(100.0)]);
         d.phases[0].workload = WorkloadKind::Hash;
+        d.done = vec![(WorkloadKind::Hash, 0)];
+        let mut checks = Vec::new();
+        super::checks(&d, None, &mut checks);
+        assert!(
+            checks.iter().all(|c| c.metric != "power_under_load"),
+            "{checks:?}"
+        );
+        // Nor in a matmul that failed at once (a GPU busy elsewhere): the
+        // device never worked.
+        let mut d = dev(vec![sample(0.0), with(100.0)]);
+        d.done.clear();
         let mut checks = Vec::new();
         super::checks(&d, None, &mut checks);
         assert!(

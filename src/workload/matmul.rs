@@ -231,7 +231,7 @@ pub(crate) fn execute(
         let mut op = match device.matmul(shape) {
             Ok(op) => op,
             Err(e) if e.unsupported => {
-                ctx.skipped(WorkloadKind::Matmul, e.message);
+                ctx.skipped_for(WorkloadKind::Matmul, e);
                 continue;
             }
             Err(e) => return Err(e.into()),

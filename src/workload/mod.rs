@@ -309,6 +309,10 @@ pub enum Record {
         workload: WorkloadKind,
         /// Why, in one line.
         reason: String,
+        /// The node-state code when the cause is the node's software, not
+        /// the device (`library_missing`: cuBLASLt not installed), so that
+        /// the device is "could not test", never accepted untested.
+        node_state: Option<&'static str>,
     },
 }
 
@@ -342,6 +346,10 @@ pub struct Context<'a> {
     /// busy back to back, beyond its iteration count ([`sustain_for`]).
     pub sustain_s: f64,
 }
+
+/// Codes of a skip that the node's software causes (a device that could not
+/// run part of its work for them could not be tested in full).
+pub const NODE_SKIP_CODES: [&str; 1] = ["library_missing"];
 
 /// Most timed iterations one sustained loop keeps (their rates are kept).
 const MAX_SUSTAINED: u32 = 1 << 20;
@@ -445,7 +453,23 @@ impl Context<'_> {
 
     /// Says that part of a workload was skipped, and why.
     pub fn skipped(&mut self, workload: WorkloadKind, reason: String) {
-        (self.sink)(Record::Skipped { workload, reason });
+        (self.sink)(Record::Skipped {
+            workload,
+            reason,
+            node_state: None,
+        });
+    }
+
+    /// Says that part of a workload could not run, and why: the device's
+    /// `error`, whose code, when it is a node state such as
+    /// `library_missing`, makes the device "could not test".
+    pub fn skipped_for(&mut self, workload: WorkloadKind, error: DeviceError) {
+        let node_state = error.code.filter(|c| NODE_SKIP_CODES.contains(c));
+        (self.sink)(Record::Skipped {
+            workload,
+            reason: error.message,
+            node_state,
+        });
     }
 
     /// Sends a verification record, stamped with the current cycle.

@@ -471,6 +471,7 @@ impl Gemm {
                 "{}: cuBLASLt not found ({why}); the library GEMMs are skipped, kiln's own mma kernel still runs (set {ENV} to its file or folder)",
                 h.label
             ))
+            .with_code("library_missing")
         })?;
         let types = Types::of(precision);
         let what = format!(
