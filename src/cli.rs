@@ -217,7 +217,11 @@ pub enum BaselineCommand {
     /// from every run in the history database, by the same rule.
     Record {
         /// Run folders (the --out of `kiln run`); not with --from-db.
-        #[arg(value_name = "DIR", required_unless_present = "from_db", conflicts_with = "from_db")]
+        #[arg(
+            value_name = "DIR",
+            required_unless_present = "from_db",
+            conflicts_with = "from_db"
+        )]
         dirs: Vec<PathBuf>,
         /// The GPU model: accepted devices whose name contains it are used.
         #[arg(long, value_name = "NAME")]

@@ -83,7 +83,8 @@ pub fn ingest(db: &mut Db, dir: &Path, forced: Option<&Baseline>) -> Result<Inge
     check_run_folder(dir)?;
     let journal_path = dir.join(journal::FILE_NAME);
     let run = results::load(dir)?;
-    let bytes = std::fs::read(&journal_path).map_err(|e| KilnError::input(&journal_path, e.to_string()))?;
+    let bytes =
+        std::fs::read(&journal_path).map_err(|e| KilnError::input(&journal_path, e.to_string()))?;
     let start_line = bytes
         .split(|&b| b == b'\n')
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
@@ -236,7 +237,11 @@ fn agrees_with_results_json(dir: &Path, verdicts: &[DeviceVerdict], forced: bool
     let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
         KilnError::input(
             &path,
-            format!("line {}: not JSON ({e}); rebuild it with `kiln report {}`", e.line(), dir.display()),
+            format!(
+                "line {}: not JSON ({e}); rebuild it with `kiln report {}`",
+                e.line(),
+                dir.display()
+            ),
         )
     })?;
     let Some(devices) = doc.get("devices").and_then(|d| d.as_array()) else {

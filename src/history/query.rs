@@ -74,7 +74,7 @@ pub struct GpuHistory {
     pub query: String,
     /// The database.
     pub database: String,
-    /// Its runs, oldest first (by start time, then run id).
+    /// Its runs, oldest first (by start time, then the order they were ingested in).
     pub runs: Vec<GpuRun>,
     /// Position in `runs` (0-based) of the first accepted run, the
     /// reference of every `change_pct`; null when none was accepted.
@@ -124,7 +124,7 @@ pub fn gpu_history(db: &Db, key: &str) -> Result<GpuHistory> {
                     d.idx, d.model, d.serial, d.uuid, d.verdict, d.remedy
              FROM devices d JOIN runs r ON r.run_id = d.run_id
              WHERE d.serial = ?1 OR d.uuid = ?1
-             ORDER BY r.started_at, r.run_id, d.idx",
+             ORDER BY r.started_at, r.rowid, d.idx",
         )
         .map_err(err)?;
     let mut runs: Vec<GpuRun> = stmt
@@ -289,7 +289,7 @@ fn decision(word: &str) -> Option<Decision> {
     .find(|d| d.word().eq_ignore_ascii_case(word))
 }
 
-/// Every run of the database, oldest first (by start time, then run id),
+/// Every run of the database, oldest first (by start time, then the order they were ingested in),
 /// each device with its stored verdict and every measurement: the input of
 /// [`crate::verdict::baseline::record_from`], the rule `kiln baseline
 /// record DIR...` uses.
@@ -297,7 +297,7 @@ pub fn record_runs(db: &Db) -> Result<Vec<RecordRun>> {
     let err = |e| sql_error(&db.path, "reading its runs", e);
     let mut stmt = db
         .conn
-        .prepare("SELECT run_id, host FROM runs ORDER BY started_at, run_id")
+        .prepare("SELECT run_id, host FROM runs ORDER BY started_at, rowid")
         .map_err(err)?;
     let runs: Vec<(String, String)> = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -455,18 +455,37 @@ pub fn render(h: &GpuHistory) -> String {
     for (name, unit) in &keys {
         let mut first_row = true;
         for (k, r) in h.runs.iter().enumerate() {
-            let Some(m) = r.metrics.iter().find(|m| m.name == *name && m.unit == *unit) else {
+            let Some(m) = r
+                .metrics
+                .iter()
+                .find(|m| m.name == *name && m.unit == *unit)
+            else {
                 continue;
             };
             let change = match (h.reference, m.change_pct) {
                 (Some(rk), _) if rk == k => "reference".to_string(),
                 (_, Some(p)) => format!("{p:+.1} %"),
-                (Some(rk), None) => format!("- (none in #{})", rk + 1),
+                (Some(rk), None)
+                    if !h.runs[rk]
+                        .metrics
+                        .iter()
+                        .any(|b| b.name == *name && b.unit == *unit && b.value.is_some()) =>
+                {
+                    format!("- (none in #{})", rk + 1)
+                }
                 _ => "-".to_string(),
             };
             rows.push(vec![
-                if first_row { name.to_string() } else { String::new() },
-                if first_row { unit.to_string() } else { String::new() },
+                if first_row {
+                    name.to_string()
+                } else {
+                    String::new()
+                },
+                if first_row {
+                    unit.to_string()
+                } else {
+                    String::new()
+                },
                 format!("{}", k + 1),
                 figure(m.value),
                 change,

@@ -102,7 +102,7 @@ pub const MIGRATIONS: &[Migration] = &[
         ALTER TABLE devices ADD COLUMN remedy TEXT;
         CREATE INDEX devices_serial ON devices(serial);
         CREATE INDEX devices_uuid ON devices(uuid);
-        CREATE INDEX runs_started ON runs(started_at, run_id);
+        CREATE INDEX runs_started ON runs(started_at);
         ",
     },
 ];
@@ -168,8 +168,8 @@ pub fn open(path: &Path, access: Access) -> Result<Db> {
     if access == Access::Create {
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
     }
-    let conn = Connection::open_with_flags(path, flags)
-        .map_err(|e| sql_error(path, "opening it", e))?;
+    let conn =
+        Connection::open_with_flags(path, flags).map_err(|e| sql_error(path, "opening it", e))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .and_then(|()| conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;"))
         .map_err(|e| sql_error(path, "opening it", e))?;
@@ -256,4 +256,33 @@ fn migrate(db: &mut Db) -> Result<()> {
             .map_err(|e| sql_error(&path, &doing, e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_lead_from_one_version_to_the_next_and_build_a_kiln_database() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1, "{}", m.what);
+        }
+        let dir = std::env::temp_dir().join(format!("kiln-schema-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("h.db");
+        let _ = std::fs::remove_file(&path);
+        let db = open(&path, Access::Create).unwrap();
+        assert_eq!(db.opened_at_version, 0);
+        assert_eq!(user_version(&db.conn, &path).unwrap(), SCHEMA_VERSION);
+        let app: i32 = db
+            .conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(app, APPLICATION_ID);
+        drop(db);
+        let again = open(&path, Access::Existing).unwrap();
+        assert_eq!(again.opened_at_version, SCHEMA_VERSION);
+        drop(again);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
