@@ -65,6 +65,100 @@ pub enum Command {
     /// NVLink, temperature, clock event reasons) and runs no workload.
     #[command(after_help = CHECK_EXIT_CODES)]
     Check(CheckArgs),
+    /// The history database: every run of every GPU in one SQLite file,
+    /// keyed by GPU serial and UUID (`kiln db ingest DIR...`).
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// One GPU's figures and verdicts across every ingested run, oldest
+    /// first, with each figure's change (percent) against the GPU's first
+    /// accepted run: a GPU that has degraded since intake shows here.
+    #[command(after_help = HISTORY_HELP)]
+    History(HistoryArgs),
+}
+
+/// Where the history database is, and `kiln db ingest`'s exit codes.
+pub const DB_INGEST_HELP: &str = "\
+Database: --db PATH, else $KILN_DB, else kiln.db in the current folder; the
+first ingest creates it. Each run is stored in its own transaction: a run is
+in the database whole or not at all, even if kiln is killed; ingesting it
+again completes what was cut off and leaves the rest unchanged.
+
+Exit codes:
+  0  every DIR was ingested, or was already (\"already ingested\": nothing changed)
+  2  bad input: a DIR that is not a run folder, a database that is not kiln's,
+     damaged or newer than this kiln, a path kiln cannot write; the runs
+     ingested before the error stay in the database
+
+Example:
+  kiln run --out runs/node17-intake && kiln db ingest runs/node17-intake
+  kiln db ingest runs/*/ --db /shared/kiln.db";
+
+/// `kiln history`'s help: the database and the exit codes.
+pub const HISTORY_HELP: &str = "\
+Database: --db PATH, else $KILN_DB, else kiln.db in the current folder.
+The serials of a node's GPUs are in results.json (\"serial\") and `kiln list`.
+
+Exit codes:
+  0  the history was shown
+  2  no GPU with that serial or UUID in the database, no database, or a
+     database that is not kiln's, damaged or newer than this kiln
+
+Example:
+  kiln history 1654923012345 --db /shared/kiln.db --json";
+
+/// `kiln db ...`.
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Store run folders in the history database: each run (id, host, start
+    /// time, profile, kiln version, backend), each device (index, model,
+    /// serial, UUID, verdict and reason codes, judged as `kiln report`
+    /// judges it) and every metric (name, value, unit).
+    #[command(after_help = DB_INGEST_HELP)]
+    Ingest(DbIngestArgs),
+}
+
+/// The history database's file: shared by `db`, `history` and `baseline
+/// record --from-db`.
+#[derive(Debug, Args, Clone)]
+pub struct DbArgs {
+    /// The history database file (default: $KILN_DB, else kiln.db in the
+    /// current folder).
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+}
+
+/// Arguments of `kiln db ingest`.
+#[derive(Debug, Args)]
+pub struct DbIngestArgs {
+    /// Run folders (the --out of `kiln run`), each holding journal.jsonl.
+    #[arg(value_name = "DIR", required = true)]
+    pub dirs: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub db: DbArgs,
+
+    /// Judge every device against this baseline file instead of the shipped
+    /// one that matches its model (as `kiln report --baseline`): give the
+    /// one the runs were judged against. A run whose results.json holds
+    /// other verdicts than kiln's judgement now is refused.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+}
+
+/// Arguments of `kiln history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The GPU's serial number (results.json's "serial"), or its UUID.
+    #[arg(value_name = "SERIAL")]
+    pub serial: String,
+
+    #[command(flatten)]
+    pub db: DbArgs,
+
+    /// Print the history as JSON (every run, its verdict and reasons, every
+    /// figure with its unit and change_pct) instead of tables.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `kiln check`'s exit codes: the Nagios plugin convention that Slurm
@@ -119,10 +213,15 @@ pub enum BaselineCommand {
     /// metric over every matching device that its run accepted (rejected,
     /// incomplete and untested devices are left out and named; at least 3
     /// accepted devices, else exit 2), Tukey outliers discarded first, with
-    /// floors from a documented rule.
+    /// floors from a documented rule. From run folders, or with --from-db
+    /// from every run in the history database, by the same rule.
     Record {
-        /// Run folders (the --out of `kiln run`).
-        #[arg(value_name = "DIR", required = true)]
+        /// Run folders (the --out of `kiln run`); not with --from-db.
+        #[arg(
+            value_name = "DIR",
+            required_unless_present = "from_db",
+            conflicts_with = "from_db"
+        )]
         dirs: Vec<PathBuf>,
         /// The GPU model: accepted devices whose name contains it are used.
         #[arg(long, value_name = "NAME")]
@@ -130,6 +229,15 @@ pub enum BaselineCommand {
         /// Where to write the baseline; must not exist yet.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Derive it from every run in the history database (`kiln db
+        /// ingest`) instead of run folders, each device with the verdict
+        /// stored for it.
+        #[arg(long)]
+        from_db: bool,
+        /// The history database (with --from-db; default: $KILN_DB, else
+        /// kiln.db in the current folder).
+        #[arg(long, value_name = "PATH")]
+        db: Option<PathBuf>,
     },
 }
 

@@ -10,8 +10,10 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::cli::{BaselineCommand, CheckArgs, ListArgs, ReportArgs, RunArgs, SelftestArgs};
+use crate::cli::{DbCommand, HistoryArgs};
 use crate::device;
 use crate::error::{ExitCode, KilnError, Result};
+use crate::history;
 use crate::output;
 use crate::plan::{self, Plan};
 use crate::results::{self, RunResults};
@@ -299,12 +301,26 @@ pub fn baseline(cmd: &BaselineCommand) -> Result<ExitCode> {
             );
             Ok(ExitCode::Accepted)
         }
-        BaselineCommand::Record { dirs, model, out } => {
+        BaselineCommand::Record {
+            dirs,
+            model,
+            out,
+            from_db,
+            db,
+        } => {
             if out.exists() {
                 return Err(KilnError::Usage(format!(
                     "--out {}: the file exists already; kiln does not overwrite a baseline",
                     out.display()
                 )));
+            }
+            if *from_db {
+                return baseline_from_db(db.as_deref(), model, out);
+            }
+            if db.is_some() {
+                return Err(KilnError::Usage(
+                    "--db names the history database of --from-db: add --from-db (and no DIR), or leave --db out".into(),
+                ));
             }
             let runs = dirs
                 .iter()
@@ -364,4 +380,103 @@ pub fn selftest(args: &SelftestArgs) -> Result<ExitCode> {
     } else {
         ExitCode::Rejected
     })
+}
+
+/// `kiln baseline record --from-db`: the rule of `baseline record DIR...`
+/// over every run of the history database.
+fn baseline_from_db(
+    db: Option<&std::path::Path>,
+    model: &str,
+    out: &std::path::Path,
+) -> Result<ExitCode> {
+    let path = history::db_path(db);
+    let db = history::open(&path, history::Access::Existing)?;
+    let runs = history::record_runs(&db)?;
+    let text = baseline::record_from(&runs, model)?;
+    // Never write a file kiln itself could not read back.
+    baseline::parse(&out.display().to_string(), &text)?;
+    std::fs::write(out, &text).map_err(|e| KilnError::output(out, e))?;
+    println!(
+        "{}: baseline for {model} from the history database {} ({} run(s))",
+        out.display(),
+        path.display(),
+        runs.len()
+    );
+    Ok(ExitCode::Accepted)
+}
+
+/// `kiln db ingest DIR...`: every folder checked first, then each run in
+/// its own transaction, in the order given.
+pub fn db(cmd: &DbCommand) -> Result<ExitCode> {
+    match cmd {
+        DbCommand::Ingest(args) => {
+            for dir in &args.dirs {
+                history::check_run_folder(dir)?;
+            }
+            let forced = args.baseline.as_deref().map(baseline::load).transpose()?;
+            let path = history::db_path(args.db.db.as_deref());
+            let mut db = history::open(&path, history::Access::Create)?;
+            if db.opened_at_version != 0 && db.opened_at_version != history::SCHEMA_VERSION {
+                eprintln!(
+                    "kiln: {}: migrated from schema version {} to {}",
+                    path.display(),
+                    db.opened_at_version,
+                    history::SCHEMA_VERSION
+                );
+            }
+            for dir in &args.dirs {
+                let short = |id: &str| id.chars().take(12).collect::<String>();
+                match history::ingest(&mut db, dir, forced.as_ref())? {
+                    history::Ingested::New {
+                        run_id,
+                        devices,
+                        metrics,
+                    } => println!(
+                        "{}: ingested run {} ({devices} device(s), {metrics} metric(s))",
+                        dir.display(),
+                        short(&run_id)
+                    ),
+                    history::Ingested::Updated {
+                        run_id,
+                        devices,
+                        metrics,
+                    } => println!(
+                        "{}: updated run {} ({devices} device(s), {metrics} metric(s)): its journal grew since it was ingested",
+                        dir.display(),
+                        short(&run_id)
+                    ),
+                    history::Ingested::Already { run_id } => println!(
+                        "{}: already ingested (run {}): nothing changed",
+                        dir.display(),
+                        short(&run_id)
+                    ),
+                }
+            }
+            let t = history::totals(&db)?;
+            println!(
+                "history database {}: {} run(s), {} device record(s) of {} serial(s), {} metric(s)",
+                path.display(),
+                t.runs,
+                t.devices,
+                t.serials,
+                t.metrics
+            );
+            Ok(ExitCode::Accepted)
+        }
+    }
+}
+
+/// `kiln history SERIAL`.
+pub fn history(args: &HistoryArgs) -> Result<ExitCode> {
+    let path = history::db_path(args.db.db.as_deref());
+    let db = history::open(&path, history::Access::Existing)?;
+    let h = history::gpu_history(&db, &args.serial)?;
+    if args.json {
+        let text = serde_json::to_string_pretty(&h)
+            .map_err(|e| KilnError::output("standard output", e))?;
+        println!("{text}");
+    } else {
+        print!("{}", history::render(&h));
+    }
+    Ok(ExitCode::Accepted)
 }

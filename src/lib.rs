@@ -14,7 +14,8 @@
 //! 7. `run` (all devices in parallel, the journal);
 //! 8. `results` (a run rebuilt from its journal);
 //! 9. `verdict` (accept / reject);
-//! 10. `output` (json, csv, charts, report.pdf, the summary table);
+//! 10. `output` (json, csv, charts, report.pdf, the summary table), and
+//!     beside it `history` (every GPU's runs by serial, in SQLite);
 //! 11. `commands` (the subcommands, wiring them together).
 //!
 //! tests/layers.rs checks every `crate::` path of src/ against this order;
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod commands;
 pub mod device;
 pub mod error;
+pub mod history;
 pub mod output;
 pub mod plan;
 pub mod reference;

@@ -43,6 +43,8 @@ fn main() {
         Command::Report(a) => commands::report(a),
         Command::Baseline(b) => commands::baseline(b),
         Command::Selftest(a) => commands::selftest(a),
+        Command::Db(c) => commands::db(c),
+        Command::History(a) => commands::history(a),
         // Its own codes (Nagios), errors included.
         Command::Check(a) => std::process::exit(commands::check(a)),
     };

@@ -39,8 +39,9 @@ const LAYERS: &[&[&str]] = &[
     &["results"],
     // Accept or reject.
     &["verdict"],
-    // json, csv, telemetry.csv, charts, report.pdf, the summary table.
-    &["output"],
+    // json, csv, telemetry.csv, charts, report.pdf, the summary table; and
+    // beside them the history database (every GPU's runs by serial).
+    &["output", "history"],
     // The subcommands, wiring everything together.
     &["commands"],
 ];

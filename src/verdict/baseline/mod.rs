@@ -37,7 +37,7 @@ mod record;
 
 pub use matching::find;
 pub use parse::{builtin, convert, load, parse, MEASURED};
-pub use record::{record, record_judged, MIN_RECORD_DEVICES};
+pub use record::{record, record_from, record_judged, RecordDevice, RecordRun, MIN_RECORD_DEVICES};
 
 /// NVML clock event (throttle) reason names a baseline may tolerate
 /// (defined with the telemetry that reports them).

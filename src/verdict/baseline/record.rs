@@ -103,6 +103,34 @@ pub fn record(runs: &[RunResults], model: &str) -> Result<String, KilnError> {
 /// one device's bad day is the model's "expected".
 pub const MIN_RECORD_DEVICES: usize = 3;
 
+/// One run as the baseline rule sees it: its host and, per device, its
+/// identity, the verdict its run gave it and its measurements. Both
+/// `kiln baseline record DIR...` ([`record_judged`], from journals) and
+/// `kiln baseline record --from-db` (from the history database) build
+/// these and hand them to [`record_from`], so the rule exists once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordRun {
+    /// Host name of the node.
+    pub host: String,
+    /// Its devices, in index order.
+    pub devices: Vec<RecordDevice>,
+}
+
+/// One device of a [`RecordRun`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordDevice {
+    /// Index in its run.
+    pub index: usize,
+    /// The driver's name of the device (matched against the model).
+    pub name: String,
+    /// The decision of its run and the reason codes; None when it was not
+    /// judged (left out, as any device that is not accepted).
+    pub verdict: Option<(Decision, Vec<String>)>,
+    /// Every measurement, in journal order: (metric name, unit, value).
+    /// Several values of one name (burn-in cycles) give their median.
+    pub metrics: Vec<(String, String, f64)>,
+}
+
 /// [`record`], with each run's verdicts given (`verdicts[i]` for
 /// `runs[i]`, one per device, by device index).
 pub fn record_judged(
@@ -110,6 +138,37 @@ pub fn record_judged(
     verdicts: &[Vec<DeviceVerdict>],
     model: &str,
 ) -> Result<String, KilnError> {
+    let inputs: Vec<RecordRun> = runs
+        .iter()
+        .enumerate()
+        .map(|(k, run)| RecordRun {
+            host: run.header.host.clone(),
+            devices: run
+                .devices
+                .iter()
+                .map(|dev| RecordDevice {
+                    index: dev.info.index,
+                    name: dev.info.name.clone(),
+                    verdict: verdicts
+                        .get(k)
+                        .and_then(|vs| vs.iter().find(|v| v.device == dev.info.index))
+                        .map(|v| (v.decision, v.reasons.clone())),
+                    metrics: dev
+                        .metrics
+                        .iter()
+                        .map(|m| (m.name.clone(), m.unit.clone(), m.value))
+                        .collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    record_from(&inputs, model)
+}
+
+/// The rule of [`record`] over runs given as [`RecordRun`]s: the one
+/// derivation behind both `kiln baseline record DIR...` and
+/// `kiln baseline record --from-db`.
+pub fn record_from(runs: &[RecordRun], model: &str) -> Result<String, KilnError> {
     let needle = model.trim().to_lowercase();
     if needle.is_empty() {
         return Err(KilnError::Usage(
@@ -124,55 +183,47 @@ pub fn record_judged(
     let mut runs_used = 0usize;
     let mut runs_matching = 0usize;
     let mut left_out: Vec<String> = Vec::new();
-    for (k, run) in runs.iter().enumerate() {
+    for run in runs {
         let mut used = false;
         let mut matching = false;
         for dev in &run.devices {
-            if !seen.contains(&dev.info.name) {
-                seen.push(dev.info.name.clone());
+            if !seen.contains(&dev.name) {
+                seen.push(dev.name.clone());
             }
-            if !dev.info.name.to_lowercase().contains(&needle) {
+            if !dev.name.to_lowercase().contains(&needle) {
                 continue;
             }
             matching = true;
-            let verdict = verdicts
-                .get(k)
-                .and_then(|vs| vs.iter().find(|v| v.device == dev.info.index));
-            match verdict {
-                Some(v) if v.decision == Decision::Accept => {}
+            match &dev.verdict {
+                Some((Decision::Accept, _)) => {}
                 other => {
                     let what = match other {
-                        Some(v) if v.reasons.is_empty() => v.decision.word().to_lowercase(),
-                        Some(v) => format!(
-                            "{} ({})",
-                            v.decision.word().to_lowercase(),
-                            v.reasons.join(", ")
-                        ),
+                        Some((d, reasons)) if reasons.is_empty() => d.word().to_lowercase(),
+                        Some((d, reasons)) => {
+                            format!("{} ({})", d.word().to_lowercase(), reasons.join(", "))
+                        }
                         None => "not judged".to_string(),
                     };
-                    left_out.push(format!(
-                        "device {} of {}: {what}",
-                        dev.info.index, run.header.host
-                    ));
+                    left_out.push(format!("device {} of {}: {what}", dev.index, run.host));
                     continue;
                 }
             }
             used = true;
             devices += 1;
-            *names.entry(dev.info.name.clone()).or_default() += 1;
+            *names.entry(dev.name.clone()).or_default() += 1;
             let mut per: BTreeMap<&str, (&str, Vec<f64>)> = BTreeMap::new();
-            for m in &dev.metrics {
+            for (name, unit, value) in &dev.metrics {
                 // The bandwidth to one particular peer (p2p_gpuJ) names a
                 // position in one node; `p2p`, the slowest peer, is the
                 // figure a model's baseline holds.
-                if !(m.value.is_finite() && m.value > 0.0) || m.name.starts_with("p2p_gpu") {
+                if !(value.is_finite() && *value > 0.0) || name.starts_with("p2p_gpu") {
                     continue;
                 }
-                let slot = per.entry(&m.name).or_insert((&m.unit, Vec::new()));
-                if slot.0 != m.unit {
-                    return Err(unit_conflict(&m.name, slot.0, &m.unit));
+                let slot = per.entry(name).or_insert((unit, Vec::new()));
+                if slot.0 != unit {
+                    return Err(unit_conflict(name, slot.0, unit));
                 }
-                slot.1.push(m.value);
+                slot.1.push(*value);
             }
             for (name, (unit, values)) in per {
                 let Some(v) = stats::median(&values) else {
@@ -193,8 +244,8 @@ pub fn record_judged(
         }
         if used {
             runs_used += 1;
-            if !hosts.contains(&run.header.host) {
-                hosts.push(run.header.host.clone());
+            if !hosts.contains(&run.host) {
+                hosts.push(run.host.clone());
             }
         }
     }
