@@ -46,13 +46,13 @@ for a in "$@"; do
 done
 
 if ((!inside)); then
-    start=$SECONDS
+    start=$(date +%s)
     if [[ $EUID -ne 0 ]]; then
         echo "$0: needs root (starts munged, slurmctld and slurmd, and namespaces)" >&2
         exit 2
     fi
     ensure_packages munge slurm-client slurmctld slurmd
-    echo "$0: packages ready after $((SECONDS - start)) s"
+    echo "$0: packages ready after $(($(date +%s) - start)) s"
     KILN="$(kiln_binary "$repo")"
     export KILN KILN_TEST_KEEP=$keep KILN_TEST_START=$start
     # A new network namespace (only lo, which is brought up inside) and a
@@ -87,7 +87,7 @@ cleanup() {
     else
         rm -rf "$tmp"
     fi
-    echo "test-slurm: $((SECONDS - KILN_TEST_START)) s in all"
+    echo "test-slurm: $(($(date +%s) - KILN_TEST_START)) s in all"
     return $rc
 }
 trap cleanup EXIT
@@ -179,7 +179,7 @@ if ((!up)); then
     fail "the nodes are not idle within 60 s: $(tr '\n' ';' <<<"$states") (logs: $tmp/log)"
     exit 1
 fi
-ok "Slurm up after $((SECONDS - KILN_TEST_START)) s: $(tr '\n' ' ' <<<"$states")"
+ok "Slurm up after $(($(date +%s) - KILN_TEST_START)) s: $(tr '\n' ' ' <<<"$states")"
 
 results="$tmp/results"
 cat >"$tmp/node-args" <<'EOF'
