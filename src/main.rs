@@ -43,6 +43,7 @@ fn main() {
         Command::Report(a) => commands::report(a),
         Command::Baseline(b) => commands::baseline(b),
         Command::Selftest(a) => commands::selftest(a),
+        Command::Fleet(a) => commands::fleet(a),
         // Its own codes (Nagios), errors included.
         Command::Check(a) => std::process::exit(commands::check(a)),
     };
