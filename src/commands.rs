@@ -530,11 +530,8 @@ pub fn fleet(args: &FleetArgs) -> Result<ExitCode> {
     }
     print!("{}", output::fleet::summary(&judged));
     println!(
-        "fleet: {} ({}, {}, {})",
-        out.display(),
-        "fleet.json",
-        "fleet.csv",
-        "fleet.pdf"
+        "fleet: {} (fleet.json, fleet.csv, fleet.pdf)",
+        out.display()
     );
     if let Some(p) = &args.prometheus {
         println!("prometheus: {}", p.display());

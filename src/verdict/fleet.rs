@@ -382,9 +382,12 @@ fn latest_per_node<'a>(all: &[Node<'a>]) -> (Vec<Node<'a>>, Vec<Superseded>) {
     (keep, left)
 }
 
+/// A GPU's figure per metric, with its unit.
+type Figures = BTreeMap<String, (f64, String)>;
+
 /// Per GPU of a tested verdict (accept or reject), its figure per metric:
 /// the median over cycles. Per-peer `p2p_gpuJ` figures are left out.
-fn gpu_figures(run: &RunResults, j: &Judgement) -> Vec<(usize, BTreeMap<String, (f64, String)>)> {
+fn gpu_figures(run: &RunResults, j: &Judgement) -> Vec<(usize, Figures)> {
     run.devices
         .iter()
         .zip(&j.verdicts)
@@ -928,7 +931,7 @@ mod tests {
             ExitCode::Untested
         );
         assert_eq!(
-            judge_all(&[incomplete.clone()]).exit_code(),
+            judge_all(std::slice::from_ref(&incomplete)).exit_code(),
             ExitCode::Incomplete
         );
         let rejected = node("c", T, &[100.0], &[Decision::Reject]);

@@ -910,6 +910,55 @@ fn figure(v: f64) -> String {
     format!("{v:.digits$}")
 }
 
+/// A node's flags for the PDF, one line each; the fleet rule's flags of a
+/// model in one line ("fleet_outlier: under the other nodes by 5.8 % on
+/// bw_read, 6.0 % on sha256d (robust z 11.6 to 12.1)"). fleet.json has each.
+fn node_flags_words(n: &crate::verdict::fleet::NodeVerdict) -> String {
+    let mut lines: Vec<String> = n
+        .flags
+        .iter()
+        .filter(|f| f.code != "fleet_outlier")
+        .map(|f| format!("{}: {}", f.code, f.detail))
+        .collect();
+    let mut models: Vec<&str> = Vec::new();
+    for f in n.flags.iter().filter(|f| f.code == "fleet_outlier") {
+        let m = f.model.as_deref().unwrap_or("");
+        if !models.contains(&m) {
+            models.push(m);
+        }
+    }
+    for model in models {
+        let of: Vec<_> = n
+            .flags
+            .iter()
+            .filter(|f| f.code == "fleet_outlier" && f.model.as_deref().unwrap_or("") == model)
+            .collect();
+        let by: Vec<String> = of
+            .iter()
+            .map(|f| {
+                format!(
+                    "{:.1} % on {}",
+                    f.shortfall.unwrap_or(f64::NAN) * 100.0,
+                    f.metric.as_deref().unwrap_or("?")
+                )
+            })
+            .collect();
+        let zs: Vec<f64> = of.iter().filter_map(|f| f.z).collect();
+        let lo = zs.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = zs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        lines.push(format!(
+            "fleet_outlier ({model}): under the other nodes' median by {} (robust z {})",
+            by.join(", "),
+            if (hi - lo).abs() < 0.05 {
+                format!("{lo:.1}")
+            } else {
+                format!("{lo:.1} to {hi:.1}")
+            }
+        ));
+    }
+    lines.join("\n")
+}
+
 /// `kiln fleet`'s part of the fleet summary: a line per node with its
 /// verdict and flags, the fleet rule, and the fleet's medians per model.
 fn fleet_nodes(doc: &mut Doc, f: &Fleet) {
@@ -922,7 +971,15 @@ fn fleet_nodes(doc: &mut Doc, f: &Fleet) {
     banner(
         doc,
         &if flagged == 0 {
-            format!("{} node(s), none flagged", f.nodes.len())
+            format!(
+                "{} node(s), none flagged{}",
+                f.nodes.len(),
+                if f.models.iter().any(|m| m.rule_applied) {
+                    ""
+                } else {
+                    " (the fleet rule was not applied: see below)"
+                }
+            )
         } else {
             format!(
                 "{flagged} of {} node(s) FLAGGED ({outliers} by the fleet rule, fleet_outlier)",
@@ -934,7 +991,7 @@ fn fleet_nodes(doc: &mut Doc, f: &Fleet) {
     doc.heading("Nodes", 13.0, 40.0);
     let columns = [
         ("node", 100.0, Align::Left),
-        ("verdict", 66.0, Align::Center),
+        ("fleet", 66.0, Align::Center),
         ("GPUs acc / rej / other", 70.0, Align::Center),
         ("flags", CONTENT_W - 100.0 - 66.0 - 70.0, Align::Left),
     ]
@@ -971,17 +1028,13 @@ fn fleet_nodes(doc: &mut Doc, f: &Fleet) {
                 Cell {
                     size: 7.5,
                     ..if n.flags.is_empty() {
-                        Cell::plain("every GPU accepted; within the fleet on every metric")
+                        Cell::plain(if n.comparisons.is_empty() {
+                            "every GPU accepted; not compared with the fleet (fleet rule not applied)"
+                        } else {
+                            "every GPU accepted; within the fleet on every metric compared"
+                        })
                     } else {
-                        Cell::colored(
-                            n.flags
-                                .iter()
-                                .map(|f| format!("{}: {}", f.code, f.detail))
-                                .collect::<Vec<_>>()
-                                .join("\n"),
-                            RED,
-                            false,
-                        )
+                        Cell::colored(node_flags_words(n), RED, false)
                     }
                 },
             ]
