@@ -80,7 +80,7 @@ pub const FLEET_EXIT_CODES: &str = "\
 Exit codes:
   0  every node accepted (every GPU accepted by its own run) and none flagged by the fleet rule
   1  at least one node rejected (a GPU rejected by its own run) or flagged (fleet_outlier)
-  2  bad input: no run folder found, an unreadable journal (the folder is named), an unwritable --out
+  2  bad input: no run folder found, an unreadable journal (its folder is named), a bad --out
   4  nothing rejected or flagged, but a run is incomplete
   5  nothing rejected or flagged, but a GPU could not be tested because of its node's state
 
@@ -90,7 +90,8 @@ standard deviations (1.4826 x MAD of the other nodes) under it. Needs at least 3
 model, else it is reported as not applied.
 
 Examples:
-  kiln fleet /shared/kiln/job-1234 --out /shared/kiln/fleet-1234 --prometheus /var/lib/node_exporter/kiln_fleet.prom
+  kiln fleet /shared/kiln/job-1234 --out /shared/kiln/fleet-1234 \\
+    --prometheus /var/lib/node_exporter/textfile/kiln_fleet.prom
   kiln fleet reports/node01-* reports/node02-* reports/node03-*";
 
 /// Arguments of `kiln fleet`.
