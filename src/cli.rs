@@ -74,6 +74,14 @@ pub enum Command {
     /// accepted run: a GPU that has degraded since intake shows here.
     #[command(after_help = HISTORY_HELP)]
     History(HistoryArgs),
+    /// Judge racks against each other: load the runs of many nodes (one
+    /// `kiln run` folder per node, or folders holding them), judge each node
+    /// as `kiln report` does, then flag the nodes whose figures sit
+    /// materially below the fleet's (fleet_outlier) even when every GPU
+    /// passed its own node's checks. Writes fleet.json, fleet.csv and
+    /// fleet.pdf; the run folders are only read.
+    #[command(after_help = FLEET_EXIT_CODES)]
+    Fleet(FleetArgs),
 }
 
 /// Where the history database is, and `kiln db ingest`'s exit codes.
@@ -159,6 +167,53 @@ pub struct HistoryArgs {
     /// figure with its unit and change_pct) instead of tables.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `kiln fleet`'s exit codes.
+pub const FLEET_EXIT_CODES: &str = "\
+Exit codes:
+  0  every node accepted (every GPU accepted by its own run) and none flagged by the fleet rule
+  1  at least one node rejected (a GPU rejected by its own run) or flagged (fleet_outlier)
+  2  bad input: no run folder found, an unreadable journal (its folder is named), a bad --out
+  4  nothing rejected or flagged, but a run is incomplete
+  5  nothing rejected or flagged, but a GPU could not be tested because of its node's state
+
+Fleet rule (fleet_outlier): per GPU model and metric, each node's median against the median
+of the other nodes' medians; flagged when at least 4 % under it and at least 3 robust
+standard deviations (1.4826 x MAD of the other nodes) under it. Needs at least 3 nodes of the
+model, else it is reported as not applied.
+
+Examples:
+  kiln fleet /shared/kiln/job-1234 --out /shared/kiln/fleet-1234 \\
+    --prometheus /var/lib/node_exporter/textfile/kiln_fleet.prom
+  kiln fleet reports/node01-* reports/node02-* reports/node03-*";
+
+/// Arguments of `kiln fleet`.
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// Run folders (the --out of `kiln run`, one per node), or folders that
+    /// hold run folders one level down (e.g. a Slurm job's shared results
+    /// folder). When a node has several runs, its latest is judged and the
+    /// others are named as superseded.
+    #[arg(value_name = "DIR", required = true)]
+    pub dirs: Vec<PathBuf>,
+
+    /// Folder for fleet.json, fleet.csv and fleet.pdf (created if needed;
+    /// an earlier fleet summary there is replaced)
+    /// (default: reports/fleet-<UTC timestamp>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Judge every node against this baseline file instead of the shipped
+    /// one that matches each device's model.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+
+    /// Also write the figures, verdicts and node flags of every node in
+    /// Prometheus' text format, for node_exporter's textfile collector
+    /// (written to a temporary file in the same folder, then renamed).
+    #[arg(long, value_name = "FILE")]
+    pub prometheus: Option<PathBuf>,
 }
 
 /// `kiln check`'s exit codes: the Nagios plugin convention that Slurm
@@ -252,6 +307,14 @@ pub struct BackendArgs {
     /// Number of simulated GPUs (with --backend sim), 1 to 64.
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub sim_gpus: usize,
+
+    /// The node's name in results.json, the reports, `kiln fleet` and the
+    /// Prometheus `node` label (default: the host name). Printable, no
+    /// slash or backslash, at most 253 characters. With --backend sim it
+    /// also seeds the simulated GPUs' serials and UUIDs: each node its own,
+    /// the same on every run.
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
 }
 
 /// Arguments of `kiln list`.
@@ -326,6 +389,14 @@ pub struct RunArgs {
     /// Seed of every workload input and of the simulated noise.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+
+    /// Also write the run's figures and verdicts in Prometheus' text
+    /// format, for node_exporter's textfile collector, e.g.
+    /// /var/lib/node_exporter/textfile/kiln.prom (written to a temporary
+    /// file in the same folder, then renamed). A run that cannot start
+    /// still writes its exit code there.
+    #[arg(long, value_name = "FILE")]
+    pub prometheus: Option<PathBuf>,
 }
 
 /// Arguments of `kiln selftest`.

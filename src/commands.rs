@@ -9,7 +9,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::cli::{BaselineCommand, CheckArgs, ListArgs, ReportArgs, RunArgs, SelftestArgs};
+use crate::cli::{
+    BaselineCommand, CheckArgs, FleetArgs, ListArgs, ReportArgs, RunArgs, SelftestArgs,
+};
 use crate::cli::{DbCommand, HistoryArgs};
 use crate::device;
 use crate::error::{ExitCode, KilnError, Result};
@@ -27,7 +29,8 @@ pub fn host_name() -> String {
 
 /// `kiln list`.
 pub fn list(args: &ListArgs) -> Result<ExitCode> {
-    let sim = plan::sim_options(args.backend.sim_gpus, 1)?;
+    let mut sim = plan::sim_options(args.backend.sim_gpus, 1)?;
+    sim.node = plan::node_name(args.backend.node_name.as_deref(), &host_name())?;
     let found = device::discover(args.backend.backend, &sim)?;
     let infos: Vec<_> = found.devices.iter().map(|d| d.info().clone()).collect();
     let sensors: Vec<Vec<String>> = found.devices.iter().map(|d| d.sensor_inventory()).collect();
@@ -44,6 +47,7 @@ pub fn list(args: &ListArgs) -> Result<ExitCode> {
         let cublaslt =
             (found.backend == device::BackendKind::Cuda).then(device::cuda::cublaslt_status);
         let doc = serde_json::json!({
+            "node": sim.node,
             "backend": found.backend,
             "note": found.note,
             "cublaslt": cublaslt,
@@ -77,7 +81,8 @@ pub fn check(args: &CheckArgs) -> i32 {
     type Found = (Vec<Box<dyn device::Device>>, Option<Baseline>);
     let found = (|| -> Result<Found> {
         let baseline = args.baseline.as_deref().map(baseline::load).transpose()?;
-        let sim = plan::sim_with_faults(&args.backend, 1, &args.inject)?;
+        let mut sim = plan::sim_with_faults(&args.backend, 1, &args.inject)?;
+        sim.node = plan::node_name(args.backend.node_name.as_deref(), &host_name())?;
         let found = device::discover(args.backend.backend, &sim)?;
         Ok((found.devices, baseline))
     })();
@@ -146,9 +151,53 @@ pub fn check(args: &CheckArgs) -> i32 {
     h.status.code()
 }
 
-/// `kiln run`.
+/// `kiln run`. With --prometheus, a run that cannot start still writes
+/// its exit code there (the figures of a previous run must not stand).
 pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Result<ExitCode> {
-    let host = host_name();
+    let outcome = run_judged(args, stop);
+    if let (Err(e), Some(path)) = (&outcome, &args.prometheus) {
+        let node = plan::node_name(args.backend.node_name.as_deref(), &host_name())
+            .unwrap_or_else(|_| host_name());
+        let now = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let bytes = output::prometheus::failed_run(&node, e.exit_code(), now);
+        if let Err(w) = output::write_prometheus(path, &bytes) {
+            eprintln!("kiln: {w}");
+        }
+    }
+    outcome
+}
+
+/// Checks a --prometheus FILE before any work: its folder must exist.
+fn check_prometheus_path(path: &std::path::Path) -> Result<()> {
+    if path.is_dir() {
+        return Err(KilnError::Usage(format!(
+            "--prometheus {}: a folder; expected a file name in it, e.g. {}/kiln.prom",
+            path.display(),
+            path.display()
+        )));
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(KilnError::Usage(format!(
+            "--prometheus {}: the folder {} does not exist (node_exporter's --collector.textfile.directory must exist before kiln writes there)",
+            path.display(),
+            parent.display()
+        )));
+    }
+    Ok(())
+}
+
+/// `kiln run`, up to its judgement and outputs.
+fn run_judged(args: &RunArgs, stop: Arc<AtomicBool>) -> Result<ExitCode> {
+    if let Some(p) = &args.prometheus {
+        check_prometheus_path(p)?;
+    }
+    let host = plan::node_name(args.backend.node_name.as_deref(), &host_name())?;
     let mut plan = Plan::from_args(args, &host, SystemTime::now())?;
     // Read a --baseline file before any device is touched.
     let baseline = args.baseline.as_deref().map(baseline::load).transpose()?;
@@ -205,7 +254,13 @@ pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Result<ExitCode> {
             .flatten(),
     };
     let dir = run::execute(&plan, journal, devices, about, stop)?;
-    finish(&results::load(&dir)?, &dir, baseline.as_ref())
+    let run = results::load(&dir)?;
+    let (code, judgement) = finish_judged(&run, &dir, baseline.as_ref())?;
+    if let Some(p) = &args.prometheus {
+        output::write_prometheus(p, &output::prometheus::run(&run, &judgement, code))?;
+        println!("prometheus: {}", p.display());
+    }
+    Ok(code)
 }
 
 /// `kiln report DIR...`.
@@ -250,12 +305,8 @@ pub fn report(args: &ReportArgs) -> Result<ExitCode> {
     Ok(code)
 }
 
-/// Judges a run, writes its outputs and prints the summary.
-fn finish(run: &RunResults, dir: &std::path::Path, forced: Option<&Baseline>) -> Result<ExitCode> {
-    finish_judged(run, dir, forced).map(|(code, _)| code)
-}
-
-/// [`finish`], also handing back the judgement.
+/// Judges a run, writes its outputs and prints the summary; hands back
+/// the exit code and the judgement.
 fn finish_judged(
     run: &RunResults,
     dir: &std::path::Path,
@@ -342,7 +393,8 @@ pub fn baseline(cmd: &BaselineCommand) -> Result<ExitCode> {
 
 /// `kiln selftest`.
 pub fn selftest(args: &SelftestArgs) -> Result<ExitCode> {
-    let sim = plan::sim_options(args.backend.sim_gpus, args.seed)?;
+    let mut sim = plan::sim_options(args.backend.sim_gpus, args.seed)?;
+    sim.node = plan::node_name(args.backend.node_name.as_deref(), &host_name())?;
     let found = device::discover(args.backend.backend, &sim)?;
     if let Some(n) = &found.note {
         eprintln!("kiln: {n}");
@@ -479,4 +531,125 @@ pub fn history(args: &HistoryArgs) -> Result<ExitCode> {
         print!("{}", history::render(&h));
     }
     Ok(ExitCode::Accepted)
+}
+
+/// The run folders named by `kiln fleet`'s arguments: each folder that
+/// holds a journal, else the folders directly inside it that do, in name
+/// order. A folder with neither is an error that names it.
+fn fleet_runs(dirs: &[std::path::PathBuf]) -> Result<Vec<std::path::PathBuf>> {
+    let journal = crate::run::journal::FILE_NAME;
+    let mut found: Vec<std::path::PathBuf> = Vec::new();
+    for dir in dirs {
+        if !dir.is_dir() {
+            return Err(KilnError::input(
+                dir,
+                if dir.exists() {
+                    "not a folder; expected the folder of a kiln run (its --out) or a folder of run folders"
+                } else {
+                    "does not exist; expected the folder of a kiln run (its --out) or a folder of run folders"
+                },
+            ));
+        }
+        let mut here = Vec::new();
+        if dir.join(journal).exists() {
+            here.push(dir.clone());
+        } else {
+            let entries =
+                std::fs::read_dir(dir).map_err(|e| KilnError::input(dir, e.to_string()))?;
+            for e in entries {
+                let e = e.map_err(|e| KilnError::input(dir, e.to_string()))?;
+                let p = e.path();
+                if p.is_dir() && p.join(journal).exists() {
+                    here.push(p);
+                }
+            }
+            here.sort();
+        }
+        if here.is_empty() {
+            return Err(KilnError::input(
+                dir,
+                format!("no kiln run found: neither it nor a folder directly inside it holds {journal}; expected the folder of a kiln run (its --out) or a folder of run folders"),
+            ));
+        }
+        for p in here {
+            if !found.contains(&p) {
+                found.push(p);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// `kiln fleet DIR...`: every node judged by its own run's rules, then
+/// against the fleet; fleet.json, fleet.csv, fleet.pdf (and the Prometheus
+/// textfile) written. The run folders are only read.
+pub fn fleet(args: &FleetArgs) -> Result<ExitCode> {
+    use crate::verdict::fleet as rule;
+    if let Some(p) = &args.prometheus {
+        check_prometheus_path(p)?;
+    }
+    let dirs = fleet_runs(&args.dirs)?;
+    let forced = args.baseline.as_deref().map(baseline::load).transpose()?;
+    // Read every journal before writing anything.
+    let runs = dirs
+        .iter()
+        .map(|d| results::load(d))
+        .collect::<Result<Vec<_>>>()?;
+    let shipped = baseline::builtin();
+    let choice = match &forced {
+        Some(b) => BaselineChoice::Force(b),
+        None => BaselineChoice::Match(&shipped),
+    };
+    let judgements: Vec<verdict::Judgement> =
+        runs.iter().map(|r| verdict::judge(r, choice)).collect();
+    let sources: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    let nodes: Vec<rule::Node<'_>> = runs
+        .iter()
+        .zip(&judgements)
+        .zip(&sources)
+        .map(|((run, judgement), source)| rule::Node {
+            name: &run.header.host,
+            source,
+            run,
+            judgement,
+        })
+        .collect();
+    let judged = rule::judge(&nodes);
+    let kept: Vec<&rule::Node<'_>> = nodes
+        .iter()
+        .filter(|n| judged.nodes.iter().any(|v| v.source == n.source))
+        .collect();
+    let now = SystemTime::now();
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| plan::default_out("fleet", now));
+    let pairs: Vec<_> = kept.iter().map(|n| (n.run, n.judgement)).collect();
+    let stamp = humantime::format_rfc3339_seconds(now).to_string();
+    output::write_fleet_dir(&out, &pairs, &judged, &stamp)?;
+    if let Some(p) = &args.prometheus {
+        let with_codes: Vec<_> = kept
+            .iter()
+            .map(|n| {
+                (
+                    n.run,
+                    n.judgement,
+                    verdict::exit_code(n.run, &n.judgement.verdicts),
+                )
+            })
+            .collect();
+        let unix = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        output::write_prometheus(p, &output::prometheus::fleet(&with_codes, &judged, unix))?;
+    }
+    print!("{}", output::fleet::summary(&judged));
+    println!(
+        "fleet: {} (fleet.json, fleet.csv, fleet.pdf)",
+        out.display()
+    );
+    if let Some(p) = &args.prometheus {
+        println!("prometheus: {}", p.display());
+    }
+    Ok(judged.exit_code())
 }

@@ -45,6 +45,7 @@ fn main() {
         Command::Selftest(a) => commands::selftest(a),
         Command::Db(c) => commands::db(c),
         Command::History(a) => commands::history(a),
+        Command::Fleet(a) => commands::fleet(a),
         // Its own codes (Nagios), errors included.
         Command::Check(a) => std::process::exit(commands::check(a)),
     };

@@ -47,8 +47,11 @@ pub struct Plan {
 
 impl Plan {
     /// Validates `args`. `host` and `now` name the default output folder.
+    /// `host` is the node's name ([`node_name`]): it also names the
+    /// simulated GPUs' node.
     pub fn from_args(args: &RunArgs, host: &str, now: std::time::SystemTime) -> Result<Plan> {
         let mut sim = sim_with_faults(&args.backend, args.seed, &args.inject)?;
+        sim.node = host.to_string();
         let duration = match (&args.duration, args.profile) {
             (Some(d), Profile::Burnin) => Some(parse_duration(d)?),
             (None, Profile::Burnin) => Some(DEFAULT_BURNIN),
@@ -114,6 +117,44 @@ impl Plan {
     }
 }
 
+/// The most characters a node name may have (a DNS name's limit).
+pub const MAX_NODE_NAME: usize = 253;
+
+/// The node's name: `--node-name` when given, checked (it ends up in file
+/// names, PDF and CSV cells and Prometheus labels), else `host`.
+pub fn node_name(given: Option<&str>, host: &str) -> Result<String> {
+    let Some(name) = given else {
+        return Ok(host.to_string());
+    };
+    let bad = |why: &str| {
+        Err(KilnError::Usage(format!(
+            "--node-name {name:?}: {why}; expected a printable name such as a host name or rack-node tag (e.g. rack12-node03)"
+        )))
+    };
+    if name.trim().is_empty() {
+        return bad("the name is empty");
+    }
+    if name.trim() != name {
+        return bad("the name starts or ends with a space");
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return bad(&format!("it holds the control character {c:?}"));
+    }
+    if name.contains(['/', '\\']) {
+        return bad("a node name may not hold a slash or backslash (it is used in file names)");
+    }
+    if name == "." || name == ".." {
+        return bad("\".\" and \"..\" name folders, not nodes");
+    }
+    if name.chars().count() > MAX_NODE_NAME {
+        return bad(&format!(
+            "{} characters, at most {MAX_NODE_NAME}",
+            name.chars().count()
+        ));
+    }
+    Ok(name.to_string())
+}
+
 /// Checks `--sim-gpus`.
 pub fn sim_options(gpus: usize, seed: u64) -> Result<SimOptions> {
     if gpus == 0 || gpus > MAX_SIM_GPUS {
@@ -126,6 +167,7 @@ pub fn sim_options(gpus: usize, seed: u64) -> Result<SimOptions> {
         seed,
         faults: Vec::new(),
         pace: Duration::ZERO,
+        node: String::new(),
     })
 }
 
@@ -299,6 +341,33 @@ mod tests {
             default_out("node/7", t),
             PathBuf::from("reports/node_7-20231114T221320Z")
         );
+    }
+
+    #[test]
+    fn node_names_are_checked() {
+        assert_eq!(node_name(None, "host1").ok().as_deref(), Some("host1"));
+        assert_eq!(
+            node_name(Some("rack 4 node-02.dc1"), "h").ok().as_deref(),
+            Some("rack 4 node-02.dc1")
+        );
+        for (bad, says) in [
+            ("", "empty"),
+            ("  ", "empty"),
+            (" n1", "space"),
+            ("a/b", "slash"),
+            ("a\\b", "slash"),
+            ("n\n1", "control"),
+            ("..", "folders"),
+        ] {
+            let e = node_name(Some(bad), "h").expect_err(bad).to_string();
+            assert!(
+                e.contains("--node-name") && e.contains(says),
+                "{bad:?}: {e}"
+            );
+        }
+        let long = "n".repeat(MAX_NODE_NAME + 1);
+        assert!(node_name(Some(&long), "h").is_err());
+        assert!(node_name(Some(&long[1..]), "h").is_ok());
     }
 
     #[test]

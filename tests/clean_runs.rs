@@ -111,6 +111,7 @@ fn run_sim(
         seed,
         faults: Vec::new(),
         pace: std::time::Duration::ZERO,
+        node: String::new(),
     };
     let plan = Plan {
         profile: Profile::Quick,

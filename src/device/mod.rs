@@ -671,6 +671,10 @@ pub struct SimOptions {
     pub faults: Vec<sim::Injection>,
     /// Wall time each simulated workload takes at least (burn-in).
     pub pace: std::time::Duration,
+    /// The node the GPUs belong to (`--node-name`, by default the host
+    /// name): it seeds their serials and UUIDs, so simulated nodes differ
+    /// as real ones do. Empty: kiln's original identities.
+    pub node: String,
 }
 
 /// The devices found for a backend choice, with a note when `auto` fell back.

@@ -109,6 +109,7 @@ pub fn devices(opts: &SimOptions) -> Vec<SimDevice> {
                 .map(|f| (f.fault.clone(), f.at_s))
                 .collect();
             let mut d = SimDevice::new(i, opts.seed, faults);
+            d.name_node(&opts.node);
             d.pace = opts.pace;
             d
         })
@@ -570,16 +571,7 @@ impl SimDevice {
     /// Simulated GPU `index`; `seed` drives its noise; `faults` are injected
     /// with their start times in seconds.
     pub fn new(index: usize, seed: u64, faults: Vec<(Fault, f64)>) -> Self {
-        let id = gen::random_u64(0x5151, 1, index as u64);
-        let id2 = gen::random_u64(0x5151, 2, index as u64);
-        let uuid = format!(
-            "GPU-{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-            id >> 32,
-            (id >> 16) & 0xffff,
-            id & 0xffff,
-            id2 >> 48,
-            id2 & 0xffff_ffff_ffff
-        );
+        let (uuid, serial) = identity(node_id_seed(""), index);
         let bus = HGX_BUS.get(index).map_or_else(
             || format!("00000001:{:02x}:00.0", index),
             |b| format!("00000000:{b:02x}:00.0"),
@@ -596,7 +588,7 @@ impl SimDevice {
                 index,
                 name: "Simulated H100 80GB HBM3".into(),
                 uuid: Some(uuid),
-                serial: Some(format!("SIM{:010}", id2 % 10_000_000_000)),
+                serial: Some(serial),
                 pci_bus_id: Some(bus),
                 pci_device_id: None,
                 memory_bytes: 80 << 30,
@@ -614,6 +606,46 @@ impl SimDevice {
             }),
             pace: std::time::Duration::ZERO,
         }
+    }
+}
+
+/// The identity seed of the simulated GPUs of node `node`: FNV-1a of its
+/// name, so that every node (`--node-name`) has its own serials and UUIDs,
+/// the same on every run and every machine. The empty name (a library
+/// caller that names no node) keeps kiln's original identities.
+fn node_id_seed(node: &str) -> u64 {
+    const LEGACY: u64 = 0x5151;
+    if node.is_empty() {
+        return LEGACY;
+    }
+    let hash = node.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    gen::mix64(LEGACY ^ hash)
+}
+
+/// The UUID and serial of simulated GPU `index` under identity seed `ids`.
+fn identity(ids: u64, index: usize) -> (String, String) {
+    let id = gen::random_u64(ids, 1, index as u64);
+    let id2 = gen::random_u64(ids, 2, index as u64);
+    let uuid = format!(
+        "GPU-{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        id >> 32,
+        (id >> 16) & 0xffff,
+        id & 0xffff,
+        id2 >> 48,
+        id2 & 0xffff_ffff_ffff
+    );
+    (uuid, format!("SIM{:010}", id2 % 10_000_000_000))
+}
+
+impl SimDevice {
+    /// Gives the GPU the serial and UUID it has in node `node` (see
+    /// [`SimOptions::node`]); its figures do not change.
+    pub fn name_node(&mut self, node: &str) {
+        let (uuid, serial) = identity(node_id_seed(node), self.info.index);
+        self.info.uuid = Some(uuid);
+        self.info.serial = Some(serial);
     }
 }
 
@@ -995,6 +1027,7 @@ mod tests {
             seed: 1,
             faults: vec![parse_injection("0:lost=5").expect("fault")],
             pace: std::time::Duration::ZERO,
+            node: String::new(),
         };
         let mut dev = devices(&opts).remove(0);
         dev.run_started(Instant::now() - std::time::Duration::from_secs(10));
@@ -1005,5 +1038,43 @@ mod tests {
         // operation, so nothing is lost yet.
         let mut fresh = devices(&opts).remove(0);
         assert!(fresh.health().is_ok());
+    }
+
+    #[test]
+    fn each_node_has_its_own_serials_and_uuids_the_same_every_run() {
+        let node = |name: &str| {
+            let opts = SimOptions {
+                gpus: 4,
+                seed: 1,
+                faults: Vec::new(),
+                pace: std::time::Duration::ZERO,
+                node: name.to_string(),
+            };
+            devices(&opts)
+                .iter()
+                .map(|d| (d.info.serial.clone(), d.info.uuid.clone()))
+                .collect::<Vec<_>>()
+        };
+        let (a, b) = (node("rack1-n01"), node("rack1-n02"));
+        assert_eq!(a, node("rack1-n01"), "same node, same identities");
+        let serials: std::collections::BTreeSet<_> = a.iter().chain(&b).map(|x| &x.0).collect();
+        let uuids: std::collections::BTreeSet<_> = a.iter().chain(&b).map(|x| &x.1).collect();
+        assert_eq!(
+            (serials.len(), uuids.len()),
+            (8, 8),
+            "every serial and UUID differs: {a:?} {b:?}"
+        );
+        // The figures are the node's seed's, not its name's.
+        let rate = |name: &str| {
+            let opts = SimOptions {
+                gpus: 1,
+                seed: 1,
+                faults: Vec::new(),
+                pace: std::time::Duration::ZERO,
+                node: name.to_string(),
+            };
+            devices(&opts).remove(0).model.device_factor
+        };
+        assert_eq!(rate("rack1-n01"), rate("rack1-n02"));
     }
 }

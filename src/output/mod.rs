@@ -11,8 +11,10 @@
 
 pub mod charts;
 pub mod csv;
+pub mod fleet;
 pub mod json;
 pub mod pdf;
+pub mod prometheus;
 pub mod summary;
 pub mod telemetry_csv;
 
@@ -47,7 +49,44 @@ pub fn write_all(dir: &Path, run: &RunResults, judgement: &Judgement) -> Result<
 
 /// Writes the fleet summary of several judged runs to `path`.
 pub fn write_fleet(path: &Path, nodes: &[(&RunResults, &Judgement)]) -> Result<()> {
-    write_atomic(path, &pdf::render_fleet(nodes))
+    write_atomic(path, &pdf::render_fleet(nodes, None))
+}
+
+/// Writes `kiln fleet`'s fleet.json, fleet.csv and fleet.pdf into `dir`
+/// (created when missing). `nodes` are the runs the fleet judged.
+pub fn write_fleet_dir(
+    dir: &Path,
+    nodes: &[(&RunResults, &Judgement)],
+    judged: &crate::verdict::fleet::Fleet,
+    generated_at: &str,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| KilnError::output(dir, e))?;
+    write_atomic(&dir.join("fleet.json"), &fleet::json(judged, generated_at)?)?;
+    write_atomic(&dir.join("fleet.csv"), &fleet::csv(judged)?)?;
+    write_atomic(
+        &dir.join("fleet.pdf"),
+        &pdf::render_fleet(nodes, Some(judged)),
+    )
+}
+
+/// Writes a Prometheus textfile (from [`prometheus`]) to `path`: a
+/// temporary file in the same folder (`.NAME.tmp`, which node_exporter's
+/// `*.prom` glob does not read), then renamed over it, so the collector
+/// never reads half a file.
+pub fn write_prometheus(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| KilnError::output(path, "expected a file name, e.g. kiln.prom"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            KilnError::output(path, e)
+        })
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

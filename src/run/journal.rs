@@ -116,7 +116,7 @@ pub struct RunHeader {
     pub journal_version: u32,
     /// kiln's version.
     pub kiln_version: String,
-    /// Host name of the node.
+    /// The node's name (`--node-name`, by default the host name).
     pub host: String,
     /// RFC 3339 UTC start time.
     pub started_at: String,

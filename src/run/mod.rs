@@ -95,7 +95,7 @@ pub fn prepare_out(plan: &Plan) -> Result<JournalWriter> {
 pub struct About {
     /// The backend the devices belong to.
     pub backend: BackendKind,
-    /// Host name of the node.
+    /// The node's name (`--node-name`, by default the host name).
     pub host: String,
     /// Notes for the reader (e.g. why `auto` fell back to the CPU).
     pub notes: Vec<String>,

@@ -31,6 +31,7 @@
 
 pub mod baseline;
 pub mod burnin;
+pub mod fleet;
 pub mod health;
 pub mod peers;
 pub mod remedy;

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 use crate::output::charts::{self, Chart, MetricTable};
 use crate::results::{DeviceRun, RunResults};
+use crate::verdict::fleet::Fleet;
 use crate::verdict::{Decision, DeviceVerdict, Judgement};
 use layout::{
     Align, Cell, Color, Column, Doc, Weight, BLACK, CONTENT_W, GREEN, GREY, LIGHT, MARGIN, ORANGE,
@@ -807,8 +808,10 @@ pub fn render(run: &RunResults, judgement: &Judgement, charts: &[Chart]) -> Vec<
     doc.finish()
 }
 
-/// The fleet summary: one line per node and GPU, across runs.
-pub fn render_fleet(nodes: &[(&RunResults, &Judgement)]) -> Vec<u8> {
+/// The fleet summary: one line per node and GPU, across runs; with the
+/// fleet's judgement (`kiln fleet`), first a line per node with its flags
+/// and the fleet's medians per model.
+pub fn render_fleet(nodes: &[(&RunResults, &Judgement)], fleet: Option<&Fleet>) -> Vec<u8> {
     let simulated = nodes.iter().any(|(r, _)| r.simulated());
     let mut doc = Doc::new(
         "kiln fleet acceptance summary",
@@ -865,6 +868,10 @@ pub fn render_fleet(nodes: &[(&RunResults, &Judgement)]) -> Vec<u8> {
             ORANGE,
         );
     }
+    if let Some(f) = fleet {
+        fleet_nodes(&mut doc, f);
+        doc.heading("GPUs", 13.0, 40.0);
+    }
     doc.gap(6.0);
     let columns = [
         ("node / asset", 110.0, Align::Left),
@@ -888,13 +895,21 @@ pub fn render_fleet(nodes: &[(&RunResults, &Judgement)]) -> Vec<u8> {
         for (d, v) in run.devices.iter().zip(&j.verdicts) {
             let color = decision_color(v.decision);
             rows.push(vec![
-                Cell {
-                    size: 8.0,
-                    ..Cell::plain(format!(
-                        "{}\n{}",
-                        run.header.host,
-                        opt(run.header.asset.as_deref())
-                    ))
+                {
+                    let flags = fleet
+                        .and_then(|f| f.nodes.iter().find(|n| n.node == run.header.host))
+                        .filter(|n| n.flagged)
+                        .map(|n| format!("\nNODE FLAGGED: {}", n.codes().join(", ")));
+                    Cell {
+                        size: 8.0,
+                        color: if flags.is_some() { RED } else { BLACK },
+                        ..Cell::plain(format!(
+                            "{}\n{}{}",
+                            run.header.host,
+                            opt(run.header.asset.as_deref()),
+                            flags.unwrap_or_default()
+                        ))
+                    }
                 },
                 Cell {
                     size: 7.5,
@@ -941,4 +956,217 @@ pub fn render_fleet(nodes: &[(&RunResults, &Judgement)]) -> Vec<u8> {
         doc.table(&columns, &rows, 8.5);
     }
     doc.finish()
+}
+
+/// A figure with four significant digits at most, for tables.
+fn figure(v: f64) -> String {
+    if !v.is_finite() {
+        return "-".into();
+    }
+    let digits = if v.abs() >= 1000.0 {
+        0
+    } else if v.abs() >= 100.0 {
+        1
+    } else if v.abs() >= 10.0 {
+        2
+    } else {
+        3
+    };
+    format!("{v:.digits$}")
+}
+
+/// A node's flags for the PDF, one line each; the fleet rule's flags of a
+/// model in one line ("fleet_outlier: under the other nodes by 5.8 % on
+/// bw_read, 6.0 % on sha256d (robust z 11.6 to 12.1)"). fleet.json has each.
+fn node_flags_words(n: &crate::verdict::fleet::NodeVerdict) -> String {
+    let mut lines: Vec<String> = n
+        .flags
+        .iter()
+        .filter(|f| f.code != "fleet_outlier")
+        .map(|f| format!("{}: {}", f.code, f.detail))
+        .collect();
+    let mut models: Vec<&str> = Vec::new();
+    for f in n.flags.iter().filter(|f| f.code == "fleet_outlier") {
+        let m = f.model.as_deref().unwrap_or("");
+        if !models.contains(&m) {
+            models.push(m);
+        }
+    }
+    for model in models {
+        let of: Vec<_> = n
+            .flags
+            .iter()
+            .filter(|f| f.code == "fleet_outlier" && f.model.as_deref().unwrap_or("") == model)
+            .collect();
+        let by: Vec<String> = of
+            .iter()
+            .map(|f| {
+                format!(
+                    "{:.1} % on {}",
+                    f.shortfall.unwrap_or(f64::NAN) * 100.0,
+                    f.metric.as_deref().unwrap_or("?")
+                )
+            })
+            .collect();
+        let zs: Vec<f64> = of.iter().filter_map(|f| f.z).collect();
+        let lo = zs.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = zs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        lines.push(format!(
+            "fleet_outlier ({model}): under the other nodes' median by {} (robust z {})",
+            by.join(", "),
+            if (hi - lo).abs() < 0.05 {
+                format!("{lo:.1}")
+            } else {
+                format!("{lo:.1} to {hi:.1}")
+            }
+        ));
+    }
+    lines.join("\n")
+}
+
+/// `kiln fleet`'s part of the fleet summary: a line per node with its
+/// verdict and flags, the fleet rule, and the fleet's medians per model.
+fn fleet_nodes(doc: &mut Doc, f: &Fleet) {
+    let outliers = f
+        .nodes
+        .iter()
+        .filter(|n| n.codes().contains(&"fleet_outlier"))
+        .count();
+    let flagged = f.flagged();
+    banner(
+        doc,
+        &if flagged == 0 {
+            format!(
+                "{} node(s), none flagged{}",
+                f.nodes.len(),
+                if f.models.iter().any(|m| m.rule_applied) {
+                    ""
+                } else {
+                    " (the fleet rule was not applied: see below)"
+                }
+            )
+        } else {
+            format!(
+                "{flagged} of {} node(s) FLAGGED ({outliers} by the fleet rule, fleet_outlier)",
+                f.nodes.len()
+            )
+        },
+        if flagged == 0 { GREEN } else { RED },
+    );
+    doc.heading("Nodes", 13.0, 40.0);
+    let columns = [
+        ("node", 100.0, Align::Left),
+        ("fleet", 66.0, Align::Center),
+        ("GPUs acc / rej / other", 70.0, Align::Center),
+        ("flags", CONTENT_W - 100.0 - 66.0 - 70.0, Align::Left),
+    ]
+    .map(|(t, w, a)| Column {
+        title: t.into(),
+        width: w,
+        align: a,
+    });
+    let rows: Vec<Vec<Cell>> = f
+        .nodes
+        .iter()
+        .map(|n| {
+            let (word, color) = if n.flagged {
+                ("FLAGGED", RED)
+            } else {
+                ("OK", GREEN)
+            };
+            vec![
+                Cell {
+                    size: 8.0,
+                    ..Cell::plain(format!("{}\n{}", n.node, n.started_at.replace('T', " ")))
+                },
+                Cell {
+                    fill: Some(color),
+                    size: 9.0,
+                    ..Cell::colored(word, WHITE, true)
+                },
+                Cell::plain(format!(
+                    "{} / {} / {}",
+                    n.accepted,
+                    n.rejected,
+                    n.incomplete + n.untested
+                )),
+                Cell {
+                    size: 7.5,
+                    ..if n.flags.is_empty() {
+                        Cell::plain(if n.comparisons.is_empty() {
+                            "every GPU accepted; not compared with the fleet (fleet rule not applied)"
+                        } else {
+                            "every GPU accepted; within the fleet on every metric compared"
+                        })
+                    } else {
+                        Cell::colored(node_flags_words(n), RED, false)
+                    }
+                },
+            ]
+        })
+        .collect();
+    doc.gap(4.0);
+    doc.table(&columns, &rows, 8.5);
+    doc.heading("Fleet medians", 13.0, 60.0);
+    doc.paragraph(
+        &format!("Fleet rule: {}.", f.rule.description),
+        8.5,
+        Weight::Regular,
+        GREY,
+        0.0,
+    );
+    for note in &f.notes {
+        doc.paragraph(note, 8.5, Weight::Bold, ORANGE, 0.0);
+    }
+    for m in &f.models {
+        doc.heading(
+            &format!(
+                "{}: {} GPU(s) on {} node(s){}",
+                m.model,
+                m.gpus,
+                m.nodes,
+                if m.rule_applied {
+                    ""
+                } else {
+                    ", fleet rule NOT APPLIED"
+                }
+            ),
+            10.0,
+            40.0,
+        );
+        let columns = [
+            ("metric", 100.0, Align::Left),
+            ("unit", 55.0, Align::Left),
+            ("median, accepted + rejected GPUs", 100.0, Align::Right),
+            ("median, accepted GPUs", 90.0, Align::Right),
+            ("median of node medians", 90.0, Align::Right),
+            ("nodes", CONTENT_W - 435.0, Align::Center),
+        ]
+        .map(|(t, w, a)| Column {
+            title: t.into(),
+            width: w,
+            align: a,
+        });
+        let rows: Vec<Vec<Cell>> = m
+            .metrics
+            .iter()
+            .map(|x| {
+                vec![
+                    Cell::plain(x.metric.clone()),
+                    Cell::plain(x.unit.clone()),
+                    Cell::plain(format!("{} ({} GPUs)", figure(x.median), x.gpus)),
+                    Cell::plain(x.median_accepted.map_or("-".into(), |v| {
+                        format!("{} ({} GPUs)", figure(v), x.accepted_gpus)
+                    })),
+                    Cell::plain(figure(x.reference)),
+                    Cell::plain(format!(
+                        "{}{}",
+                        x.nodes,
+                        if x.applied { "" } else { " (not applied)" }
+                    )),
+                ]
+            })
+            .collect();
+        doc.table(&columns, &rows, 8.0);
+    }
 }
