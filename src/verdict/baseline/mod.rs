@@ -107,6 +107,11 @@ pub struct Limits {
     /// NVLink CRC errors per second (all links) tolerated; replay and
     /// recovery errors are never tolerated. None: [`DEFAULT_NVLINK_CRC_PER_S`].
     pub max_nvlink_crc_per_s: Option<f64>,
+    /// The model is part of a multi-node NVLink system (e.g. GB200 NVL72):
+    /// its fabric must report a cluster UUID and a clique id. False (the
+    /// default) for single-node NVSwitch boards (HGX H100/H200), which
+    /// report zeros there.
+    pub multinode_nvlink: bool,
 }
 
 /// NVLink CRC errors per second tolerated when a baseline does not say: a
