@@ -87,7 +87,10 @@ pub fn format_uuid(b: &[u8; 16]) -> String {
 /// and `_WIDTH_*`, the width being the field's mask), each with the values
 /// that are a problem and what they mean. Every field's 0 is NOT_SUPPORTED,
 /// never a problem.
-const HEALTH_FIELDS: [(&str, u32, u32, &[(u32, &str)]); 5] = [
+/// One field: name, shift, width mask, and its problem values in words.
+type HealthField = (&'static str, u32, u32, &'static [(u32, &'static str)]);
+
+const HEALTH_FIELDS: [HealthField; 5] = [
     ("degraded_bw", 0, 0x3, &[(1, "bandwidth degraded")]),
     (
         "route_recovery",
