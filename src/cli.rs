@@ -62,7 +62,9 @@ pub enum Command {
     Baseline(BaselineCommand),
     /// A passive health check in seconds, for scheduler prologs: reads each
     /// GPU's identity and sensors once (ECC, remapped rows, XIDs, PCIe,
-    /// NVLink, temperature, clock event reasons) and runs no workload.
+    /// NVLink and its wiring, the NVSwitch fabric, temperature, clock event
+    /// reasons, persistence and MIG modes) and the XIDs of the kernel log
+    /// since boot, and runs no workload.
     #[command(after_help = CHECK_EXIT_CODES)]
     Check(CheckArgs),
     /// The history database: every run of every GPU in one SQLite file,
@@ -221,8 +223,8 @@ pub struct FleetArgs {
 pub const CHECK_EXIT_CODES: &str = "\
 Exit codes (Nagios convention):
   0  OK: nothing found
-  1  WARNING: worth a look, the node may run jobs (e.g. NVLink replays since boot, an application XID)
-  2  CRITICAL: do not schedule jobs here (a GPU missing, uncorrectable ECC, pending row remap, a serious XID, a link down, a GPU held back at idle)
+  1  WARNING: worth a look, the node may run jobs (e.g. NVLink replays since boot, an application XID, persistence mode off)
+  2  CRITICAL: do not schedule jobs here (a GPU missing, uncorrectable ECC, pending row remap, a serious XID, a link down, a GPU held back at idle, MIG on, the NVSwitch fabric unhealthy or its manager down, NVLinks mis-wired)
   3  UNKNOWN: the check could not run (no driver, no device, bad arguments)
 
 Examples:
@@ -252,6 +254,13 @@ pub struct CheckArgs {
     /// Print the result as JSON instead of lines of text.
     #[arg(long)]
     pub json: bool,
+
+    /// Read XIDs from this kernel log (saved `dmesg` or `journalctl -k`
+    /// output) instead of this node's (/dev/kmsg, else journalctl -k -b;
+    /// not read for simulated GPUs). A log that cannot be read is a note,
+    /// never a failure.
+    #[arg(long, value_name = "FILE")]
+    pub kernel_log: Option<PathBuf>,
 }
 
 /// `kiln baseline ...`.
@@ -365,7 +374,10 @@ pub struct RunArgs {
     /// Inject a fault into a simulated GPU (with --backend sim), repeatable:
     /// DEVICE:FAULT[@START], FAULT one of sdc, membit, hashbit, copybit,
     /// xferbit, slow=F, throttle=thermal|power|hw, hot=T, ecc=N, xid=N, pcie=GEN:WIDTH,
-    /// hang=WORKLOAD, lost=SECONDS, nvlinkdown=N, nvlinkerr=PER_S, powerlow=F; START delays it, e.g. 2:membit@90s.
+    /// hang=WORKLOAD, lost=SECONDS, nvlinkdown=N, nvlinkerr=PER_S, powerlow=F,
+    /// fabric=unhealthy|degraded|fm_down (fm_down: the node's fabric manager, on
+    /// every GPU), nvlinkwire=LINK (that NVLink on the wrong NVSwitch),
+    /// persistence=off, mig=on; START delays it, e.g. 2:membit@90s.
     #[arg(long, value_name = "DEVICE:FAULT")]
     pub inject: Vec<String>,
 

@@ -89,6 +89,27 @@ pub fn check(args: &CheckArgs) -> i32 {
     let (mut devices, forced) = match found {
         Ok(x) => x,
         Err(e) => {
+            // An NVSwitch node whose fabric manager is down answers cuInit
+            // with CUDA_ERROR_SYSTEM_NOT_READY: NVML still says why, and
+            // that is CRITICAL, not UNKNOWN.
+            let down = matches!(
+                args.backend.backend,
+                device::BackendChoice::Cuda | device::BackendChoice::Auto
+            )
+            .then(crate::telemetry::nvml::fabric_states)
+            .and_then(Result::ok)
+            .and_then(|states| health::manager_down(&states));
+            if let Some(finding) = down {
+                let mut h = health::Health {
+                    status: Status::Ok,
+                    devices: 0,
+                    expected_devices: args.expect_gpus,
+                    findings: Vec::new(),
+                    notes: vec![format!("CUDA: {e}")],
+                };
+                h.extend(vec![finding]);
+                return print_health(&h, args.json);
+            }
             println!("UNKNOWN: kiln check could not run: {e}");
             return Status::Unknown.code();
         }
@@ -114,8 +135,31 @@ pub fn check(args: &CheckArgs) -> i32 {
                 .or_else(|| baseline::find(&shipped, &info.name, info.pci_device_id)),
         })
         .collect();
-    let h = health::assess(&seen, args.expect_gpus);
-    if args.json {
+    let mut h = health::assess(&seen, args.expect_gpus);
+    let simulated = seen_parts
+        .iter()
+        .all(|(i, _)| i.backend == device::BackendKind::Sim);
+    match &args.kernel_log {
+        Some(path) => match crate::telemetry::kernel_log::read_file(path) {
+            Ok(xids) => h.add_kernel_log(&seen, Ok((xids, path.display().to_string()))),
+            Err(e) => {
+                println!("UNKNOWN: kiln check could not run: {e}");
+                return Status::Unknown.code();
+            }
+        },
+        None if simulated => {}
+        None => h.add_kernel_log(
+            &seen,
+            crate::telemetry::kernel_log::read_system().map(|(x, at)| (x, at.to_string())),
+        ),
+    }
+    print_health(&h, args.json)
+}
+
+/// Prints a health check as lines or JSON; its exit code.
+fn print_health(h: &verdict::health::Health, json: bool) -> i32 {
+    use verdict::health::Status;
+    if json {
         match serde_json::to_string_pretty(&h) {
             Ok(t) => println!("{t}"),
             Err(e) => {
@@ -146,6 +190,9 @@ pub fn check(args: &CheckArgs) -> i32 {
                 f.remedy.name(),
                 f.remedy.advice()
             );
+        }
+        for n in &h.notes {
+            println!("note: {n}");
         }
     }
     h.status.code()

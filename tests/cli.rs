@@ -1240,6 +1240,36 @@ fn kiln_check_finds_each_idle_fault_with_its_code_status_and_remedy() {
             "power_throttle",
             "hw_power_brake_slowdown",
         ),
+        (
+            "1:fabric=unhealthy",
+            2,
+            "fabric_unhealthy",
+            "CRITICAL dev 1 fabric_unhealthy: fabric registered, but route unhealthy (health mask 0x19a) [reset_gpu",
+        ),
+        (
+            "1:fabric=degraded",
+            2,
+            "fabric_unhealthy",
+            "but bandwidth degraded (health mask 0x1a9) [check_cabling_or_reseat",
+        ),
+        (
+            "1:nvlinkwire=2",
+            2,
+            "nvlink_wiring",
+            "CRITICAL dev 1 nvlink_wiring: NVSwitch 00000000:08:00.0 is reached over 5 links (2, 3, 7, 11, 15) where its 3 Simulated H100 80GB HBM3 peers have 4",
+        ),
+        (
+            "1:persistence=off",
+            1,
+            "persistence_off",
+            "enable it with nvidia-smi -pm 1, or run nvidia-persistenced [fix_node_software",
+        ),
+        (
+            "1:mig=on",
+            2,
+            "mig_enabled",
+            "CRITICAL dev 1 mig_enabled: MIG mode on",
+        ),
     ] {
         let (c, out) = check(&["--inject", inject]);
         assert_eq!(c, status, "{inject}: {out}");
@@ -1263,6 +1293,99 @@ fn kiln_check_finds_each_idle_fault_with_its_code_status_and_remedy() {
         assert_eq!(v["findings"][0]["device"], 1, "{v}");
         assert!(v["findings"][0]["remedy"].is_string(), "{v}");
     }
+}
+
+#[test]
+fn kiln_check_says_the_fabric_manager_is_down_once_for_the_node_in_under_two_seconds() {
+    let t = std::time::Instant::now();
+    let o = kiln(&[
+        "check",
+        "--backend",
+        "sim",
+        "--sim-gpus",
+        "8",
+        "--expect-gpus",
+        "8",
+        "--inject",
+        "3:fabric=fm_down",
+    ]);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        t.elapsed()
+    );
+    let out = stdout(&o);
+    assert_eq!(code(&o), 2, "{out}");
+    assert!(
+        out.starts_with("CRITICAL: 8 GPU(s) (8 expected), 1 finding(s)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("CRITICAL node fabric_manager_down: 8 GPU(s) not registered with the NVSwitch fabric (fabric registration not started")
+            && out.contains("systemctl start nvidia-fabricmanager"),
+        "{out}"
+    );
+}
+
+#[test]
+fn kiln_check_maps_kernel_log_xids_to_their_gpus() {
+    let d = tmp();
+    let log = d.path().join("dmesg.txt");
+    std::fs::write(
+        &log,
+        "[    5.100000] NVRM: loading NVIDIA UNIX x86_64 Kernel Module  570.124.06\n\
+         [  812.000001] NVRM: Xid (PCI:0000:2a:00): 13, pid=4242, name=python3, Graphics Exception: ESR 0x405840\n\
+         [  812.000002] NVRM: Xid (PCI:0000:2a:00): 13, pid=4243, name=python3, Graphics Exception: ESR 0x405840\n\
+         [ 9000.000000] NVRM: Xid (PCI:0000:3a:00): 79, pid=1, name=python3, GPU has fallen off the bus.\n\
+         [ 9001.000000] NVRM: Xid (PCI:0000:99:00): 48, pid=7, name=a.out, DBE (0x1,0x2)\n",
+    )
+    .expect("log");
+    let path = log.to_str().expect("utf-8");
+    let (c, out) = check(&["--kernel-log", path]);
+    assert_eq!(c, 2, "{out}");
+    for line in [
+        "WARNING dev 1 xid: XID 13 logged 2 time(s) since boot (kernel log): graphics engine exception",
+        "last: pid=4243, name=python3, Graphics Exception: ESR 0x405840 [rerun",
+        "CRITICAL dev 2 xid: XID 79 logged 1 time(s) since boot (kernel log): GPU has fallen off the bus",
+        "CRITICAL node xid: XID 48 logged 1 time(s) since boot on 00000000:99:00.0, a GPU the check does not see",
+        "note: kernel log read (",
+        "): 4 XID line(s) since boot",
+    ] {
+        assert!(out.contains(line), "{line:?} not in\n{out}");
+    }
+    let o = kiln(&[
+        "check",
+        "--backend",
+        "sim",
+        "--sim-gpus",
+        "4",
+        "--kernel-log",
+        path,
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(&stdout(&o)).expect("JSON");
+    assert_eq!(v["findings"].as_array().map(Vec::len), Some(3), "{v}");
+    assert!(
+        v["notes"][0]
+            .as_str()
+            .unwrap_or_default()
+            .contains("4 XID line(s)"),
+        "{v}"
+    );
+    // A clean log: nothing found. A log file that is not there is bad
+    // input: UNKNOWN, naming it.
+    let clean = d.path().join("clean.txt");
+    std::fs::write(&clean, "NVRM: loading NVIDIA UNIX x86_64 Kernel Module\n").expect("log");
+    assert_eq!(
+        check(&["--kernel-log", clean.to_str().expect("utf-8")]).0,
+        0
+    );
+    let (c, out) = check(&["--kernel-log", "/nonexistent/kern.log"]);
+    assert_eq!(c, 3, "{out}");
+    assert!(
+        out.contains("--kernel-log /nonexistent/kern.log: cannot read it"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -293,6 +293,10 @@ fn malformed_injections_are_usage_errors() {
         ("1:sdc=3", "takes no value"),
         ("1:membit@soon", "not a duration"),
         ("9:sdc", "there is no simulated GPU 9"),
+        ("1:fabric=broken", "expected unhealthy, degraded or fm_down"),
+        ("1:nvlinkwire=18", "expected a link from 0 to 17"),
+        ("1:mig=off", "mig=off: expected on"),
+        ("1:persistence=on", "persistence=on: expected off"),
     ] {
         let o = kiln(&[
             "run",
@@ -365,4 +369,133 @@ fn a_bad_power_fraction_is_refused_with_what_was_expected() {
     let (code, _, log) = sim(d.path(), &["--inject", "1:powerlow=1.5"]);
     assert_eq!(code, 2, "{log}");
     assert!(log.contains("powerlow=1.5: expected the fraction"), "{log}");
+}
+
+#[test]
+fn fabric_and_wiring_faults_reject_and_a_gpu_in_mig_mode_is_untested() {
+    let d = tempfile::tempdir().expect("temp");
+    let (code, v, log) = sim(
+        d.path(),
+        &[
+            "--sim-gpus",
+            "6",
+            "--workloads",
+            "hash",
+            "--inject",
+            "1:fabric=unhealthy",
+            "--inject",
+            "2:fabric=degraded",
+            "--inject",
+            "3:nvlinkwire=4",
+            "--inject",
+            "4:mig=on",
+        ],
+    );
+    assert_eq!(code, 1, "{log}");
+    assert_clean(&v, 0);
+    assert_clean(&v, 5);
+    assert_eq!(reasons(&v, 1), ["fabric_unhealthy"]);
+    assert_eq!(v["devices"][1]["remedy"], "reset_gpu");
+    assert_eq!(reasons(&v, 2), ["fabric_unhealthy"]);
+    assert_eq!(v["devices"][2]["remedy"], "check_cabling_or_reseat");
+    assert_eq!(reasons(&v, 3), ["nvlink_wiring"]);
+    let wiring = v["devices"][3]["diagnosis"].as_str().unwrap_or_default();
+    assert!(
+        wiring.contains("NVSwitch 00000000:06:00.0 is reached over 6 links (1, 4, 5, 9, 13, 17) where its 5 Simulated H100 80GB HBM3 peers have 5"),
+        "{wiring}"
+    );
+    assert_eq!(
+        v["devices"][4]["verdict"], "untested",
+        "{}",
+        v["devices"][4]
+    );
+    assert_eq!(reasons(&v, 4), ["mig_enabled"]);
+    // The fabric and the wiring are in results.json: the fabric in every
+    // sample, the endpoints once (they did not change).
+    let t = &v["devices"][0]["telemetry"];
+    assert_eq!(t[0]["fabric"]["state"], "completed", "{t}");
+    assert_eq!(
+        t[0]["fabric"]["cluster_uuid"],
+        "00000000-0000-0000-0000-000000000000"
+    );
+    assert_eq!(t[0]["nvlink_remote"].as_array().map(Vec::len), Some(18));
+    assert_eq!(t[0]["nvlink_remote"][0]["remote"], "nvswitch");
+    let later = t.as_array().map_or(0, |a| {
+        a.iter()
+            .skip(1)
+            .filter(|s| s.get("nvlink_remote").is_some())
+            .count()
+    });
+    assert_eq!(later, 0, "{t}");
+}
+
+#[test]
+fn the_fabric_manager_down_is_the_nodes_and_multinode_nvlink_needs_a_cluster() {
+    let d = tempfile::tempdir().expect("temp");
+    let (code, v, log) = sim(
+        d.path(),
+        &[
+            "--sim-gpus",
+            "3",
+            "--workloads",
+            "hash",
+            "--inject",
+            "0:fabric=fm_down",
+        ],
+    );
+    assert_eq!(code, 5, "{log}");
+    for dev in 0..3 {
+        assert_eq!(
+            v["devices"][dev]["verdict"], "untested",
+            "{}",
+            v["devices"][dev]
+        );
+        assert_eq!(reasons(&v, dev), ["fabric_manager_down"]);
+        assert_eq!(v["devices"][dev]["remedy"], "fix_node_software");
+    }
+    // The same healthy single-node fabric (zero cluster UUID, clique 0) is
+    // rejected only where the baseline says the model is multi-node NVLink.
+    let base = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/baselines/sim-h100.toml"
+    ))
+    .expect("baseline");
+    let multi = d.path().join("multinode.toml");
+    std::fs::write(
+        &multi,
+        base.replace("[limits]\n", "[limits]\nmultinode_nvlink = true\n"),
+    )
+    .expect("write");
+    let d2 = tempfile::tempdir().expect("temp");
+    let (code, v, log) = sim(
+        d2.path(),
+        &[
+            "--sim-gpus",
+            "3",
+            "--workloads",
+            "hash",
+            "--baseline",
+            multi.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(code, 1, "{log}");
+    for dev in 0..3 {
+        assert_eq!(
+            reasons(&v, dev),
+            ["fabric_unhealthy"],
+            "{}",
+            v["devices"][dev]
+        );
+    }
+    let detail = v["devices"][0]["checks"].to_string();
+    assert!(
+        detail.contains("no cluster UUID (all zeros) on a multi-node NVLink system"),
+        "{detail}"
+    );
+    let d3 = tempfile::tempdir().expect("temp");
+    let (code, v, log) = sim(d3.path(), &["--sim-gpus", "3", "--workloads", "hash"]);
+    assert_eq!(code, 0, "{log}");
+    for dev in 0..3 {
+        assert_clean(&v, dev);
+    }
 }

@@ -999,3 +999,75 @@ fn a_node_without_cublaslt_could_not_test_its_gpus_in_full_and_rejects_none() {
         assert!(!names.contains(&"matmul_bf16"), "{names:?}");
     }
 }
+
+#[test]
+fn kiln_check_reads_the_fabric_the_wiring_the_modes_and_the_kernel_log_through_nvml() {
+    // An HGX-like node: four GPUs on NVSwitches. GPU 1's fabric reports an
+    // unhealthy route, GPU 2 has a link on the wrong switch, GPU 3 runs
+    // without persistence mode; the kernel log holds an XID 13 of GPU 0
+    // (bus 0x41) from before the check.
+    let node = Node::new(
+        4,
+        "nvswitch = true\n\
+         [[gpus]]\nordinal = 1\nfaults = { fabric_unhealthy = \"route_unhealthy\" }\n\
+         [[gpus]]\nordinal = 2\nfaults = { nvlink_miswired = [6] }\n\
+         [[gpus]]\nordinal = 3\nfaults = { persistence_off = true }\n",
+    );
+    let log = node.path("dmesg.txt");
+    std::fs::write(
+        &log,
+        "[  812.000001] NVRM: Xid (PCI:0000:41:00): 13, pid=4242, name=python3, Graphics Exception\n",
+    )
+    .expect("log");
+    let log = log.to_str().expect("utf-8 path");
+    let args = [
+        "check",
+        "--backend",
+        "cuda",
+        "--expect-gpus",
+        "4",
+        "--kernel-log",
+        log,
+    ];
+    let o = node.kiln(&args, &[]);
+    let all = format!("{}\n--- vgpu log\n{}", text(&o), node.log());
+    assert_eq!(o.status.code(), Some(2), "{all}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    for line in [
+        "CRITICAL: 4 GPU(s) (4 expected), 4 finding(s), 2 critical",
+        "CRITICAL dev 1 fabric_unhealthy: fabric registered, but route unhealthy",
+        // Link 6 belongs on switch 6 mod 4 = 2 (bus 0x07); seated on 0x08.
+        "CRITICAL dev 2 nvlink_wiring: NVSwitch 00000000:08:00.0 is reached over 5 links (3, 6, 7, 11, 15) where its 3 vgpu Virtual Hopper peers have 4",
+        "WARNING dev 3 persistence_off",
+        "WARNING dev 0 xid: XID 13 logged 1 time(s) since boot (kernel log)",
+    ] {
+        assert!(out.contains(line), "{line:?} missing\n{all}");
+    }
+    // The same NVSwitch node, healthy: OK (its zero cluster UUID and
+    // clique 0 are a single-node board's).
+    let quiet = node.path("quiet.txt");
+    std::fs::write(&quiet, "").expect("log");
+    let args = [
+        "check",
+        "--backend",
+        "cuda",
+        "--expect-gpus",
+        "4",
+        "--kernel-log",
+        quiet.to_str().expect("utf-8 path"),
+    ];
+    let clean = Node::new(4, "nvswitch = true\n");
+    let o = clean.kiln(&args, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // The fabric manager down: CUDA refuses to start, NVML says why, and
+    // the node is CRITICAL (not UNKNOWN: the check did find the problem).
+    let down = Node::new(4, "nvswitch = true\nfabric_manager = false\n");
+    let o = down.kiln(&args, &[]);
+    let all = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{all}");
+    assert!(
+        all.contains("CRITICAL node fabric_manager_down: 4 GPU(s) not registered with the NVSwitch fabric (00000000:41:00.0: fabric registration not started")
+            && all.contains("note: CUDA: CUDA backend unavailable: cuInit failed"),
+        "{all}"
+    );
+}

@@ -28,6 +28,7 @@ use crate::reference::hash::{self, HashJob, ScanResult};
 use crate::reference::memtest::{MemErrors, Pattern};
 use crate::reference::transfer::{self, CopyCheck};
 use crate::reference::WorkloadKind;
+use crate::telemetry::fabric::{self, Changed, Fabric, FabricState, LinkEnd};
 use crate::telemetry::{Sample, Sensor};
 
 /// Nominal rates of a simulated GPU, each with where the figure comes from.
@@ -102,10 +103,12 @@ const HGX_BUS: [u8; 8] = [0x18, 0x2a, 0x3a, 0x5d, 0x9a, 0xab, 0xba, 0xdb];
 pub fn devices(opts: &SimOptions) -> Vec<SimDevice> {
     (0..opts.gpus)
         .map(|i| {
+            // The fabric manager is the node's: whichever GPU it is injected
+            // into, every GPU shows it.
             let faults = opts
                 .faults
                 .iter()
-                .filter(|f| f.device == i)
+                .filter(|f| f.device == i || f.fault == Fault::Fabric(FabricFault::ManagerDown))
                 .map(|f| (f.fault.clone(), f.at_s))
                 .collect();
             let mut d = SimDevice::new(i, opts.seed, faults);
@@ -158,7 +161,40 @@ pub enum Fault {
     /// limit (a failing power stage or cable: clocks and throughput look
     /// normal at first).
     PowerLow(f64),
+    /// `fabric=unhealthy|degraded|fm_down`: the NVSwitch fabric's health
+    /// mask reports a route unhealthy or degraded bandwidth, or the node's
+    /// fabric manager is not running (every GPU's registration not started,
+    /// and CUDA refuses work with CUDA_ERROR_SYSTEM_NOT_READY).
+    Fabric(FabricFault),
+    /// `nvlinkwire=LINK`: that NVLink is seated on the wrong NVSwitch (it
+    /// ends on the next one), as a mis-seated board or cable leaves it.
+    NvlinkWire(u32),
+    /// `persistence=off`: persistence mode disabled.
+    PersistenceOff,
+    /// `mig=on`: MIG mode enabled; the GPU cannot be tested whole
+    /// (`mig_enabled`, as on the CUDA backend).
+    MigOn,
 }
+
+/// What is wrong with a simulated GPU's NVSwitch fabric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FabricFault {
+    /// Health mask: route unhealthy; summary unhealthy.
+    Unhealthy,
+    /// Health mask: bandwidth degraded; summary limited capacity.
+    Degraded,
+    /// The fabric manager is not running: registration not started.
+    ManagerDown,
+}
+
+/// The four NVSwitches of the simulated HGX board, by PCI bus id; link L
+/// of every GPU ends on switch L mod 4 (5, 5, 4 and 4 links).
+pub const SIM_NVSWITCH_BUS: [&str; 4] = [
+    "00000000:05:00.0",
+    "00000000:06:00.0",
+    "00000000:07:00.0",
+    "00000000:08:00.0",
+];
 
 /// NVLinks of the simulated GPU (NVLink 4, H100 SXM).
 const SIM_NVLINKS: u32 = 18;
@@ -186,7 +222,7 @@ pub struct Injection {
     pub at_s: f64,
 }
 
-const FAULT_HELP: &str = "expected DEVICE:FAULT[@START], FAULT one of sdc, membit, hashbit, copybit, xferbit, slow=F, throttle=thermal|power|hw, hot=T, ecc=N, xid=N, pcie=GEN:WIDTH, hang=WORKLOAD, lost=SECONDS, nvlinkdown=N, nvlinkerr=PER_S, powerlow=F; START e.g. 60s";
+const FAULT_HELP: &str = "expected DEVICE:FAULT[@START], FAULT one of sdc, membit, hashbit, copybit, xferbit, slow=F, throttle=thermal|power|hw, hot=T, ecc=N, xid=N, pcie=GEN:WIDTH, hang=WORKLOAD, lost=SECONDS, nvlinkdown=N, nvlinkerr=PER_S, powerlow=F, fabric=unhealthy|degraded|fm_down, nvlinkwire=LINK, persistence=off, mig=on; START e.g. 60s";
 
 /// Parses one `--inject` value, e.g. `2:slow=0.85`, `5:membit@90s`.
 pub fn parse_injection(text: &str) -> Result<Injection, String> {
@@ -299,6 +335,34 @@ pub fn parse_injection(text: &str) -> Result<Injection, String> {
             }
             Fault::NvlinkErrors(r)
         }
+        "fabric" => match need()? {
+            "unhealthy" => Fault::Fabric(FabricFault::Unhealthy),
+            "degraded" => Fault::Fabric(FabricFault::Degraded),
+            "fm_down" => Fault::Fabric(FabricFault::ManagerDown),
+            other => {
+                return Err(bad(format!(
+                    "fabric={other}: expected unhealthy, degraded or fm_down"
+                )))
+            }
+        },
+        "nvlinkwire" => {
+            let l = count(value)?;
+            if l >= u64::from(SIM_NVLINKS) {
+                return Err(bad(format!(
+                    "nvlinkwire={l}: expected a link from 0 to {}",
+                    SIM_NVLINKS - 1
+                )));
+            }
+            Fault::NvlinkWire(l as u32)
+        }
+        "persistence" => match need()? {
+            "off" => Fault::PersistenceOff,
+            other => return Err(bad(format!("persistence={other}: expected off"))),
+        },
+        "mig" => match need()? {
+            "on" => Fault::MigOn,
+            other => return Err(bad(format!("mig={other}: expected on"))),
+        },
         "hang" => {
             let v = need()?;
             let w = WorkloadKind::ALL
@@ -345,6 +409,8 @@ struct SimState {
     /// The XID 79 of a lost GPU was reported.
     lost_xid_reported: AtomicBool,
     seed: u64,
+    /// The NVLink endpoints last journaled.
+    links: Changed<Vec<LinkEnd>>,
 }
 
 impl SimState {
@@ -407,6 +473,21 @@ impl SimState {
     /// Fails when the device is lost; never returns when `workload` hangs.
     fn gate(&self, workload: WorkloadKind) -> DeviceResult<()> {
         self.mark_started();
+        // Node states, as the CUDA backend meets them: cuInit or the
+        // context answers CUDA_ERROR_SYSTEM_NOT_READY without the fabric
+        // manager; a GPU in MIG mode is not tested whole.
+        if self.has(|f| *f == Fault::Fabric(FabricFault::ManagerDown)) {
+            return Err(DeviceError::node_state(
+                "fabric_manager_down",
+                "simulated CUDA_ERROR_SYSTEM_NOT_READY (802): the NVIDIA fabric manager is not running on this NVSwitch node: start it (systemctl start nvidia-fabricmanager) and run again",
+            ));
+        }
+        if self.has(|f| *f == Fault::MigOn) {
+            return Err(DeviceError::node_state(
+                "mig_enabled",
+                "the simulated GPU is in MIG mode, and kiln tests whole GPUs: disable MIG (nvidia-smi -i <gpu> -mig 0, then reset the GPU) and run again",
+            ));
+        }
         if let Some(t) = self.lost_after() {
             if self.elapsed().is_some_and(|e| e >= t) {
                 return Err(DeviceError::lost(format!(
@@ -435,6 +516,26 @@ impl SimState {
             ))),
             _ => Ok(()),
         }
+    }
+
+    /// Where each of the first `active` NVLinks ends: link L on NVSwitch
+    /// L mod 4, a mis-seated one (`nvlinkwire`) on the next switch. The
+    /// wiring is the board's: it shows from the start, whatever the
+    /// fault's start time.
+    fn link_ends(&self, active: u32) -> Vec<LinkEnd> {
+        (0..active)
+            .map(|l| {
+                let mut k = (l % 4) as usize;
+                if self.faults.iter().any(|(f, _)| *f == Fault::NvlinkWire(l)) {
+                    k = (k + 1) % 4;
+                }
+                LinkEnd {
+                    link: l,
+                    remote_bus: SIM_NVSWITCH_BUS[k].into(),
+                    remote: fabric::REMOTE_NVSWITCH.into(),
+                }
+            })
+            .collect()
     }
 
     fn lost_after(&self) -> Option<f64> {
@@ -477,6 +578,18 @@ impl Sensor for SimState {
             nvlink_active: Some(SIM_NVLINKS),
             nvlink_replay: Some(0),
             nvlink_crc: Some(0),
+            fabric: Some(Fabric {
+                state: FabricState::Completed,
+                status: 0,
+                health_mask: Some(fabric::HEALTHY_MASK),
+                health_summary: Some(1),
+                // A single-node HGX board belongs to no multi-node cluster.
+                clique_id: 0,
+                cluster_uuid: fabric::ZERO_UUID.into(),
+            }),
+            nvlink_remote: None,
+            persistence: Some(true),
+            mig: Some(false),
         };
         if let Some(t) = self.lost_after() {
             if self.elapsed().is_some_and(|e| e >= t) {
@@ -491,13 +604,15 @@ impl Sensor for SimState {
                 };
             }
         }
-        // The PCIe link is trained at boot: a degraded link shows before the
-        // first operation too.
+        // The PCIe link is trained at boot, and the fabric, persistence and
+        // MIG modes are the node's from boot: they show before the first
+        // operation too.
         for (f, _) in self.faults.iter().filter(|(_, at)| *at == 0.0) {
             if let Fault::Pcie(g, w) = f {
                 s.pcie_gen = Some(*g);
                 s.pcie_width = Some(*w);
             }
+            node_state(f, &mut s);
         }
         for f in self.active() {
             match f {
@@ -536,10 +651,42 @@ impl Sensor for SimState {
                     let t = self.elapsed().unwrap_or(0.0);
                     s.nvlink_replay = Some((r * t).ceil() as u64);
                 }
+                Fault::Fabric(_) | Fault::PersistenceOff | Fault::MigOn => node_state(f, &mut s),
                 _ => {}
             }
         }
+        s.nvlink_remote = self
+            .links
+            .report(self.link_ends(s.nvlink_active.unwrap_or(0)));
         s
+    }
+}
+
+/// What a fabric, persistence or MIG fault makes the sensors report.
+fn node_state(fault: &Fault, s: &mut Sample) {
+    match fault {
+        Fault::Fabric(kind) => {
+            if let Some(f) = s.fabric.as_mut() {
+                match kind {
+                    FabricFault::Unhealthy => {
+                        f.health_mask = Some((fabric::HEALTHY_MASK & !(0x3 << 4)) | (1 << 4));
+                        f.health_summary = Some(2);
+                    }
+                    FabricFault::Degraded => {
+                        f.health_mask = Some((fabric::HEALTHY_MASK & !0x3) | 1);
+                        f.health_summary = Some(3);
+                    }
+                    FabricFault::ManagerDown => {
+                        f.state = FabricState::NotStarted;
+                        f.health_mask = Some(0);
+                        f.health_summary = Some(0);
+                    }
+                }
+            }
+        }
+        Fault::PersistenceOff => s.persistence = Some(false),
+        Fault::MigOn => s.mig = Some(true),
+        _ => {}
     }
 }
 
@@ -603,6 +750,7 @@ impl SimDevice {
                 xid_reported: AtomicBool::new(false),
                 lost_xid_reported: AtomicBool::new(false),
                 seed: device_seed,
+                links: Changed::default(),
             }),
             pace: std::time::Duration::ZERO,
         }
@@ -763,7 +911,7 @@ impl Device for SimDevice {
     }
 
     fn sensor_inventory(&self) -> Vec<String> {
-        vec!["simulated: temperatures, power, clocks, throttle reasons, ECC, row remapping, XID, PCIe link".into()]
+        vec!["simulated: temperatures, power, clocks, throttle reasons, ECC, row remapping, XID, PCIe link, NVLink endpoints, NVSwitch fabric, persistence and MIG modes".into()]
     }
 }
 

@@ -11,7 +11,9 @@
 //! sensors out. It imports nothing of `device` or of any layer above
 //! (tests/layers.rs checks it).
 
+pub mod fabric;
 pub mod host;
+pub mod kernel_log;
 pub mod nvml;
 
 use serde::{Deserialize, Serialize};
@@ -103,6 +105,22 @@ pub struct Sample {
     /// CRC errors (flit and data), summed over every link, cumulative.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nvlink_crc: Option<u64>,
+    /// The NVSwitch fabric as the GPU reports it (registration state,
+    /// probe status, health mask, clique and cluster); `None`: no fabric
+    /// (no NVSwitch, or NVML says NOT_SUPPORTED).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fabric: Option<fabric::Fabric>,
+    /// Where each active NVLink ends. Journaled in the first sample and
+    /// again only when it changes (it is the board's wiring); `None` in the
+    /// samples between, and on a device without NVLink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nvlink_remote: Option<Vec<fabric::LinkEnd>>,
+    /// Persistence mode enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence: Option<bool>,
+    /// MIG mode enabled (the current mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mig: Option<bool>,
 }
 
 /// A device's sensors, readable from any thread.

@@ -15,6 +15,7 @@ use nvml_wrapper::enum_wrappers::device::{Clock, EccCounter, MemoryError, Temper
 use nvml_wrapper::event::EventSet;
 use nvml_wrapper::Nvml;
 
+use crate::telemetry::fabric::{self, Changed, Fabric, FabricState, LinkEnd};
 use crate::telemetry::{Sample, Sensor};
 
 /// NVML's clock throttle (event) reason bits, from nvml.h, with kiln's
@@ -106,6 +107,8 @@ pub struct NvmlSensor {
     nvml: &'static Nvml,
     bus_id: String,
     events: Mutex<Option<EventSet<'static>>>,
+    /// The NVLink endpoints last journaled.
+    links: Changed<Vec<LinkEnd>>,
 }
 
 impl NvmlSensor {
@@ -124,6 +127,7 @@ impl NvmlSensor {
             nvml,
             bus_id,
             events: Mutex::new(events),
+            links: Changed::default(),
         })
     }
 
@@ -192,6 +196,12 @@ impl Sensor for NvmlSensor {
             nvlink_active: link.map(|l| l.active),
             nvlink_replay: link.and_then(|l| l.replay),
             nvlink_crc: link.and_then(|l| l.crc),
+            fabric: fabric_info(self.nvml, &dev),
+            nvlink_remote: link
+                .and_then(|_| remote_ends(self.nvml, &dev))
+                .and_then(|ends| self.links.report(ends)),
+            persistence: dev.is_in_persistent_mode().ok(),
+            mig: dev.mig_mode().ok().map(|m| m.current == 1),
         }
     }
 }
@@ -279,10 +289,174 @@ fn remapped_rows(nvml: &Nvml, dev: &nvml_wrapper::Device<'_>) -> (Option<u64>, O
     }
 }
 
+/// nvml.h `nvmlGpuFabricInfo_v3_t` (`nvmlGpuFabricInfoV_t`); the v2 struct
+/// is the same without `health_summary`.
+#[repr(C)]
+struct FabricInfoV3 {
+    version: u32,
+    cluster_uuid: [u8; 16],
+    status: u32,
+    clique_id: u32,
+    state: u8,
+    health_mask: u32,
+    health_summary: u8,
+}
+
+/// nvml.h NVML_STRUCT_VERSION(GpuFabricInfo, 3) and (.., 2): the struct's
+/// size with the version in the top byte.
+const FABRIC_INFO_V3: u32 = std::mem::size_of::<FabricInfoV3>() as u32 | (3 << 24);
+const FABRIC_INFO_V2: u32 = std::mem::offset_of!(FabricInfoV3, health_summary) as u32 | (2 << 24);
+
+/// nvml.h NVML_ERROR_ARGUMENT_VERSION_MISMATCH.
+const NVML_ARGUMENT_VERSION_MISMATCH: u32 = 25;
+
+/// The GPU's fabric info, through the raw `nvmlDeviceGetGpuFabricInfoV`
+/// (nvml-wrapper has no wrapper for it): the v3 struct, or v2 from a driver
+/// that answers ARGUMENT_VERSION_MISMATCH to v3, or the unversioned call
+/// (no health mask) from a driver without the versioned one. None when the
+/// GPU has no fabric: NOT_SUPPORTED (no NVSwitch), state NOT_SUPPORTED, or
+/// any other refusal (a reading NVML refuses is absent, never a fault).
+fn fabric_info(nvml: &Nvml, dev: &nvml_wrapper::Device<'_>) -> Option<Fabric> {
+    let lib = nvml.lib();
+    if let Ok(f) = lib.nvmlDeviceGetGpuFabricInfoV.as_ref() {
+        for version in [FABRIC_INFO_V3, FABRIC_INFO_V2] {
+            let mut info = FabricInfoV3 {
+                version,
+                cluster_uuid: [0; 16],
+                status: 0,
+                clique_id: 0,
+                state: 0,
+                health_mask: 0,
+                health_summary: 0,
+            };
+            // SAFETY: the handle belongs to the live, leaked NVML instance;
+            // `info` has nvml.h's layout of the versioned struct and lives
+            // for the duration of the call.
+            let rc = unsafe { f(dev.handle(), (&mut info as *mut FabricInfoV3).cast()) };
+            if rc == NVML_ARGUMENT_VERSION_MISMATCH && version == FABRIC_INFO_V3 {
+                continue;
+            }
+            if rc != 0 {
+                return None;
+            }
+            return Some(Fabric {
+                state: FabricState::from_nvml(info.state)?,
+                status: info.status,
+                health_mask: Some(info.health_mask),
+                health_summary: (version == FABRIC_INFO_V3).then_some(info.health_summary),
+                clique_id: info.clique_id,
+                cluster_uuid: fabric::format_uuid(&info.cluster_uuid),
+            });
+        }
+        return None;
+    }
+    let f = lib.nvmlDeviceGetGpuFabricInfo.as_ref().ok()?;
+    #[repr(C)]
+    struct FabricInfoV1 {
+        cluster_uuid: [u8; 16],
+        status: u32,
+        clique_id: u32,
+        state: u8,
+    }
+    let mut info = FabricInfoV1 {
+        cluster_uuid: [0; 16],
+        status: 0,
+        clique_id: 0,
+        state: 0,
+    };
+    // SAFETY: as above, with nvml.h's unversioned `nvmlGpuFabricInfo_t`.
+    let rc = unsafe { f(dev.handle(), (&mut info as *mut FabricInfoV1).cast()) };
+    (rc == 0).then_some(())?;
+    Some(Fabric {
+        state: FabricState::from_nvml(info.state)?,
+        status: info.status,
+        health_mask: None,
+        health_summary: None,
+        clique_id: info.clique_id,
+        cluster_uuid: fabric::format_uuid(&info.cluster_uuid),
+    })
+}
+
+/// nvml.h `nvmlIntNvLinkDeviceType_t`: GPU 0, IBMNPU 1, SWITCH 2,
+/// UNKNOWN 0xFF.
+const NVLINK_DEVICE_GPU: u32 = 0;
+const NVLINK_DEVICE_SWITCH: u32 = 2;
+
+/// Where every active NVLink of the GPU ends: the far end's PCI bus id
+/// (`nvmlDeviceGetNvLinkRemotePciInfo_v2`) and its kind, from
+/// `nvmlDeviceGetNvLinkRemoteDeviceType` where the driver answers it (raw:
+/// nvml-wrapper 0.13's wrapper drops the answer), else from the far end's
+/// PCI device id (an NVSwitch's) or from NVML listing a GPU at that bus.
+/// None when no active link answers.
+fn remote_ends(nvml: &Nvml, dev: &nvml_wrapper::Device<'_>) -> Option<Vec<LinkEnd>> {
+    let kind_of = nvml.lib().nvmlDeviceGetNvLinkRemoteDeviceType.as_ref().ok();
+    let mut out = Vec::new();
+    for l in 0..NVLINK_MAX_LINKS {
+        let w = dev.link_wrapper_for(l);
+        if !matches!(w.is_active(), Ok(true)) {
+            continue;
+        }
+        let Ok(pci) = w.remote_pci_info() else {
+            continue;
+        };
+        let bus = normalize_bus_id(&pci.bus_id);
+        let told = kind_of.and_then(|f| {
+            let mut t = 0xffu32;
+            // SAFETY: the handle belongs to the live, leaked NVML instance;
+            // `t` is a valid nvmlIntNvLinkDeviceType_t (unsigned int).
+            let rc = unsafe { f(dev.handle(), l, &mut t) };
+            (rc == 0).then_some(t)
+        });
+        let device_id = (pci.pci_device_id >> 16) as u16;
+        let listed_gpu = nvml.device_by_pci_bus_id(bus.as_str()).is_ok();
+        let remote = match told {
+            Some(NVLINK_DEVICE_SWITCH) => fabric::REMOTE_NVSWITCH,
+            Some(NVLINK_DEVICE_GPU) if listed_gpu => fabric::REMOTE_GPU,
+            Some(_) => fabric::REMOTE_UNKNOWN,
+            None if fabric::NVSWITCH_PCI_IDS.contains(&device_id) => fabric::REMOTE_NVSWITCH,
+            None if listed_gpu => fabric::REMOTE_GPU,
+            None => fabric::REMOTE_UNKNOWN,
+        };
+        out.push(LinkEnd {
+            link: l,
+            remote_bus: bus,
+            remote: remote.to_string(),
+        });
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// Every GPU NVML lists, with its fabric info: what `kiln check` reads
+/// when CUDA itself refuses to start (an NVSwitch node whose fabric
+/// manager is down answers cuInit with CUDA_ERROR_SYSTEM_NOT_READY).
+pub fn fabric_states() -> Result<Vec<(String, Option<Fabric>)>, String> {
+    let nvml = open()?;
+    let n = nvml.device_count().map_err(|e| format!("NVML: {e}"))?;
+    let mut out = Vec::new();
+    for i in 0..n {
+        let Ok(dev) = nvml.device_by_index(i) else {
+            continue;
+        };
+        let bus = dev
+            .pci_info()
+            .map(|p| normalize_bus_id(&p.bus_id))
+            .unwrap_or_else(|_| format!("NVML index {i}"));
+        out.push((bus, fabric_info(nvml, &dev)));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use nvml_wrapper::bitmasks::device::ThrottleReasons;
+
+    #[test]
+    fn fabric_struct_versions_are_nvml_h_sizes() {
+        // nvmlGpuFabricInfo_v3_t is 40 bytes, _v2_t 36 (x86-64, AArch64).
+        assert_eq!(FABRIC_INFO_V3, 40 | (3 << 24));
+        assert_eq!(FABRIC_INFO_V2, 36 | (2 << 24));
+    }
 
     #[test]
     fn several_bits_decode_each_on_its_own() {

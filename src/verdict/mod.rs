@@ -15,6 +15,10 @@
 //!   degraded PCIe link (`over_temperature`, `thermal_throttle`,
 //!   `power_throttle`, `hw_slowdown`, `ecc_uncorrectable`, `row_remap`,
 //!   `xid`, `pcie_degraded`); growing correctable ECC counts only warn;
+//! - **fabric**: the NVSwitch fabric unhealthy (`fabric_unhealthy`; not
+//!   registered by the fabric manager is the node state
+//!   `fabric_manager_down`) and NVLinks that end where they should not
+//!   (`nvlink_wiring`), see [`fabric`];
 //! - **burn-in** (runs of several cycles): throughput that decays from the
 //!   first tenth of the run to the last by more than the peer tolerance
 //!   (`throughput_decay`), see [`burnin`];
@@ -31,6 +35,7 @@
 
 pub mod baseline;
 pub mod burnin;
+pub mod fabric;
 pub mod fleet;
 pub mod health;
 pub mod peers;
@@ -543,6 +548,8 @@ pub fn judge(run: &RunResults, baselines: BaselineChoice<'_>) -> Judgement {
     for members in groups.values() {
         cross_device_checks(run, members, &mut cross);
     }
+    let mut wiring = vec![Vec::new(); run.devices.len()];
+    fabric::wiring_checks(run, &mut wiring);
 
     let mut unmatched: Vec<&str> = Vec::new();
     let verdicts = run
@@ -563,6 +570,8 @@ pub fn judge(run: &RunResults, baselines: BaselineChoice<'_>) -> Judgement {
             }
             checks.append(&mut peer_checks[i]);
             telemetry::checks(dev, bases[i], &mut checks);
+            fabric::checks(dev, bases[i], &mut checks);
+            checks.append(&mut wiring[i]);
             liveness_checks(dev, &mut checks);
             let burnin = (run.cycles >= burnin::MIN_CYCLES).then(|| {
                 let tol = |m: &str| {

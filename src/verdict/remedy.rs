@@ -86,9 +86,11 @@ pub fn remedy_of(code: &str) -> Remedy {
         // Wrong results: the hardware computes or stores wrongly.
         "sdc_matmul" | "copy_mismatch" | "hash_mismatch" | "memtest_errors" => Remedy::Rma,
         // Corrupt copies between devices: the link first.
-        "transfer_mismatch" | "pcie_degraded" | "nvlink_down" | "nvlink_errors" => {
-            Remedy::CheckCablingOrReseat
-        }
+        "transfer_mismatch" | "pcie_degraded" | "nvlink_down" | "nvlink_errors"
+        | "nvlink_wiring" => Remedy::CheckCablingOrReseat,
+        // A reset registers the GPU with the fabric again and ends a route
+        // or timeout recovery; degraded bandwidth is the links' (below).
+        "fabric_unhealthy" => Remedy::ResetGpu,
         "over_temperature" | "thermal_throttle" | "power_throttle" | "hw_slowdown"
         | "power_low" => Remedy::CheckCablingOrReseat,
         // An uncorrectable error leaves a row remap pending, which a reset
@@ -97,9 +99,11 @@ pub fn remedy_of(code: &str) -> Remedy {
         "below_baseline" | "peer_outlier" | "throughput_decay" => Remedy::ResetGpu,
         "hang" | "device_error" => Remedy::ResetGpu,
         "device_lost" => Remedy::RebootNode,
-        "gpu_busy" | "fabric_manager_down" | "mig_enabled" | "library_missing" => {
-            Remedy::FixNodeSoftware
-        }
+        "gpu_busy"
+        | "fabric_manager_down"
+        | "mig_enabled"
+        | "library_missing"
+        | "persistence_off" => Remedy::FixNodeSoftware,
         "xid" => Remedy::ResetGpu,
         _ => Remedy::Rerun,
     }
@@ -137,6 +141,9 @@ pub fn words(code: &str) -> &'static str {
         "library_missing" => {
             "a library is missing, part of it untested (node state, not a GPU fault)"
         }
+        "fabric_unhealthy" => "NVSwitch fabric unhealthy",
+        "nvlink_wiring" => "NVLinks end where they should not (mis-wired or mis-seated)",
+        "persistence_off" => "persistence mode off (node setting, not a GPU fault)",
         _ => "failed a check",
     }
 }
@@ -293,6 +300,12 @@ fn xids_of(dev: &DeviceRun) -> Vec<u32> {
     out
 }
 
+/// An unhealthy fabric whose cause is the NVLinks themselves (bandwidth
+/// degraded, too few NVLinks): the links' remedy, not a reset.
+pub fn fabric_links(detail: &str) -> bool {
+    detail.contains("bandwidth degraded") || detail.contains("insufficient NVLinks")
+}
+
 /// The failed checks of `code`.
 fn failed<'a>(checks: &'a [Check], code: &'a str) -> impl Iterator<Item = &'a Check> + 'a {
     checks.iter().filter(move |c| !c.pass && c.reason == code)
@@ -409,10 +422,12 @@ pub fn diagnose(dev: &DeviceRun, checks: &[Check], decision: Decision) -> Option
             // Link and temperature findings say how bad, in the check's
             // own words.
             "nvlink_down" | "nvlink_errors" | "pcie_degraded" | "over_temperature"
-            | "power_low" => match failed(checks, code).next() {
-                Some(c) => parts.push(format!("{} ({})", words(code), c.detail)),
-                None => parts.push(words(code).to_string()),
-            },
+            | "power_low" | "fabric_unhealthy" | "nvlink_wiring" => {
+                match failed(checks, code).next() {
+                    Some(c) => parts.push(format!("{} ({})", words(code), c.detail)),
+                    None => parts.push(words(code).to_string()),
+                }
+            }
             other => parts.push(words(other).to_string()),
         }
         let r = if *code == "xid" {
@@ -423,6 +438,10 @@ pub fn diagnose(dev: &DeviceRun, checks: &[Check], decision: Decision) -> Option
         } else if *code == "row_remap" && failed(checks, code).any(|c| c.detail.contains("failed"))
         {
             Remedy::Rma
+        } else if *code == "fabric_unhealthy"
+            && failed(checks, code).any(|c| fabric_links(&c.detail))
+        {
+            Remedy::CheckCablingOrReseat
         } else {
             remedy_of(code)
         };
@@ -471,6 +490,9 @@ mod tests {
             "fabric_manager_down",
             "mig_enabled",
             "library_missing",
+            "fabric_unhealthy",
+            "nvlink_wiring",
+            "persistence_off",
         ] {
             assert_ne!(words(code), "failed a check", "{code}");
             assert!(
@@ -481,6 +503,45 @@ mod tests {
         assert_eq!(remedy_of("sdc_matmul"), Remedy::Rma);
         assert_eq!(remedy_of("gpu_busy"), Remedy::FixNodeSoftware);
         assert_eq!(remedy_of("device_lost"), Remedy::RebootNode);
+        assert_eq!(remedy_of("nvlink_wiring"), Remedy::CheckCablingOrReseat);
+        assert_eq!(remedy_of("fabric_unhealthy"), Remedy::ResetGpu);
+        assert_eq!(remedy_of("persistence_off"), Remedy::FixNodeSoftware);
+    }
+
+    #[test]
+    fn an_unhealthy_fabric_is_reset_and_degraded_links_are_the_cabling() {
+        let dev = crate::results::DeviceRun::blank();
+        let check = |detail: &str| {
+            vec![Check::new(
+                "fabric",
+                "fabric_health",
+                1.0,
+                0.0,
+                false,
+                "fabric_unhealthy",
+                detail.into(),
+            )]
+        };
+        let d = diagnose(
+            &dev,
+            &check("fabric registered, but route unhealthy"),
+            Decision::Reject,
+        )
+        .expect("a diagnosis");
+        assert_eq!(d.remedy, Remedy::ResetGpu);
+        assert!(
+            d.line
+                .starts_with("NVSwitch fabric unhealthy (fabric registered, but route unhealthy)"),
+            "{}",
+            d.line
+        );
+        let d = diagnose(
+            &dev,
+            &check("fabric registered, but bandwidth degraded"),
+            Decision::Reject,
+        )
+        .expect("a diagnosis");
+        assert_eq!(d.remedy, Remedy::CheckCablingOrReseat);
     }
 
     /// README's table of reason codes gives each code's remedy: it must be

@@ -42,6 +42,8 @@
 //! | `nvlink_errors_per_s` | NVLink replay, recovery and CRC errors at this rate on every active link |
 //! | `lost_at_s` | the GPU falls off the bus (NVML_ERROR_GPU_IS_LOST, XID 79) |
 //! | `persistence_off` | persistence mode disabled (on by default, as on a managed node) |
+//! | `fabric_unhealthy` | with `[node] nvswitch = true`: the fabric's health mask reports this problem (`route_unhealthy`, `route_recovery`, `access_timeout_recovery`, `incorrect_configuration`) |
+//! | `nvlink_miswired` | with `[node] nvswitch = true`: these NVLinks (0 to 17) end on the next NVSwitch instead of their own |
 //! | `hang_at_s`, `hang_kernel` | the first kernel launched at or after that time (whose name contains `hang_kernel`) never finishes |
 //! | `bitflip = { offset, bit, nth_write, at_s, once }` | a weak bit in device memory: writes to it store the bit flipped |
 //!
@@ -189,6 +191,14 @@ pub struct Faults {
     pub lost_at_s: Option<f64>,
     /// Persistence mode disabled (a managed node enables it; default on).
     pub persistence_off: bool,
+    /// On an NVSwitch node: the GPU's fabric health mask reports this
+    /// problem (and its health summary UNHEALTHY), with the registration
+    /// completed.
+    pub fabric_unhealthy: Option<FabricProblem>,
+    /// On an NVSwitch node: these NVLinks (0 to 17) are seated on the next
+    /// NVSwitch instead of their own (nvmlDeviceGetNvLinkRemotePciInfo
+    /// reports it), as a mis-seated baseboard or cable leaves them.
+    pub nvlink_miswired: Vec<u32>,
     /// The first kernel launched at or after this time never finishes: its
     /// launch succeeds, its stream never completes (cuStreamSynchronize and
     /// cuCtxSynchronize block, cuStreamQuery answers CUDA_ERROR_NOT_READY),
@@ -229,6 +239,18 @@ pub struct BitFlip {
 
 fn first() -> u64 {
     1
+}
+
+/// What an unhealthy NVSwitch fabric reports (nvml.h
+/// `NVML_GPU_FABRIC_HEALTH_MASK_*`): the field set to its TRUE value (1),
+/// or for `incorrect_configuration` to INSUFFICIENT_NVLINKS (5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FabricProblem {
+    RouteRecovery,
+    RouteUnhealthy,
+    AccessTimeoutRecovery,
+    IncorrectConfiguration,
 }
 
 /// Why a GPU's clocks are low: the clock event reason NVML reports
@@ -458,6 +480,15 @@ impl Config {
         if let Some(w) = buses.windows(2).find(|w| w[0] == w[1]) {
             return Err(format!("two GPUs have PCI bus id {}", w[0]));
         }
+        if !file.node.nvswitch {
+            if let Some((i, _)) = gpus.iter().enumerate().find(|(_, g)| {
+                g.faults.fabric_unhealthy.is_some() || !g.faults.nvlink_miswired.is_empty()
+            }) {
+                return Err(format!(
+                    "GPU {i}: faults.fabric_unhealthy and faults.nvlink_miswired need an NVSwitch fabric ([node] nvswitch = true)"
+                ));
+            }
+        }
         Ok(Config {
             gpus,
             nvswitch: file.node.nvswitch,
@@ -600,6 +631,9 @@ fn check_faults(f: &Faults) -> Result<(), String> {
     if let Some(l) = f.nvlink_down.iter().find(|l| **l >= 18) {
         return Err(format!("nvlink_down: link {l}: expected links 0 to 17"));
     }
+    if let Some(l) = f.nvlink_miswired.iter().find(|l| **l >= 18) {
+        return Err(format!("nvlink_miswired: link {l}: expected links 0 to 17"));
+    }
     match (f.hang_at_s, &f.hang_kernel) {
         (Some(t), _) => time("hang_at_s", t)?,
         (None, Some(_)) => return Err("hang_kernel without hang_at_s".into()),
@@ -712,6 +746,14 @@ mod tests {
             ),
             ("[gpu]\nfaults = { pcie_width = 3 }\n", "pcie_width"),
             ("[gpu]\nfaults = { nvlink_down = [18] }\n", "nvlink_down"),
+            (
+                "[node]\nnvswitch = true\n[gpu]\nfaults = { nvlink_miswired = [18] }\n",
+                "nvlink_miswired",
+            ),
+            (
+                "[gpu]\nfaults = { fabric_unhealthy = \"route_unhealthy\" }\n",
+                "need an NVSwitch fabric",
+            ),
             ("[gpu]\nfaults = { lost_at_s = -1.0 }\n", "lost_at_s"),
             (
                 "[gpu]\nfaults = { hang_kernel = \"sha\" }\n",

@@ -9,7 +9,8 @@
 //!
 //! - GPU 0: an uncorrectable ECC error at 0.5 s, XID 13 at 0.7 s, 10
 //!   correctable errors a second;
-//! - GPU 1: clocks at half for an external power brake, PCIe Gen3 x8;
+//! - GPU 1: clocks at half for an external power brake, PCIe Gen3 x8, an
+//!   unhealthy fabric route and NVLink 6 seated on the wrong NVSwitch;
 //! - GPU 2: clocks at 0.8 for the board limit (0x200), NVLinks 2 and 5
 //!   down, 100 NVLink errors a second;
 //! - GPU 3: falls off the bus at 1.0 s.
@@ -37,7 +38,7 @@ fn init() {
             &config,
             "[node]\ngpus = 4\nnvswitch = true\n\
              [[gpus]]\nordinal = 0\nfaults = { ecc_uncorrectable_at_s = 0.5, xid = 13, xid_at_s = 0.7, ecc_correctable_per_s = 10.0 }\n\
-             [[gpus]]\nordinal = 1\nfaults = { clocks_low = 0.5, clocks_low_reason = \"power_brake\", pcie_gen = 3, pcie_width = 8 }\n\
+             [[gpus]]\nordinal = 1\nfaults = { clocks_low = 0.5, clocks_low_reason = \"power_brake\", pcie_gen = 3, pcie_width = 8, fabric_unhealthy = \"route_unhealthy\", nvlink_miswired = [6] }\n\
              [[gpus]]\nordinal = 2\nfaults = { clocks_low = 0.8, clocks_low_reason = \"board_limit\", nvlink_down = [2, 5], nvlink_errors_per_s = 100.0 }\n\
              [[gpus]]\nordinal = 3\nfaults = { lost_at_s = 1.0 }\n",
         )
@@ -341,14 +342,47 @@ fn nvlink_state_counters_and_the_fabric() {
     );
     assert_eq!(f.state, 3, "NVML_GPU_FABRIC_STATE_COMPLETED");
     assert_eq!(f.status, NVML_SUCCESS);
-    assert_eq!(f.healthMask & 0x7, 1, "DEGRADED_BW_TRUE");
+    // nvml.h: each field is (mask >> SHIFT) & WIDTH, DEGRADED_BW at 0, 0x3.
+    assert_eq!(f.healthMask & 0x3, 1, "DEGRADED_BW_TRUE");
     assert_eq!(f.healthSummary, 3, "LIMITED_CAPACITY");
     f.version = GPU_FABRIC_INFO_V3;
     assert_eq!(
         unsafe { nvmlDeviceGetGpuFabricInfoV(handle(0), &mut f) },
         NVML_SUCCESS
     );
-    assert_eq!((f.healthMask & 0x7, f.healthSummary), (2, 1));
+    assert_eq!((f.healthMask & 0x3, f.healthSummary), (2, 1));
+    // GPU 1: the route unhealthy (ROUTE_UNHEALTHY at shift 4, TRUE 1), the
+    // rest at their healthy values, the summary UNHEALTHY.
+    f.version = GPU_FABRIC_INFO_V3;
+    assert_eq!(
+        unsafe { nvmlDeviceGetGpuFabricInfoV(handle(1), &mut f) },
+        NVML_SUCCESS
+    );
+    assert_eq!((f.state, f.healthSummary), (3, 2));
+    assert_eq!(
+        [0, 2, 4, 6].map(|shift| (f.healthMask >> shift) & 0x3),
+        [2, 2, 1, 2]
+    );
+    assert_eq!((f.healthMask >> 8) & 0xf, 1, "INCORRECT_CONFIGURATION_NONE");
+    // Link 6 ends on NVSwitch 6 mod 4 (bus 0x07) on GPU 0, on the next
+    // one (0x08) on GPU 1; either way the far end is a switch.
+    let remote_bus = |g: u32, link: u32| {
+        let mut p: nvmlPciInfo_t = unsafe { std::mem::zeroed() };
+        assert_eq!(
+            unsafe { nvmlDeviceGetNvLinkRemotePciInfo_v2(handle(g), link, &mut p) },
+            NVML_SUCCESS
+        );
+        p.bus
+    };
+    assert_eq!(
+        (remote_bus(0, 6), remote_bus(1, 6), remote_bus(1, 5)),
+        (0x07, 0x08, 0x06)
+    );
+    assert_eq!(
+        uint(|v| unsafe { nvmlDeviceGetNvLinkRemoteDeviceType(handle(1), 6, v) }),
+        2,
+        "NVML_NVLINK_DEVICE_TYPE_SWITCH"
+    );
     f.version = 1;
     assert_eq!(
         unsafe { nvmlDeviceGetGpuFabricInfoV(d, &mut f) },

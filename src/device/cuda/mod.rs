@@ -401,7 +401,7 @@ impl Device for CudaDevice {
 
     fn sensor_inventory(&self) -> Vec<String> {
         match &self.sensor {
-            Some(_) => vec!["NVML: temperature, power, clocks, throttle reasons, ECC, remapped rows, XID, PCIe link".into()],
+            Some(_) => vec!["NVML: temperature, power, clocks, throttle reasons, ECC, remapped rows, XID, PCIe link, NVLink endpoints, NVSwitch fabric, persistence and MIG modes".into()],
             None => vec![crate::telemetry::nvml::open()
                 .err()
                 .unwrap_or_else(|| "NVML has no entry for this GPU's bus id".into())],

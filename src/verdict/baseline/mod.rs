@@ -110,6 +110,11 @@ pub struct Limits {
     /// Fraction of its enforced power limit a GPU must draw at least once
     /// during matmul (`power_low`). None: [`DEFAULT_MIN_POWER_FRACTION`].
     pub min_power_fraction: Option<f64>,
+    /// The model is part of a multi-node NVLink system (e.g. GB200 NVL72):
+    /// its fabric must report a cluster UUID and a clique id. False (the
+    /// default) for single-node NVSwitch boards (HGX H100/H200), which
+    /// report zeros there.
+    pub multinode_nvlink: bool,
 }
 
 /// The power a GPU must reach under matmul when a baseline does not say,

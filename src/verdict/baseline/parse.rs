@@ -315,6 +315,19 @@ impl Reader {
         Some(At { value, at })
     }
 
+    /// An optional boolean; false when absent.
+    fn boolean(&mut self, table: &DeTable<'_>, path: &str, key: &str) -> bool {
+        let Some((_, v)) = Self::entry(table, key) else {
+            return false;
+        };
+        match v.get_ref() {
+            DeValue::Boolean(b) => *b,
+            _ => self
+                .wrong::<bool>(v, join(path, key), "true or false")
+                .unwrap_or(false),
+        }
+    }
+
     fn integer(&mut self, table: &DeTable<'_>, path: &str, key: &str) -> Option<At<i64>> {
         let (_, v) = Self::entry(table, key)?;
         let at = v.span().start;
@@ -669,6 +682,7 @@ fn read_limits(r: &mut Reader, t: &DeTable<'_>) -> Limits {
             "nvlink_links",
             "max_nvlink_crc_per_s",
             "min_power_fraction",
+            "multinode_nvlink",
         ],
     );
     let tolerated_throttle = match r.strings(t, P, "tolerated_throttle") {
@@ -766,6 +780,7 @@ fn read_limits(r: &mut Reader, t: &DeTable<'_>) -> Limits {
         nvlink_links,
         max_nvlink_crc_per_s,
         min_power_fraction,
+        multinode_nvlink: r.boolean(t, P, "multinode_nvlink"),
         max_gpu_temp_c: r.temperature(t, P, "max_gpu_temp_c"),
         max_mem_temp_c: r.temperature(t, P, "max_mem_temp_c"),
         tolerated_throttle,
@@ -877,6 +892,7 @@ pcie_width = 16
                 nvlink_links: None,
                 max_nvlink_crc_per_s: None,
                 min_power_fraction: None,
+                multinode_nvlink: false,
             }
         );
     }
@@ -950,7 +966,7 @@ pcie_width = 16
         );
         assert_eq!(
             err(&format!("{HEAD}[limits]\nmax_gpu_temp = 80\n")),
-            "f.toml: line 4: limits.max_gpu_temp: unknown key; expected one of max_gpu_temp_c, max_mem_temp_c, tolerated_throttle, max_ecc_uncorrectable, max_xid, max_remapped_rows_pending, max_remapped_rows_failed, pcie_gen, pcie_width, nvlink_links, max_nvlink_crc_per_s, min_power_fraction"
+            "f.toml: line 4: limits.max_gpu_temp: unknown key; expected one of max_gpu_temp_c, max_mem_temp_c, tolerated_throttle, max_ecc_uncorrectable, max_xid, max_remapped_rows_pending, max_remapped_rows_failed, pcie_gen, pcie_width, nvlink_links, max_nvlink_crc_per_s, min_power_fraction, multinode_nvlink"
         );
         // Dotted keys and inline tables get the same full path.
         assert_eq!(

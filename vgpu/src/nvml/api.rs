@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use super::result::*;
 use super::*;
 use crate::clock::fault_time_s;
+use crate::config::FabricProblem;
 use crate::driver::log;
 
 pub type nvmlDevice_t = *mut c_void;
@@ -950,6 +951,22 @@ pub unsafe extern "C" fn nvmlDeviceGetNvLinkRemotePciInfo_v2(
     })
 }
 
+/// nvml.h nvmlIntNvLinkDeviceType_t of the far end: NVML_NVLINK_DEVICE_TYPE_GPU
+/// 0 or NVML_NVLINK_DEVICE_TYPE_SWITCH 2.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetNvLinkRemoteDeviceType(
+    dev: nvmlDevice_t,
+    link: c_uint,
+    out: *mut c_uint,
+) -> nvmlReturn_t {
+    let call = "nvmlDeviceGetNvLinkRemoteDeviceType";
+    guard(call, || {
+        let n = node(call)?;
+        nvlink(&n, dev, link, call)?;
+        put(call, out, if n.nvswitch { 2 } else { 0 })
+    })
+}
+
 /// (state, status, health mask, health summary) of the fabric, for a GPU
 /// on an NVSwitch node: registration complete when the fabric manager runs
 /// (nvml.h NVML_GPU_FABRIC_STATE_COMPLETED 3), not started otherwise (1).
@@ -965,13 +982,21 @@ fn fabric(n: &Node, dev: nvmlDevice_t, call: &str) -> R<(u8, c_uint, u8)> {
     }
     let state = if n.fabric_manager { 3 } else { 1 };
     let degraded = !n.gpus[i].config.faults.nvlink_down.is_empty();
-    let mask = (if degraded { 1 } else { 2 }) // DEGRADED_BW TRUE / FALSE, shift 0
-        | (2 << 2) // ROUTE_RECOVERY FALSE
-        | (2 << 4) // ROUTE_UNHEALTHY FALSE
-        | (2 << 6) // ACCESS_TIMEOUT_RECOVERY FALSE
-        | (1 << 8); // INCORRECT_CONFIGURATION NONE
-                    // HEALTH_SUMMARY: HEALTHY 1, LIMITED_CAPACITY 3.
-    let summary = if degraded { 3 } else { 1 };
+    let problem = n.gpus[i].config.faults.fabric_unhealthy;
+    // Each field at its TRUE (1) value when it is the problem, else FALSE
+    // (2); the configuration field NONE (1) or INSUFFICIENT_NVLINKS (5).
+    let field = |p: FabricProblem| if problem == Some(p) { 1 } else { 2 };
+    let mask = (if degraded { 1 } else { 2 }) // DEGRADED_BW, shift 0
+        | (field(FabricProblem::RouteRecovery) << 2)
+        | (field(FabricProblem::RouteUnhealthy) << 4)
+        | (field(FabricProblem::AccessTimeoutRecovery) << 6)
+        | ((if problem == Some(FabricProblem::IncorrectConfiguration) { 5 } else { 1 }) << 8);
+    // HEALTH_SUMMARY: HEALTHY 1, UNHEALTHY 2, LIMITED_CAPACITY 3.
+    let summary = match (problem, degraded) {
+        (Some(_), _) => 2,
+        (None, true) => 3,
+        (None, false) => 1,
+    };
     Ok((state, mask, summary))
 }
 

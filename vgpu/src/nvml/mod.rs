@@ -562,11 +562,14 @@ impl Node {
     }
 
     /// The (domain, bus, device, function) and PCI id at the far end of
-    /// link `link` of GPU `i`: an NVSwitch (four per HGX board, links
-    /// spread over them) or, without switches, the other GPUs in turn.
+    /// link `link` of GPU `i`: an NVSwitch (four per HGX board, each GPU's
+    /// 18 links spread over them, 5, 5, 4 and 4; NVIDIA's HGX H100 boards
+    /// split them 5, 4, 4, 5) or, without switches, the other GPUs in turn.
+    /// A link in `nvlink_miswired` ends on the next NVSwitch.
     pub fn remote(&self, i: usize, link: u32) -> ((u32, u32, u32, u32), u32) {
         if self.nvswitch {
-            let k = link % 4;
+            let moved = self.gpus[i].config.faults.nvlink_miswired.contains(&link);
+            let k = (link + u32::from(moved)) % 4;
             ((0, 0x05 + k, 0, 0), (NVSWITCH_DEVICE_ID << 16) | VENDOR_ID)
         } else {
             let others: Vec<&NvGpu> = self

@@ -158,7 +158,6 @@ unsupported!(
     nvmlDeviceGetNumaNodeId,
     nvmlDeviceGetNvLinkCapability,
     nvmlDeviceGetNvLinkInfo,
-    nvmlDeviceGetNvLinkRemoteDeviceType,
     nvmlDeviceGetNvLinkRemotePciInfo,
     nvmlDeviceGetNvLinkUtilizationControl,
     nvmlDeviceGetNvLinkUtilizationCounter,
