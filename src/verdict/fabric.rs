@@ -77,7 +77,7 @@ pub fn checks(dev: &DeviceRun, base: Option<&Baseline>, checks: &mut Vec<Check>)
     if let Some((t, FabricFinding::Unhealthy(why), _)) = bad.first() {
         checks.push(
             Check::new(
-                "fabric",
+                "telemetry",
                 "fabric_health",
                 bad.len() as f64,
                 0.0,
@@ -93,7 +93,7 @@ pub fn checks(dev: &DeviceRun, base: Option<&Baseline>, checks: &mut Vec<Check>)
         );
     } else if down.is_empty() {
         checks.push(Check::new(
-            "fabric",
+            "telemetry",
             "fabric_health",
             0.0,
             0.0,
@@ -280,7 +280,7 @@ pub fn wiring_checks(run: &RunResults, out: &mut [Vec<Check>]) {
         };
         let wrong = bad.iter().find(|(i, _)| *i == d.info.index);
         slot.push(Check::new(
-            "fabric",
+            "telemetry",
             "nvlink_wiring",
             f64::from(u8::from(wrong.is_some())),
             0.0,

@@ -15,7 +15,7 @@
 //!   degraded PCIe link (`over_temperature`, `thermal_throttle`,
 //!   `power_throttle`, `hw_slowdown`, `ecc_uncorrectable`, `row_remap`,
 //!   `xid`, `pcie_degraded`); growing correctable ECC counts only warn;
-//! - **fabric**: the NVSwitch fabric unhealthy (`fabric_unhealthy`; not
+//! - **fabric** (checks of the telemetry rule): the NVSwitch fabric unhealthy (`fabric_unhealthy`; not
 //!   registered by the fabric manager is the node state
 //!   `fabric_manager_down`) and NVLinks that end where they should not
 //!   (`nvlink_wiring`), see [`fabric`];

@@ -513,7 +513,7 @@ mod tests {
         let dev = crate::results::DeviceRun::blank();
         let check = |detail: &str| {
             vec![Check::new(
-                "fabric",
+                "telemetry",
                 "fabric_health",
                 1.0,
                 0.0,
