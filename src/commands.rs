@@ -313,18 +313,7 @@ fn run_judged(args: &RunArgs, stop: Arc<AtomicBool>) -> Result<ExitCode> {
 /// `kiln report DIR...`.
 pub fn report(args: &ReportArgs) -> Result<ExitCode> {
     for dir in &args.dirs {
-        if !dir.exists() {
-            return Err(KilnError::input(
-                dir,
-                "does not exist; expected the folder of a kiln run (the --out of `kiln run`)",
-            ));
-        }
-        if !dir.is_dir() {
-            return Err(KilnError::input(
-                dir,
-                "not a folder; expected the folder of a kiln run (the --out of `kiln run`)",
-            ));
-        }
+        crate::results::check_folder(dir)?;
     }
     let baseline = args.baseline.as_deref().map(baseline::load).transpose()?;
     // Read every journal before writing anything.

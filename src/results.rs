@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use crate::device::{BackendKind, DeviceInfo};
-use crate::error::Result;
+use crate::error::{KilnError, Result};
 use crate::run::journal::{self, Event, RunHeader};
 use crate::telemetry::Sample;
 use crate::workload::{Integrity, Metric, WorkloadKind};
@@ -586,4 +586,22 @@ impl DeviceRun {
             })
             .collect()
     }
+}
+
+/// Fails unless `dir` exists and is a folder, in the words every command
+/// that reads run folders uses.
+pub fn check_folder(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        return Err(KilnError::input(
+            dir,
+            "does not exist; expected the folder of a kiln run (the --out of `kiln run`)",
+        ));
+    }
+    if !dir.is_dir() {
+        return Err(KilnError::input(
+            dir,
+            "not a folder; expected the folder of a kiln run (the --out of `kiln run`)",
+        ));
+    }
+    Ok(())
 }

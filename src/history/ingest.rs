@@ -52,18 +52,7 @@ pub enum Ingested {
 
 /// Fails unless `dir` is a folder holding a run's journal.
 pub fn check_run_folder(dir: &Path) -> Result<()> {
-    if !dir.exists() {
-        return Err(KilnError::input(
-            dir,
-            "does not exist; expected the folder of a kiln run (the --out of `kiln run`)",
-        ));
-    }
-    if !dir.is_dir() {
-        return Err(KilnError::input(
-            dir,
-            "not a folder; expected the folder of a kiln run (the --out of `kiln run`)",
-        ));
-    }
+    crate::results::check_folder(dir)?;
     if !dir.join(journal::FILE_NAME).is_file() {
         return Err(KilnError::input(
             dir,

@@ -117,6 +117,21 @@ pub struct Wired<'a> {
     pub ends: &'a [LinkEnd],
 }
 
+impl<'a> Wired<'a> {
+    /// The links of the device `info` that end at `ends`.
+    pub fn of(info: &'a crate::device::DeviceInfo, ends: &'a [LinkEnd]) -> Self {
+        Wired {
+            index: info.index,
+            model: &info.name,
+            bus: info
+                .pci_bus_id
+                .as_deref()
+                .map(crate::telemetry::nvml::normalize_bus_id),
+            ends,
+        }
+    }
+}
+
 /// A GPU's links per NVSwitch: switch bus id -> the links that end there.
 fn per_switch(ends: &[LinkEnd]) -> BTreeMap<&str, Vec<u32>> {
     let mut m: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
@@ -257,18 +272,7 @@ pub fn wiring_checks(run: &RunResults, out: &mut [Vec<Check>]) {
     let wired: Vec<Wired<'_>> = run
         .devices
         .iter()
-        .filter_map(|d| {
-            Some(Wired {
-                index: d.info.index,
-                model: &d.info.name,
-                bus: d
-                    .info
-                    .pci_bus_id
-                    .as_deref()
-                    .map(crate::telemetry::nvml::normalize_bus_id),
-                ends: first_ends(d)?,
-            })
-        })
+        .filter_map(|d| Some(Wired::of(&d.info, first_ends(d)?)))
         .collect();
     let bad = miswired(&wired);
     for (k, d) in run.devices.iter().enumerate() {

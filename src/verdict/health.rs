@@ -424,16 +424,8 @@ fn fabric_findings(seen: &[Seen<'_>]) -> Vec<Finding> {
     let wired: Vec<super::fabric::Wired<'_>> = seen
         .iter()
         .filter_map(|d| {
-            Some(super::fabric::Wired {
-                index: d.info.index,
-                model: &d.info.name,
-                bus: d
-                    .info
-                    .pci_bus_id
-                    .as_deref()
-                    .map(crate::telemetry::nvml::normalize_bus_id),
-                ends: d.sample.as_ref()?.nvlink_remote.as_deref()?,
-            })
+            let ends = d.sample.as_ref()?.nvlink_remote.as_deref()?;
+            Some(super::fabric::Wired::of(d.info, ends))
         })
         .collect();
     for (i, why) in super::fabric::miswired(&wired) {
