@@ -361,8 +361,10 @@ pub struct RunArgs {
     pub devices: Option<String>,
 
     /// Comma-separated workloads to run: matmul, bandwidth, hash, memtest,
-    /// transfer (default: all; the CPU backend leaves transfer out, having
-    /// no host-device link).
+    /// transfer, pulse (default: all, except pulse in the quick profile;
+    /// the CPU backend leaves transfer out, having no host-device link).
+    /// pulse switches a GEMM between full load and idle 2.5 times a second
+    /// (60 s in standard, 20 s per burn-in cycle) to stress power delivery.
     #[arg(long, value_name = "LIST")]
     pub workloads: Option<String>,
 

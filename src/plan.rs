@@ -88,7 +88,7 @@ impl Plan {
         }
         let workloads = match args.workloads.as_deref() {
             Some(w) => parse_workloads(w)?,
-            None => WorkloadKind::ALL.to_vec(),
+            None => crate::workload::default_workloads(args.profile),
         };
         let out = match &args.out {
             Some(p) => p.clone(),
@@ -257,7 +257,7 @@ pub fn parse_workloads(text: &str) -> Result<Vec<WorkloadKind>> {
             .find(|k| k.name() == part)
             .ok_or_else(|| {
                 KilnError::Usage(format!(
-                    "--workloads {text:?}: unknown workload {part:?}; expected any of matmul, bandwidth, hash, memtest, transfer"
+                    "--workloads {text:?}: unknown workload {part:?}; expected any of matmul, bandwidth, hash, memtest, transfer, pulse"
                 ))
             })?;
         if !out.contains(&k) {

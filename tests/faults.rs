@@ -287,7 +287,7 @@ fn malformed_injections_are_usage_errors() {
         ("1:pcie=9", "GEN:WIDTH"),
         (
             "1:hang=fft",
-            "expected matmul, bandwidth, hash, memtest or transfer",
+            "expected matmul, bandwidth, hash, memtest, transfer or pulse",
         ),
         ("1:ecc=-1", "not a whole number"),
         ("1:sdc=3", "takes no value"),
@@ -297,6 +297,8 @@ fn malformed_injections_are_usage_errors() {
         ("1:nvlinkwire=18", "expected a link from 0 to 17"),
         ("1:mig=off", "mig=off: expected on"),
         ("1:persistence=on", "persistence=on: expected off"),
+        ("1:pulse=melt", "pulse=melt: expected lost, error or sdc"),
+        ("1:pulse", "pulse needs a value"),
     ] {
         let o = kiln(&[
             "run",
@@ -497,5 +499,114 @@ fn the_fabric_manager_down_is_the_nodes_and_multinode_nvlink_needs_a_cluster() {
     assert_eq!(code, 0, "{log}");
     for dev in 0..3 {
         assert_clean(&v, dev);
+    }
+}
+
+/// The power pulses: a GPU whose power delivery fails only under load
+/// steps (lost, a failed launch, a wrong result) is rejected, each for its
+/// reason; the healthy ones pulse, are checked and accepted.
+#[test]
+fn failures_under_power_pulses_reject_and_healthy_gpus_pass_them() {
+    let d = tempfile::tempdir().expect("temp");
+    let (code, v, log) = sim(
+        d.path(),
+        &[
+            "--sim-gpus",
+            "5",
+            "--workloads",
+            "matmul,pulse",
+            "--inject",
+            "1:pulse=lost",
+            "--inject",
+            "2:pulse=error",
+            "--inject",
+            "3:pulse=sdc",
+        ],
+    );
+    assert_eq!(code, 1, "{log}");
+    for dev in [0, 4] {
+        assert_clean(&v, dev);
+        let d = &v["devices"][dev];
+        let pulse = d["metrics"]
+            .as_array()
+            .expect("metrics")
+            .iter()
+            .find(|m| m["workload"] == "pulse")
+            .unwrap_or_else(|| panic!("device {dev}: no pulse figure: {d}"));
+        assert_eq!(pulse["name"], "pulse_bf16");
+        assert_eq!(pulse["unit"], "TFLOP/s");
+        assert_eq!(pulse["iterations"], 10, "one rate per burst");
+        let counted = pulse["counted"].as_str().unwrap_or("");
+        assert!(counted.contains("10 bursts"), "{counted}");
+        let check = d["integrity"]
+            .as_array()
+            .expect("integrity")
+            .iter()
+            .find(|i| i["check"] == "pulse_bf16")
+            .expect("the pulses are verified");
+        assert_eq!(check["errors"], 0);
+        assert!(check["checked"].as_u64() > Some(10));
+    }
+    assert_rejected_for(&v, 1, "device_lost");
+    assert_rejected_for(&v, 2, "device_error");
+    assert_rejected_for(&v, 3, "sdc_pulse");
+    // Steady load was unaffected: their matmul passed.
+    for dev in 1..=3 {
+        let r = reasons(&v, dev);
+        assert!(!r.iter().any(|x| x == "sdc_matmul"), "device {dev}: {r:?}");
+    }
+    let d3 = v["devices"][3].to_string();
+    assert!(d3.contains("idle-to-load step"), "{d3}");
+    assert_eq!(v["devices"][3]["remedy"], "check_cabling_or_reseat");
+    let d2 = v["devices"][2]["checks"].to_string();
+    assert!(d2.contains("load step 3 of the power pulses"), "{d2}");
+}
+
+/// `quick` leaves the minute of pulses out unless asked; `standard` runs
+/// them by default.
+#[test]
+fn standard_runs_the_pulses_and_quick_only_when_asked() {
+    let d = tempfile::tempdir().expect("temp");
+    let out = d.path().join("q");
+    let o = kiln(&[
+        "run",
+        "--backend",
+        "sim",
+        "--sim-gpus",
+        "3",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let text = std::fs::read_to_string(out.join("results.json")).expect("results");
+    assert!(
+        !text.contains("pulse_bf16"),
+        "quick has no pulses by default"
+    );
+    let out = d.path().join("s");
+    let o = kiln(&[
+        "run",
+        "--backend",
+        "sim",
+        "--sim-gpus",
+        "3",
+        "--profile",
+        "standard",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    let text = std::fs::read_to_string(out.join("results.json")).expect("results");
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    for dev in 0..3 {
+        assert_clean(&v, dev);
+        assert!(
+            v["devices"][dev]["metrics"]
+                .as_array()
+                .expect("metrics")
+                .iter()
+                .any(|m| m["name"] == "pulse_bf16"),
+            "device {dev}"
+        );
     }
 }

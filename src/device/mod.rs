@@ -588,6 +588,13 @@ pub trait Device: Send {
     fn info(&self) -> &DeviceInfo;
     /// Allocates and fills the inputs of a matrix multiply.
     fn matmul(&mut self, shape: MatmulShape) -> DeviceResult<Box<dyn MatmulOp + '_>>;
+    /// Allocates and fills the inputs of the power-pulse GEMM, which the
+    /// pulse workload runs in bursts with idle gaps between them. The
+    /// default is [`Device::matmul`]; the simulated backend tells the
+    /// phases apart (its pulse faults act here only).
+    fn pulse(&mut self, shape: MatmulShape) -> DeviceResult<Box<dyn MatmulOp + '_>> {
+        self.matmul(shape)
+    }
     /// Allocates the three bandwidth buffers of `len` f64 elements.
     fn stream(&mut self, len: usize, seed: u64) -> DeviceResult<Box<dyn StreamOp + '_>>;
     /// Prepares a double SHA-256 nonce search.

@@ -174,7 +174,27 @@ pub enum Fault {
     /// `mig=on`: MIG mode enabled; the GPU cannot be tested whole
     /// (`mig_enabled`, as on the CUDA backend).
     MigOn,
+    /// `pulse=lost|error|sdc`: the board's power delivery fails under the
+    /// power pulses only, from their third load step on: the GPU falls off
+    /// the bus (XID 79), a launch fails, or products come out with a
+    /// flipped bit. Steady load is unaffected.
+    Pulse(PulseFault),
 }
+
+/// How a simulated GPU's power delivery fails under the power pulses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PulseFault {
+    /// Falls off the bus.
+    Lost,
+    /// A launch fails.
+    Error,
+    /// A flipped output bit.
+    Sdc,
+}
+
+/// The load step of the pulses at which a `pulse=` fault strikes (each of
+/// a simulated pulse's bursts is one product).
+const PULSE_FAULT_STEP: usize = 3;
 
 /// What is wrong with a simulated GPU's NVSwitch fabric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,7 +242,7 @@ pub struct Injection {
     pub at_s: f64,
 }
 
-const FAULT_HELP: &str = "expected DEVICE:FAULT[@START], FAULT one of sdc, membit, hashbit, copybit, xferbit, slow=F, throttle=thermal|power|hw, hot=T, ecc=N, xid=N, pcie=GEN:WIDTH, hang=WORKLOAD, lost=SECONDS, nvlinkdown=N, nvlinkerr=PER_S, powerlow=F, fabric=unhealthy|degraded|fm_down, nvlinkwire=LINK, persistence=off, mig=on; START e.g. 60s";
+const FAULT_HELP: &str = "expected DEVICE:FAULT[@START], FAULT one of sdc, membit, hashbit, copybit, xferbit, slow=F, throttle=thermal|power|hw, hot=T, ecc=N, xid=N, pcie=GEN:WIDTH, hang=WORKLOAD, lost=SECONDS, nvlinkdown=N, nvlinkerr=PER_S, powerlow=F, fabric=unhealthy|degraded|fm_down, nvlinkwire=LINK, persistence=off, mig=on, pulse=lost|error|sdc; START e.g. 60s";
 
 /// Parses one `--inject` value, e.g. `2:slow=0.85`, `5:membit@90s`.
 pub fn parse_injection(text: &str) -> Result<Injection, String> {
@@ -359,6 +379,12 @@ pub fn parse_injection(text: &str) -> Result<Injection, String> {
             "off" => Fault::PersistenceOff,
             other => return Err(bad(format!("persistence={other}: expected off"))),
         },
+        "pulse" => match need()? {
+            "lost" => Fault::Pulse(PulseFault::Lost),
+            "error" => Fault::Pulse(PulseFault::Error),
+            "sdc" => Fault::Pulse(PulseFault::Sdc),
+            other => return Err(bad(format!("pulse={other}: expected lost, error or sdc"))),
+        },
         "mig" => match need()? {
             "on" => Fault::MigOn,
             other => return Err(bad(format!("mig={other}: expected on"))),
@@ -370,7 +396,7 @@ pub fn parse_injection(text: &str) -> Result<Injection, String> {
                 .find(|k| k.name() == v)
                 .ok_or_else(|| {
                     bad(format!(
-                        "hang={v}: expected matmul, bandwidth, hash, memtest or transfer"
+                        "hang={v}: expected matmul, bandwidth, hash, memtest, transfer or pulse"
                     ))
                 })?;
             Fault::Hang(w)
@@ -411,6 +437,8 @@ struct SimState {
     seed: u64,
     /// The NVLink endpoints last journaled.
     links: Changed<Vec<LinkEnd>>,
+    /// Seconds into the run when a `pulse=lost` fault struck.
+    pulse_lost_at: Mutex<Option<f64>>,
 }
 
 impl SimState {
@@ -539,10 +567,45 @@ impl SimState {
     }
 
     fn lost_after(&self) -> Option<f64> {
-        self.faults.iter().find_map(|(f, at)| match f {
+        let planned = self.faults.iter().find_map(|(f, at)| match f {
             Fault::Lost(s) => Some(s + at),
             _ => None,
-        })
+        });
+        let struck = self.pulse_lost_at.lock().ok().and_then(|t| *t);
+        match (planned, struck) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// What a `pulse=` fault does to the `runs`-th product of the pulses:
+    /// an error to return, or whether to flip an output bit.
+    fn pulse_fault(&self, runs: usize) -> DeviceResult<bool> {
+        if runs < PULSE_FAULT_STEP {
+            return Ok(false);
+        }
+        let Some(kind) = self.active().find_map(|f| match f {
+            Fault::Pulse(k) => Some(*k),
+            _ => None,
+        }) else {
+            return Ok(false);
+        };
+        match kind {
+            PulseFault::Lost => {
+                let now = self.elapsed().unwrap_or(0.0);
+                if let Ok(mut t) = self.pulse_lost_at.lock() {
+                    t.get_or_insert(now);
+                }
+                Err(DeviceError::lost(format!(
+                    "simulated GPU fell off the bus at load step {runs} of the power pulses, {} into the run",
+                    crate::stats::secs(now)
+                )))
+            }
+            PulseFault::Error => Err(DeviceError::failed(format!(
+                "simulated CUDA_ERROR_LAUNCH_FAILED (719) at load step {runs} of the power pulses: the board's power delivery faltered"
+            ))),
+            PulseFault::Sdc => Ok(true),
+        }
     }
 }
 
@@ -557,6 +620,8 @@ impl Sensor for SimState {
             mem_temp_c: Some(if busy { 68.0 + 3.0 * noise } else { 40.0 }),
             power_w: Some(if busy { 640.0 + 30.0 * noise } else { 72.0 }),
             power_limit_w: Some(700.0),
+            // The model's power is the load's at once.
+            power_avg_s: None,
             sm_clock_mhz: Some(if busy { 1980.0 } else { 345.0 }),
             mem_clock_mhz: Some(2619.0),
             util_pct: Some(if busy { 100.0 } else { 0.0 }),
@@ -751,6 +816,7 @@ impl SimDevice {
                 lost_xid_reported: AtomicBool::new(false),
                 seed: device_seed,
                 links: Changed::default(),
+                pulse_lost_at: Mutex::new(None),
             }),
             pace: std::time::Duration::ZERO,
         }
@@ -831,6 +897,28 @@ impl Device for SimDevice {
             state: &self.state,
             nominal_tflops: nominal,
             runs: 0,
+            phase: WorkloadKind::Matmul,
+        }))
+    }
+
+    fn pulse(&mut self, shape: MatmulShape) -> DeviceResult<Box<dyn MatmulOp + '_>> {
+        self.state.gate(WorkloadKind::Pulse)?;
+        std::thread::sleep(self.pace);
+        if !shape.variant.is_valid() {
+            return Err(DeviceError::unsupported(format!(
+                "{}: no {} matmul",
+                self.info.name,
+                shape.variant.name()
+            )));
+        }
+        let nominal = NOMINAL.matmul_tflops(shape.variant);
+        Ok(Box::new(SimMatmul {
+            inner: CpuMatmul::new(shape),
+            model: &mut self.model,
+            state: &self.state,
+            nominal_tflops: nominal,
+            runs: 0,
+            phase: WorkloadKind::Pulse,
         }))
     }
 
@@ -921,15 +1009,22 @@ struct SimMatmul<'a> {
     state: &'a SimState,
     nominal_tflops: f64,
     runs: usize,
+    /// The workload the product belongs to: `sdc` acts in matmul, the
+    /// `pulse=` faults in the power pulses.
+    phase: WorkloadKind,
 }
 
 impl MatmulOp for SimMatmul<'_> {
     fn run(&mut self) -> DeviceResult<Seconds> {
-        self.state.gate(WorkloadKind::Matmul)?;
+        self.state.gate(self.phase)?;
         self.inner.compute();
         self.runs += 1;
         let n = self.inner.n();
-        if self.state.has(|f| *f == Fault::Sdc) {
+        let flip = match self.phase {
+            WorkloadKind::Pulse => self.state.pulse_fault(self.runs)?,
+            _ => self.state.has(|f| *f == Fault::Sdc),
+        };
+        if flip {
             // An intermittent fault: a different element each product.
             let index = (self.runs * 7919) % (n * n).max(1);
             self.inner.flip_output_bit(index, 29);

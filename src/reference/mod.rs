@@ -45,16 +45,20 @@ pub enum WorkloadKind {
     Memtest,
     /// Host/device copies through pinned memory and peer-to-peer copies.
     Transfer,
+    /// Power pulses: a GEMM switched between full load and idle a few
+    /// times a second, to stress the board's power delivery.
+    Pulse,
 }
 
 impl WorkloadKind {
     /// Every family, in run order.
-    pub const ALL: [WorkloadKind; 5] = [
+    pub const ALL: [WorkloadKind; 6] = [
         WorkloadKind::Matmul,
         WorkloadKind::Bandwidth,
         WorkloadKind::Hash,
         WorkloadKind::Memtest,
         WorkloadKind::Transfer,
+        WorkloadKind::Pulse,
     ];
 
     /// The lowercase name used in files and on screen.
@@ -65,6 +69,7 @@ impl WorkloadKind {
             WorkloadKind::Hash => "hash",
             WorkloadKind::Memtest => "memtest",
             WorkloadKind::Transfer => "transfer",
+            WorkloadKind::Pulse => "pulse",
         }
     }
 }

@@ -51,6 +51,11 @@ pub struct Sample {
     /// Enforced power limit, watts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub power_limit_w: Option<f64>,
+    /// Seconds the power reading averages over, ending at `t_s` (NVML:
+    /// [`nvml::POWER_AVERAGE_S`]); `None`: an instantaneous reading. A
+    /// reading judges a phase only when its whole window lies inside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_avg_s: Option<f64>,
     /// SM (or core) clock, MHz.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sm_clock_mhz: Option<f64>,

@@ -173,6 +173,7 @@ impl Sensor for NvmlSensor {
                 .enforced_power_limit()
                 .ok()
                 .map(|mw| f64::from(mw) / 1000.0),
+            power_avg_s: Some(POWER_AVERAGE_S),
             sm_clock_mhz: dev.clock_info(Clock::SM).ok().map(f64::from),
             mem_clock_mhz: dev.clock_info(Clock::Memory).ok().map(f64::from),
             util_pct: dev.utilization_rates().ok().map(|u| f64::from(u.gpu)),
@@ -208,6 +209,11 @@ impl Sensor for NvmlSensor {
 
 /// NVML's most NVLinks per GPU (`NVML_NVLINK_MAX_LINKS`).
 const NVLINK_MAX_LINKS: u32 = 18;
+
+/// The window of NVML's power reading: nvmlDeviceGetPowerUsage returns
+/// power averaged over 1 s on Ampere (but GA100) and later GPUs, and an
+/// instantaneous reading before; kiln takes the longer for every GPU.
+pub const POWER_AVERAGE_S: f64 = 1.0;
 
 /// A GPU's NVLinks as one sample sees them.
 #[derive(Debug, Clone, Copy)]

@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::results::DeviceRun;
 use crate::stats;
 use crate::verdict::Check;
+use crate::workload::WorkloadKind;
 
 /// Fewest cycles for the analysis (and the decay rule) to apply.
 pub const MIN_CYCLES: u32 = 3;
@@ -50,7 +51,8 @@ pub struct Burnin {
     /// Correctable ECC errors per hour over the run.
     pub ecc_corrected_per_hour: Option<f64>,
     /// Device-busy time (timed work) over the wall time of all its
-    /// workload phases, 0 to 1; `None` on simulated and virtual GPUs, whose
+    /// workload phases but the power pulses (idle half of the time by
+    /// design), 0 to 1; `None` on simulated and virtual GPUs, whose
     /// time is modelled, and for journals that did not record busy time.
     pub duty_cycle: Option<f64>,
     /// The same per workload, by name.
@@ -79,7 +81,12 @@ fn duty(dev: &DeviceRun) -> (Option<f64>, std::collections::BTreeMap<String, f64
             e.1 += wall;
         }
     }
-    let (busy, wall) = per.values().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+    // Pulses idle half of their phase by design: they are shown per
+    // workload, but the load a burn-in held is that of the others.
+    let (busy, wall) = per
+        .iter()
+        .filter(|(k, _)| k.as_str() != WorkloadKind::Pulse.name())
+        .fold((0.0, 0.0), |a, (_, b)| (a.0 + b.0, a.1 + b.1));
     let overall = (wall > 0.0).then(|| busy / wall);
     (
         overall,

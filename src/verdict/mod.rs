@@ -5,7 +5,7 @@
 //! Rules, in the order they are reported:
 //! - **integrity**: corruption found by a workload's own verification
 //!   (`sdc_matmul`, `copy_mismatch`, `hash_mismatch`, `memtest_errors`,
-//!   `transfer_mismatch`);
+//!   `transfer_mismatch`, `sdc_pulse`);
 //! - **absolute**: a figure below its baseline floor (`below_baseline`);
 //!   skipped, and said so, when no baseline matches the device;
 //! - **peers**: a figure more than the tolerance below the median of the
@@ -211,6 +211,7 @@ pub fn integrity_reason(workload: WorkloadKind) -> &'static str {
         WorkloadKind::Hash => "hash_mismatch",
         WorkloadKind::Memtest => "memtest_errors",
         WorkloadKind::Transfer => "transfer_mismatch",
+        WorkloadKind::Pulse => "sdc_pulse",
     }
 }
 
@@ -307,6 +308,7 @@ fn workload_of(metric: &str) -> Option<WorkloadKind> {
         "sha256d" => WorkloadKind::Hash,
         "memtest" => WorkloadKind::Memtest,
         "h2d" | "d2h" | "p2p" => WorkloadKind::Transfer,
+        m if m.starts_with("pulse_") => WorkloadKind::Pulse,
         _ => return None,
     })
 }

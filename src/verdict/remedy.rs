@@ -85,6 +85,9 @@ pub fn remedy_of(code: &str) -> Remedy {
     match code {
         // Wrong results: the hardware computes or stores wrongly.
         "sdc_matmul" | "copy_mismatch" | "hash_mismatch" | "memtest_errors" => Remedy::Rma,
+        // Wrong results only after load steps: the board's power delivery
+        // (its cables and seating first, then the board).
+        "sdc_pulse" => Remedy::CheckCablingOrReseat,
         // Corrupt copies between devices: the link first.
         "transfer_mismatch" | "pcie_degraded" | "nvlink_down" | "nvlink_errors"
         | "nvlink_wiring" => Remedy::CheckCablingOrReseat,
@@ -113,6 +116,7 @@ pub fn remedy_of(code: &str) -> Remedy {
 pub fn words(code: &str) -> &'static str {
     match code {
         "sdc_matmul" => "silent data corruption in matrix multiply",
+        "sdc_pulse" => "wrong results after idle-to-load power steps (power delivery)",
         "copy_mismatch" => "wrong data from a memory bandwidth kernel",
         "transfer_mismatch" => "data corrupted in a host or peer transfer",
         "hash_mismatch" => "wrong SHA-256 results",
@@ -422,7 +426,7 @@ pub fn diagnose(dev: &DeviceRun, checks: &[Check], decision: Decision) -> Option
             // Link and temperature findings say how bad, in the check's
             // own words.
             "nvlink_down" | "nvlink_errors" | "pcie_degraded" | "over_temperature"
-            | "power_low" | "fabric_unhealthy" | "nvlink_wiring" => {
+            | "power_low" | "fabric_unhealthy" | "nvlink_wiring" | "sdc_pulse" => {
                 match failed(checks, code).next() {
                     Some(c) => parts.push(format!("{} ({})", words(code), c.detail)),
                     None => parts.push(words(code).to_string()),
@@ -465,6 +469,7 @@ mod tests {
     fn every_reason_code_has_words_and_a_remedy() {
         for code in [
             "sdc_matmul",
+            "sdc_pulse",
             "copy_mismatch",
             "transfer_mismatch",
             "hash_mismatch",

@@ -307,11 +307,19 @@ pub fn power_checks(dev: &DeviceRun, limits: &Limits, checks: &mut Vec<Check>) {
     if windows.is_empty() || !dev.telemetry.iter().any(|s| s.power_limit_w.is_some()) {
         return;
     }
-    let inside = |t: f64| windows.iter().any(|p| p.start_s <= t && t <= p.end_s);
+    // A reading that averages over a window (NVML's 1 s) judges the load
+    // only when the whole window lies in a matmul phase: one that starts in
+    // the idle before it would read low on a healthy GPU.
+    let settled = |s: &Sample| {
+        let from = s.t_s - s.power_avg_s.unwrap_or(0.0);
+        windows
+            .iter()
+            .any(|p| p.start_s <= from && s.t_s <= p.end_s)
+    };
     let best = dev
         .telemetry
         .iter()
-        .filter(|s| inside(s.t_s))
+        .filter(|s| settled(s))
         .filter_map(|s| Some((s.power_w?, s.power_limit_w?, s.t_s)))
         .filter(|(_, limit, _)| *limit > 0.0)
         .max_by(|a, b| (a.0 / a.1).total_cmp(&(b.0 / b.1)));
@@ -326,8 +334,14 @@ pub fn power_checks(dev: &DeviceRun, limits: &Limits, checks: &mut Vec<Check>) {
             want,
             true,
             "",
-            "skipped: no power reading inside a matmul phase (sample faster with --sample-rate)"
-                .into(),
+            format!(
+                "skipped: no power reading whose window lies inside a matmul phase (the matmul phases lasted {}{}); a longer profile (standard, burnin) or a faster --sample-rate gives one",
+                crate::stats::secs(windows.iter().map(|p| p.end_s - p.start_s).sum::<f64>()),
+                match dev.telemetry.iter().find_map(|s| s.power_avg_s) {
+                    Some(a) => format!(", and each power reading averages over {}", crate::stats::secs(a)),
+                    None => String::new(),
+                }
+            ),
         );
         c.skipped = true;
         checks.push(c);
@@ -663,6 +677,50 @@ mod tests {
             checks.iter().all(|c| c.metric != "power_under_load"),
             "{checks:?}"
         );
+    }
+
+    /// NVML averages power over 1 s: a reading whose window starts before
+    /// the matmul phase (in the idle before it) does not judge the GPU; one
+    /// whose window lies inside does.
+    #[test]
+    fn an_averaged_power_reading_judges_only_a_window_inside_the_matmul_phase() {
+        let avg = |t: f64, w: f64| Sample {
+            power_w: Some(w),
+            power_limit_w: Some(700.0),
+            power_avg_s: Some(1.0),
+            ..sample(t)
+        };
+        let run = |samples: Vec<Sample>| {
+            let mut d = dev(samples);
+            d.phases[0].start_s = 10.0;
+            d.phases[0].end_s = 10.8;
+            let mut checks = Vec::new();
+            super::checks(&d, None, &mut checks);
+            checks
+                .into_iter()
+                .find(|c| c.metric == "power_under_load")
+                .expect("a power check")
+        };
+        // 0.8 s of matmul: the reading at its end still averages idle.
+        let c = run(vec![avg(9.0, 70.0), avg(10.8, 300.0)]);
+        assert!(c.skipped && c.pass, "{c:?}");
+        assert!(c.detail.contains("averages over 1.00 s"), "{}", c.detail);
+        assert!(c.detail.contains("lasted 0.80 s"), "{}", c.detail);
+        // A longer phase: the settled reading is judged, both ways.
+        let long = |w: f64| {
+            let mut d = dev(vec![avg(10.5, 100.0), avg(12.0, w)]);
+            d.phases[0].start_s = 10.0;
+            d.phases[0].end_s = 12.0;
+            let mut checks = Vec::new();
+            super::checks(&d, None, &mut checks);
+            checks
+                .into_iter()
+                .filter(|c| !c.pass)
+                .map(|c| c.reason)
+                .collect::<Vec<_>>()
+        };
+        assert!(long(650.0).is_empty());
+        assert_eq!(long(400.0), vec!["power_low"]);
     }
 
     #[test]

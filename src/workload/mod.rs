@@ -18,6 +18,7 @@
 pub mod bandwidth;
 pub mod hash;
 pub mod matmul;
+pub mod pulse;
 pub mod selftest;
 pub mod transfer;
 
@@ -55,6 +56,15 @@ impl std::fmt::Display for Profile {
             Profile::Burnin => "burnin",
         })
     }
+}
+
+/// The workloads a profile runs when `--workloads` is not given: every
+/// family, except the minute-long power pulses in `quick`.
+pub fn default_workloads(profile: Profile) -> Vec<WorkloadKind> {
+    WorkloadKind::ALL
+        .into_iter()
+        .filter(|k| profile != Profile::Quick || *k != WorkloadKind::Pulse)
+        .collect()
 }
 
 /// Sizes and repetitions of one workload on one device.
@@ -98,6 +108,16 @@ pub enum WorkloadSpec {
         #[serde(default)]
         run: Vec<usize>,
     },
+    /// `pulses` bursts of back-to-back GEMMs of size `n`, each at least
+    /// `on_ms` long (one product when 0), with `off_ms` of idle after each;
+    /// the first of `variants` the device can run.
+    Pulse {
+        n: usize,
+        variants: Vec<MatmulVariant>,
+        on_ms: u32,
+        off_ms: u32,
+        pulses: u32,
+    },
 }
 
 impl WorkloadSpec {
@@ -109,6 +129,7 @@ impl WorkloadSpec {
             WorkloadSpec::Hash { .. } => WorkloadKind::Hash,
             WorkloadSpec::Memtest { .. } => WorkloadKind::Memtest,
             WorkloadSpec::Transfer { .. } => WorkloadKind::Transfer,
+            WorkloadSpec::Pulse { .. } => WorkloadKind::Pulse,
         }
     }
 
@@ -168,6 +189,26 @@ impl WorkloadSpec {
                     run: Vec::new(),
                 }
             }
+            // 2.5 pulses a second: 200 ms of back-to-back GEMMs, 200 ms of
+            // idle. The load steps from idle to the board's limit and back
+            // each time, as DCGM's pulse test does; a weak power stage or
+            // cable fails there first. A minute in standard, 20 s in each
+            // burn-in cycle, 10 s when asked for in quick.
+            WorkloadKind::Pulse => WorkloadSpec::Pulse {
+                n: if info.backend == BackendKind::Cuda {
+                    8192
+                } else {
+                    1024
+                },
+                variants: pulse::VARIANTS.to_vec(),
+                on_ms: 200,
+                off_ms: 200,
+                pulses: match profile {
+                    Profile::Quick => 25,
+                    Profile::Standard => 150,
+                    Profile::Burnin => 50,
+                },
+            },
             WorkloadKind::Memtest => {
                 // GPUs: quick tests 4 GiB; standard and burn-in test most
                 // of the free memory (the driver clamps the whole memory to
@@ -236,6 +277,19 @@ fn small_spec(kind: WorkloadKind, backend: BackendKind) -> WorkloadSpec {
             words: 1 << 14,
             walking_bits: vec![0, 31, 63],
             random_passes: 1,
+        },
+        // One product per burst and a millisecond of idle: the steps, the
+        // checks and the faults, without a minute of modelled load.
+        WorkloadKind::Pulse => WorkloadSpec::Pulse {
+            n: if backend == BackendKind::Cuda {
+                128
+            } else {
+                64
+            },
+            variants: pulse::VARIANTS.to_vec(),
+            on_ms: 0,
+            off_ms: 1,
+            pulses: 10,
         },
     }
 }
@@ -357,19 +411,31 @@ const MAX_SUSTAINED: u32 = 1 << 20;
 /// How long the timed loop of `kind` runs back to back: in `burnin`, on
 /// real hardware, long enough that set-up and host verification between
 /// workloads are a few percent of the phase (a duty cycle of at least
-/// 95 %, as gpu-burn's back-to-back GEMMs load a GPU); 0 otherwise (the
-/// iteration count rules). Simulated and virtual GPUs keep their iteration
-/// counts: their time is modelled.
+/// 95 %, as gpu-burn's back-to-back GEMMs load a GPU). On real GPUs the
+/// GEMMs of `quick` and `standard` also hold the load for 8 s and 16 s
+/// (their iteration counts alone take about a second on an H100): long
+/// enough for NVML's 1 s power average to read the load (`power_low`) and
+/// for the clocks to settle. 0 otherwise (the iteration count rules).
+/// Simulated and virtual GPUs keep their iteration counts: their time is
+/// modelled.
 pub fn sustain_for(kind: WorkloadKind, profile: Profile, info: &DeviceInfo) -> f64 {
-    if profile != Profile::Burnin || info.simulated {
+    if info.simulated {
         return 0.0;
+    }
+    if profile != Profile::Burnin {
+        return match (kind, info.backend, profile) {
+            (WorkloadKind::Matmul, BackendKind::Cuda, Profile::Quick) => 8.0,
+            (WorkloadKind::Matmul, BackendKind::Cuda, _) => 16.0,
+            _ => 0.0,
+        };
     }
     match kind {
         WorkloadKind::Matmul => 40.0,
         WorkloadKind::Bandwidth | WorkloadKind::Hash => 20.0,
         // The memory test's verify-and-write steps cannot be repeated, and
-        // copies are bounded by the link: their counts rule.
-        WorkloadKind::Memtest | WorkloadKind::Transfer => 0.0,
+        // copies are bounded by the link: their counts rule. Pulses idle
+        // half of the time on purpose.
+        WorkloadKind::Memtest | WorkloadKind::Transfer | WorkloadKind::Pulse => 0.0,
     }
 }
 
@@ -527,6 +593,21 @@ pub fn execute(
             iterations,
             run,
         } => transfer::execute(device, *words, *warmup, *iterations, run, ctx),
+        WorkloadSpec::Pulse {
+            n,
+            variants,
+            on_ms,
+            off_ms,
+            pulses,
+        } => pulse::execute(
+            device,
+            *n,
+            variants,
+            std::time::Duration::from_millis(u64::from(*on_ms)),
+            std::time::Duration::from_millis(u64::from(*off_ms)),
+            *pulses,
+            ctx,
+        ),
     }
 }
 
@@ -799,6 +880,48 @@ mod tests {
         // memory less the margin (Device::memtest_capacity).
         assert_eq!(words(Profile::Standard), 80 << 30);
         assert_eq!(words(Profile::Burnin), 80 << 30);
+    }
+
+    #[test]
+    fn real_gpus_hold_their_gemms_long_enough_to_read_the_power() {
+        let gpu = gpu(80);
+        let sustain = |kind, profile| sustain_for(kind, profile, &gpu);
+        assert_eq!(sustain(WorkloadKind::Matmul, Profile::Quick), 8.0);
+        assert_eq!(sustain(WorkloadKind::Matmul, Profile::Standard), 16.0);
+        assert_eq!(sustain(WorkloadKind::Matmul, Profile::Burnin), 40.0);
+        assert_eq!(sustain(WorkloadKind::Hash, Profile::Quick), 0.0);
+        assert_eq!(sustain(WorkloadKind::Pulse, Profile::Burnin), 0.0);
+        let mut cpu = gpu.clone();
+        cpu.backend = BackendKind::Cpu;
+        assert_eq!(sustain_for(WorkloadKind::Matmul, Profile::Quick, &cpu), 0.0);
+        let mut virt = gpu.clone();
+        virt.simulated = true;
+        assert_eq!(
+            sustain_for(WorkloadKind::Matmul, Profile::Burnin, &virt),
+            0.0
+        );
+    }
+
+    #[test]
+    fn quick_leaves_the_pulses_out_and_the_others_run_them() {
+        assert!(!default_workloads(Profile::Quick).contains(&WorkloadKind::Pulse));
+        assert_eq!(default_workloads(Profile::Quick).len(), 5);
+        for p in [Profile::Standard, Profile::Burnin] {
+            assert_eq!(default_workloads(p), WorkloadKind::ALL.to_vec());
+        }
+        let pulses = |p| match WorkloadSpec::for_device(WorkloadKind::Pulse, p, &gpu(80)) {
+            WorkloadSpec::Pulse {
+                on_ms,
+                off_ms,
+                pulses,
+                n,
+                ..
+            } => (n, f64::from(pulses) * f64::from(on_ms + off_ms) / 1000.0),
+            other => panic!("{other:?}"),
+        };
+        // About a minute in standard, 20 s per burn-in cycle.
+        assert_eq!(pulses(Profile::Standard), (8192, 60.0));
+        assert_eq!(pulses(Profile::Burnin), (8192, 20.0));
     }
 
     #[test]
