@@ -1071,3 +1071,18 @@ fn kiln_check_reads_the_fabric_the_wiring_the_modes_and_the_kernel_log_through_n
         "{all}"
     );
 }
+
+/// The power pulses run through the real CUDA path: a GPU that falls off
+/// the bus while they run is rejected, the others pulse clean.
+#[test]
+fn a_gpu_lost_under_the_power_pulses_is_rejected_and_its_peers_pulse_clean() {
+    let got = FaultCase {
+        faults: "{ lost_at_s = 0.2 }",
+        args: &["--workloads", "pulse"],
+        code: "device_lost",
+        inject: Some("1:pulse=lost"),
+        time_to_fault: Some((0.1, 5.0)),
+    }
+    .check();
+    assert!(got.contains(&"xid".to_string()), "{got:?}");
+}
