@@ -610,3 +610,54 @@ fn standard_runs_the_pulses_and_quick_only_when_asked() {
         );
     }
 }
+
+/// Peer copies are judged by the link that carries them: a GPU whose every
+/// NVLink is down copies to its peers over PCIe, which an all-NVLink model
+/// rejects (`p2p_over_pcie`, beside `nvlink_down`); the healthy GPUs' NVLink
+/// copies clear the NVLink floor.
+#[test]
+fn peer_copies_over_pcie_on_an_nvlink_model_reject_and_nvlink_ones_pass() {
+    let d = tempfile::tempdir().expect("temp");
+    let (code, v, log) = sim(
+        d.path(),
+        &[
+            "--sim-gpus",
+            "4",
+            "--workloads",
+            "transfer",
+            "--inject",
+            "2:nvlinkdown=18",
+        ],
+    );
+    assert_eq!(code, 1, "{log}");
+    for dev in [0, 1, 3] {
+        assert_clean(&v, dev);
+        let floor = v["devices"][dev]["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .find(|c| c["rule"] == "absolute" && c["metric"] == "p2p_nvlink")
+            .cloned()
+            .unwrap_or_else(|| panic!("device {dev}: the NVLink floor is judged"));
+        assert_eq!(floor["pass"], true, "{floor}");
+        let text = v["devices"][dev]["metrics"].to_string();
+        assert!(!text.contains("p2p_pcie"), "device {dev}: {text}");
+    }
+    assert_rejected_for(&v, 2, "p2p_over_pcie");
+    assert_rejected_for(&v, 2, "nvlink_down");
+    let metrics = v["devices"][2]["metrics"].as_array().expect("metrics");
+    let pcie = metrics
+        .iter()
+        .find(|m| m["name"] == "p2p_pcie")
+        .expect("the PCIe copies are measured");
+    assert!(pcie["value"].as_f64() < Some(100.0), "{pcie}");
+    let to0 = metrics
+        .iter()
+        .find(|m| m["name"] == "p2p_gpu0")
+        .expect("p2p_gpu0");
+    assert!(
+        to0["counted"].as_str().unwrap_or("").contains("over PCIe"),
+        "{to0}"
+    );
+    assert_eq!(v["devices"][2]["remedy"], "check_cabling_or_reseat");
+}

@@ -568,6 +568,29 @@ pub trait TransferOp {
     fn check(&mut self, dir: Direction) -> DeviceResult<CopyCheck>;
 }
 
+/// What carries the copies between two devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PeerLink {
+    /// NVLink, directly or through NVSwitches (NVML's P2P status over
+    /// NVLink is OK for the pair).
+    Nvlink,
+    /// PCIe peer-to-peer (direct access, but not over NVLink).
+    Pcie,
+    /// Not known (no NVML to ask).
+    Unknown,
+}
+
+impl PeerLink {
+    /// The name in metric names (`p2p_nvlink`, `p2p_pcie`) and on screen.
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerLink::Nvlink => "nvlink",
+            PeerLink::Pcie => "pcie",
+            PeerLink::Unknown => "unknown link",
+        }
+    }
+}
+
 /// Prepared copies from this device to its peers, `words` 64-bit words
 /// each, source `reference::transfer::word(seed, P2P_STREAM, i)`.
 pub trait PeerOp {
@@ -578,6 +601,11 @@ pub trait PeerOp {
     fn run(&mut self, target: usize) -> DeviceResult<Seconds>;
     /// Checks what the last copy left on `target`.
     fn check(&mut self, target: usize) -> DeviceResult<CopyCheck>;
+    /// What carries the copies to `target`, one of [`PeerOp::targets`].
+    fn link(&self, target: usize) -> PeerLink {
+        let _ = target;
+        PeerLink::Unknown
+    }
 }
 
 /// A device kiln can test. One per GPU; the whole host for the CPU backend.

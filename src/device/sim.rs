@@ -20,7 +20,7 @@ use std::time::Instant;
 use crate::device::cpu::{CpuMatmul, CpuMemtest, CpuStream};
 use crate::device::{
     BackendKind, BufferDigest, Device, DeviceError, DeviceInfo, DeviceResult, Direction, Engine,
-    HashOp, MatmulOp, MatmulShape, MatmulVariant, MemtestOp, PeerOp, Precision, Seconds,
+    HashOp, MatmulOp, MatmulShape, MatmulVariant, MemtestOp, PeerLink, PeerOp, Precision, Seconds,
     SimOptions, StreamBuffer, StreamKernel, StreamOp, TransferOp,
 };
 use crate::reference::gen;
@@ -50,6 +50,9 @@ pub struct Nominal {
     /// Peer to peer, GB/s one way: NVLink 4 through NVSwitch, 450 GB/s each
     /// way, at 80 %.
     pub p2p: f64,
+    /// Peer to peer over PCIe Gen5 x16 when no NVLink is up, GB/s one way
+    /// (as host copies: 63 GB/s before protocol overhead, at 80 %).
+    pub p2p_pcie: f64,
     /// HBM3 read, GB/s. Datasheet 3.35 TB/s; about 95 % reachable.
     pub bw_read: f64,
     /// HBM3 write, GB/s (about 90 % of 3.35 TB/s).
@@ -71,6 +74,7 @@ pub const NOMINAL: Nominal = Nominal {
     h2d: 53.0,
     d2h: 53.0,
     p2p: 360.0,
+    p2p_pcie: 50.0,
     bw_read: 3_200.0,
     bw_write: 3_000.0,
     bw_copy: 3_000.0,
@@ -1127,9 +1131,21 @@ impl PeerOp for SimPeer<'_> {
         self.dst.copy_from_slice(&self.src);
         corrupt_copy(self.state, &mut self.dst);
         let bytes = (self.src.len() * 8) as f64;
-        Ok(self
-            .model
-            .time(bytes, NOMINAL.p2p * 1e9, self.state.speed()))
+        let nominal = match self.link(target) {
+            PeerLink::Pcie => NOMINAL.p2p_pcie,
+            _ => NOMINAL.p2p,
+        };
+        Ok(self.model.time(bytes, nominal * 1e9, self.state.speed()))
+    }
+
+    /// NVLink while any of the GPU's links is up (NVSwitches reach every
+    /// peer); PCIe once every link is down.
+    fn link(&self, _target: usize) -> PeerLink {
+        if self.state.has(|f| *f == Fault::NvlinkDown(SIM_NVLINKS)) {
+            PeerLink::Pcie
+        } else {
+            PeerLink::Nvlink
+        }
     }
 
     fn check(&mut self, _target: usize) -> DeviceResult<CopyCheck> {

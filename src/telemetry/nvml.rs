@@ -102,6 +102,36 @@ pub fn identity(bus_id: &str) -> Result<NvmlIdentity, String> {
     })
 }
 
+/// nvml.h nvmlGpuP2PCapsIndex_t NVML_P2P_CAPS_INDEX_NVLINK.
+const P2P_CAPS_INDEX_NVLINK: u32 = 2;
+/// nvml.h nvmlGpuP2PStatus_t NVML_P2P_STATUS_OK.
+const P2P_STATUS_OK: u32 = 0;
+
+/// Whether the GPUs at `from` and `to` (PCI bus ids) reach each other
+/// peer to peer over NVLink, as NVML's P2P status for the NVLink
+/// capability says (`nvmlDeviceGetP2PStatus`); `None` when NVML cannot
+/// tell (no NVML, a GPU it does not know, an older driver without the
+/// call).
+pub fn nvlink_p2p(from: &str, to: &str) -> Option<bool> {
+    let nvml = open().ok()?;
+    let a = nvml.device_by_pci_bus_id(normalize_bus_id(from)).ok()?;
+    let b = nvml.device_by_pci_bus_id(normalize_bus_id(to)).ok()?;
+    let f = nvml.lib().nvmlDeviceGetP2PStatus.as_ref().ok()?;
+    let mut status: u32 = u32::MAX;
+    // SAFETY: both handles belong to the live, leaked NVML instance; the
+    // index is one of nvml.h's; `status` is a live nvmlGpuP2PStatus_t
+    // (a C enum, 32 bits).
+    let rc = unsafe {
+        f(
+            a.handle(),
+            b.handle(),
+            P2P_CAPS_INDEX_NVLINK,
+            (&mut status as *mut u32).cast(),
+        )
+    };
+    (rc == 0).then_some(status == P2P_STATUS_OK)
+}
+
 /// The NVML sensors of one GPU.
 pub struct NvmlSensor {
     nvml: &'static Nvml,

@@ -6,8 +6,10 @@
 //! - **integrity**: corruption found by a workload's own verification
 //!   (`sdc_matmul`, `copy_mismatch`, `hash_mismatch`, `memtest_errors`,
 //!   `transfer_mismatch`, `sdc_pulse`);
-//! - **absolute**: a figure below its baseline floor (`below_baseline`);
-//!   skipped, and said so, when no baseline matches the device;
+//! - **absolute**: a figure below its baseline floor (`below_baseline`),
+//!   or peer copies over PCIe on a model whose peers are all on NVLink
+//!   (`p2p_over_pcie`); skipped, and said so, when no baseline matches the
+//!   device;
 //! - **peers**: a figure more than the tolerance below the median of the
 //!   same-model devices of the run (`peer_outlier`), see [`peers`];
 //! - **telemetry**: over-temperature, throttling that the baseline does not
@@ -307,7 +309,8 @@ fn workload_of(metric: &str) -> Option<WorkloadKind> {
         m if m.starts_with("bw_") => WorkloadKind::Bandwidth,
         "sha256d" => WorkloadKind::Hash,
         "memtest" => WorkloadKind::Memtest,
-        "h2d" | "d2h" | "p2p" => WorkloadKind::Transfer,
+        "h2d" | "d2h" => WorkloadKind::Transfer,
+        m if m == "p2p" || m.starts_with("p2p_") => WorkloadKind::Transfer,
         m if m.starts_with("pulse_") => WorkloadKind::Pulse,
         _ => return None,
     })
@@ -383,6 +386,25 @@ fn absolute_checks(
                 100.0 * value / b.expected.max(f64::MIN_POSITIVE)
             ),
         ));
+    }
+    // A model whose every peer is on NVLink (a p2p_nvlink floor and none
+    // for PCIe): copies that went over PCIe mean NVLink peer-to-peer is
+    // not working for this GPU, however fast PCIe was.
+    if base.metrics.contains_key("p2p_nvlink") && !base.metrics.contains_key("p2p_pcie") {
+        if let Some((value, unit)) = values.get("p2p_pcie") {
+            checks.push(Check::new(
+                "absolute",
+                "p2p_pcie",
+                *value,
+                0.0,
+                false,
+                "p2p_over_pcie",
+                format!(
+                    "copies to peers went over PCIe ({value:.1} {unit} to the slowest of them; the p2p_gpuJ figures name each link), but every peer of a {} is on NVLink ({} has a p2p_nvlink floor and none for PCIe)",
+                    base.model, base.source
+                ),
+            ));
+        }
     }
 }
 
@@ -748,5 +770,78 @@ pub fn exit_code(run: &RunResults, verdicts: &[DeviceVerdict]) -> ExitCode {
         ExitCode::Incomplete
     } else {
         ExitCode::Accepted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base(floors: &[(&str, f64)]) -> Baseline {
+        let mut text = String::from("[model]\nname = \"NVIDIA H100 80GB HBM3\"\n");
+        for (m, floor) in floors {
+            text.push_str(&format!(
+                "[metrics.{m}]\nunit = \"GB/s\"\nexpected = {}\nfloor = {floor}\n",
+                floor / 0.9
+            ));
+        }
+        baseline::parse("t.toml", &text).expect("the test baseline parses")
+    }
+
+    fn judged(values: &[(&str, f64)], b: &Baseline) -> Vec<Check> {
+        let values = values
+            .iter()
+            .map(|(m, v)| (m.to_string(), (*v, "GB/s".to_string())))
+            .collect();
+        let mut checks = Vec::new();
+        absolute_checks(&values, b, &[WorkloadKind::Transfer], &mut checks);
+        checks
+    }
+
+    fn failed(checks: &[Check]) -> Vec<(&str, &str)> {
+        checks
+            .iter()
+            .filter(|c| !c.pass)
+            .map(|c| (c.metric.as_str(), c.reason.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn nvlink_and_pcie_peers_are_held_to_their_own_floors() {
+        let both = base(&[("p2p_nvlink", 324.0), ("p2p_pcie", 40.0)]);
+        // A mixed node: each class clears its own floor.
+        assert!(failed(&judged(&[("p2p_nvlink", 350.0), ("p2p_pcie", 48.0)], &both)).is_empty());
+        // A PCIe peer at NVLink's floor would fail; at its own it passes,
+        // and a slow one fails its own.
+        assert_eq!(
+            failed(&judged(&[("p2p_nvlink", 350.0), ("p2p_pcie", 30.0)], &both)),
+            [("p2p_pcie", "below_baseline")]
+        );
+        assert_eq!(
+            failed(&judged(&[("p2p_nvlink", 200.0), ("p2p_pcie", 48.0)], &both)),
+            [("p2p_nvlink", "below_baseline")]
+        );
+    }
+
+    #[test]
+    fn a_pcie_peer_on_an_all_nvlink_model_is_rejected_and_nvlink_peers_pass() {
+        let sxm = base(&[("p2p_nvlink", 324.0)]);
+        assert!(failed(&judged(&[("p2p_nvlink", 350.0)], &sxm)).is_empty());
+        let checks = judged(&[("p2p_nvlink", 350.0), ("p2p_pcie", 50.0)], &sxm);
+        assert_eq!(failed(&checks), [("p2p_pcie", "p2p_over_pcie")]);
+        let c = checks.iter().find(|c| !c.pass).expect("the finding");
+        assert!(
+            c.detail.contains("went over PCIe (50.0 GB/s"),
+            "{}",
+            c.detail
+        );
+        // Every peer over PCIe: the NVLink floor is not measured (skipped,
+        // said), and the PCIe copies reject.
+        let checks = judged(&[("p2p_pcie", 50.0)], &sxm);
+        assert_eq!(failed(&checks), [("p2p_pcie", "p2p_over_pcie")]);
+        assert!(checks.iter().any(|c| c.metric == "p2p_nvlink" && c.skipped));
+        // A file that names no link class judges neither.
+        let old = base(&[("p2p", 324.0)]);
+        assert!(failed(&judged(&[("p2p", 350.0), ("p2p_pcie", 50.0)], &old)).is_empty());
     }
 }

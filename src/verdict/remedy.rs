@@ -90,7 +90,7 @@ pub fn remedy_of(code: &str) -> Remedy {
         "sdc_pulse" => Remedy::CheckCablingOrReseat,
         // Corrupt copies between devices: the link first.
         "transfer_mismatch" | "pcie_degraded" | "nvlink_down" | "nvlink_errors"
-        | "nvlink_wiring" => Remedy::CheckCablingOrReseat,
+        | "nvlink_wiring" | "p2p_over_pcie" => Remedy::CheckCablingOrReseat,
         // A reset registers the GPU with the fabric again and ends a route
         // or timeout recovery; degraded bandwidth is the links' (below).
         "fabric_unhealthy" => Remedy::ResetGpu,
@@ -135,6 +135,7 @@ pub fn words(code: &str) -> &'static str {
         "xid" => "driver reported XID errors",
         "pcie_degraded" => "PCIe link below its maximum",
         "nvlink_down" => "NVLinks down",
+        "p2p_over_pcie" => "peer copies went over PCIe instead of NVLink",
         "nvlink_errors" => "NVLink errors rising",
         "hang" => "a workload hung",
         "device_lost" => "fell off the bus",
@@ -487,6 +488,7 @@ mod tests {
             "pcie_degraded",
             "nvlink_down",
             "nvlink_errors",
+            "p2p_over_pcie",
             "power_low",
             "hang",
             "device_lost",

@@ -26,7 +26,7 @@
 //! bandwidth to device J; `p2p` is the slowest of them, so one bad link
 //! fails the device.
 
-use crate::device::{Device, Direction};
+use crate::device::{Device, Direction, PeerLink};
 use crate::reference::transfer::{size_text, CopyCheck, D2H_STREAM, H2D_STREAM};
 use crate::workload::{seconds, Context, Integrity, WorkloadError, WorkloadKind};
 
@@ -49,6 +49,15 @@ pub fn peer_order(index: usize, run: &[usize]) -> Vec<usize> {
         return Vec::new();
     };
     (1..all.len()).map(|s| all[(p + s) % all.len()]).collect()
+}
+
+/// A link class in words.
+fn link_words(link: PeerLink) -> &'static str {
+    match link {
+        PeerLink::Nvlink => "NVLink",
+        PeerLink::Pcie => "PCIe",
+        PeerLink::Unknown => "a link of unknown kind (no NVML)",
+    }
 }
 
 fn detail_of(what: &str, c: &CopyCheck) -> String {
@@ -144,7 +153,9 @@ pub(crate) fn execute(
         .into_iter()
         .filter(|t| reachable.contains(t))
         .collect();
+    // The slowest peer of all, and of each link class.
     let mut slowest: Option<(usize, Vec<f64>, f64)> = None;
+    let mut slowest_by: Vec<(PeerLink, usize, Vec<f64>, f64, usize)> = Vec::new();
     let mut total = CopyCheck::default();
     let mut detail = String::new();
     for (ti, &target) in targets.iter().enumerate() {
@@ -170,20 +181,56 @@ pub(crate) fn execute(
         if detail.is_empty() {
             detail = detail_of(&format!("p2p to device {target}"), &check);
         }
+        let link = op.link(target);
         ctx.metric(
             WorkloadKind::Transfer,
             &format!("p2p_gpu{target}"),
             "GB/s",
             format!(
-                "bytes copied one way per second from device {index} to device {target}, {size}"
+                "bytes copied one way per second from device {index} to device {target} over {}, {size}",
+                link_words(link)
             ),
             &rates,
             simulated,
         );
         let median = crate::stats::median(&rates).unwrap_or(f64::INFINITY);
+        match slowest_by.iter_mut().find(|s| s.0 == link) {
+            Some(s) => {
+                s.4 += 1;
+                if median < s.3 {
+                    (s.1, s.2, s.3) = (target, rates.clone(), median);
+                }
+            }
+            None => slowest_by.push((link, target, rates.clone(), median, 1)),
+        }
         if slowest.as_ref().is_none_or(|s| median < s.2) {
             slowest = Some((target, rates, median));
         }
+    }
+    // Each link class against its own floor: NVLink peers move ten times
+    // what PCIe peers do, so one floor for both would fail every PCIe peer
+    // or pass a broken NVLink.
+    slowest_by.sort_by_key(|s| s.0);
+    for (link, target, rates, _, count) in slowest_by {
+        if link == PeerLink::Unknown {
+            continue;
+        }
+        ctx.metric(
+            WorkloadKind::Transfer,
+            &format!("p2p_{}", link.name()),
+            "GB/s",
+            format!(
+                "bytes copied one way per second to {} over {} (device {target}), {size}",
+                if count == 1 {
+                    "the only peer".to_string()
+                } else {
+                    format!("the slowest of {count} peers")
+                },
+                link_words(link)
+            ),
+            &rates,
+            simulated,
+        );
     }
     if let Some((target, rates, _)) = slowest {
         ctx.metric(
@@ -252,6 +299,14 @@ mod tests {
             }
             Ok(check_words(1, P2P_STREAM, &data))
         }
+        /// Peer 5 is reached over PCIe, the others over NVLink.
+        fn link(&self, target: usize) -> PeerLink {
+            if target == 5 {
+                PeerLink::Pcie
+            } else {
+                PeerLink::Nvlink
+            }
+        }
     }
 
     impl Device for Links {
@@ -316,6 +371,20 @@ mod tests {
         assert_eq!(metric("p2p_gpu2"), Some(fast / 4.0));
         assert_eq!(metric("p2p_gpu3"), None, "unreachable");
         assert_eq!(metric("p2p"), Some(fast / 4.0), "the slowest peer");
+        // Each link class has its own slowest peer (device 0 copies to 2
+        // and 5; 3 is unreachable): NVLink peer 2, PCIe peer 5.
+        assert_eq!(metric("p2p_nvlink"), Some(fast / 4.0));
+        assert_eq!(metric("p2p_pcie"), Some(fast));
+        let counted = |name: &str| {
+            records.iter().find_map(|r| match r {
+                Record::Metric(m) if m.name == name => Some(m.counted.clone()),
+                _ => None,
+            })
+        };
+        let c = counted("p2p_nvlink").unwrap_or_default();
+        assert!(c.contains("the only peer over NVLink (device 2)"), "{c}");
+        let c = counted("p2p_gpu5").unwrap_or_default();
+        assert!(c.contains("to device 5 over PCIe"), "{c}");
         let notes: Vec<&String> = records
             .iter()
             .filter_map(|r| match r {

@@ -402,3 +402,24 @@ fn error_strings_name_the_codes() {
     let s = unsafe { CStr::from_ptr(nvmlErrorString(NVML_ERROR_TIMEOUT)) };
     assert_eq!(s.to_str().unwrap(), "Timeout");
 }
+
+#[test]
+fn peers_on_the_nvswitch_fabric_are_nvlink_peers_and_never_pcie_ones() {
+    init();
+    let status = |a: u32, b: u32, index: c_uint| {
+        let mut v: c_uint = 99;
+        let rc = unsafe { nvmlDeviceGetP2PStatus(handle(a), handle(b), index, &mut v) };
+        (rc, v)
+    };
+    // NVLINK (2), READ (0), ATOMICS (3): OK, GPU 2's two links down or not.
+    for index in [0, 1, 2, 3] {
+        assert_eq!(status(0, 2, index), (NVML_SUCCESS, 0), "index {index}");
+        assert_eq!(status(2, 1, index), (NVML_SUCCESS, 0), "index {index}");
+    }
+    // PCI (4): no PCIe peer path is modelled.
+    assert_eq!(status(0, 1, 4), (NVML_SUCCESS, 5));
+    // Strict: a GPU is not its own peer; UNKNOWN (5) is no capability.
+    assert_eq!(status(1, 1, 2).0, NVML_ERROR_INVALID_ARGUMENT);
+    assert_eq!(status(0, 1, 5).0, NVML_ERROR_INVALID_ARGUMENT);
+    assert!(log().contains("a GPU is not its own peer"), "{}", log());
+}

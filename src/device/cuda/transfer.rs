@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use crate::device::cuda::gpu::{describe, Func, Gpu, Handle, Timer};
 use crate::device::cuda::kernels::{grid, Kernel, BLOCK};
 use crate::device::cuda::matmul::device_checksum;
-use crate::device::{DeviceResult, Direction, PeerOp, Seconds, TransferOp};
+use crate::device::{DeviceResult, Direction, PeerLink, PeerOp, Seconds, TransferOp};
 use crate::reference::transfer::{self, CopyCheck};
 
 /// Pinned host memory of `words` u64, filled with `fill(i)`.
@@ -253,6 +253,39 @@ impl Drop for PeerBuffer {
 struct Target {
     index: usize,
     dst: PeerBuffer,
+    /// What carries the copies, as NVML tells.
+    link: PeerLink,
+}
+
+/// The PCI bus id of a CUDA device, as kiln writes bus ids.
+fn bus_id_of(dev: sys::CUdevice) -> Option<String> {
+    use cudarc::driver::sys::CUdevice_attribute as A;
+    let attr = |a: A| {
+        // SAFETY: `dev` comes from cuDeviceGet or a live context.
+        unsafe { cudarc::driver::result::device::get_attribute(dev, a) }
+            .ok()
+            .and_then(|v| u32::try_from(v).ok())
+    };
+    Some(super::identity::format_bus_id(
+        attr(A::CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID)?,
+        attr(A::CU_DEVICE_ATTRIBUTE_PCI_BUS_ID)?,
+        attr(A::CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID)?,
+    ))
+}
+
+/// What carries copies from the device `from` to the device `to`: NVLink
+/// when NVML's P2P status over NVLink is OK for the pair, PCIe when it is
+/// not (the pair has direct access, so it is a PCIe peer path), unknown
+/// without NVML.
+fn link_between(from: sys::CUdevice, to: sys::CUdevice) -> PeerLink {
+    let (Some(a), Some(b)) = (bus_id_of(from), bus_id_of(to)) else {
+        return PeerLink::Unknown;
+    };
+    match crate::telemetry::nvml::nvlink_p2p(&a, &b) {
+        Some(true) => PeerLink::Nvlink,
+        Some(false) => PeerLink::Pcie,
+        None => PeerLink::Unknown,
+    }
 }
 
 /// Copies from one GPU to its peers.
@@ -382,8 +415,13 @@ fn prepare_targets(
             ));
             continue;
         }
+        let link = link_between(h.ctx.cu_device(), ctx.cu_device());
         let dst = PeerBuffer::new(ctx, words * 8).map_err(fail)?;
-        targets.push(Target { index: t, dst });
+        targets.push(Target {
+            index: t,
+            dst,
+            link,
+        });
     }
     Ok((targets, unreachable))
 }
@@ -437,6 +475,13 @@ impl PeerOp for CudaPeer {
             peer_copy(&h.stream, &t.dst.ctx, t.dst.ptr, &src_ctx, s, bytes)
                 .map_err(|e| h.fail(&format!("queueing {what}"), e))
         })
+    }
+
+    fn link(&self, target: usize) -> PeerLink {
+        self.targets
+            .iter()
+            .find(|t| t.index == target)
+            .map_or(PeerLink::Unknown, |t| t.link)
     }
 
     fn check(&mut self, target: usize) -> DeviceResult<CopyCheck> {

@@ -556,6 +556,11 @@ pub const MEASURED: &[(&str, &[&str])] = &[
     ("h2d", &["GB/s"]),
     ("d2h", &["GB/s"]),
     ("p2p", &["GB/s"]),
+    ("p2p_nvlink", &["GB/s"]),
+    ("p2p_pcie", &["GB/s"]),
+    ("pulse_bf16", &["TFLOP/s", "GFLOP/s"]),
+    ("pulse_mma_bf16", &["TFLOP/s", "GFLOP/s"]),
+    ("pulse_fp32", &["TFLOP/s", "GFLOP/s"]),
 ];
 
 /// `value` in `from` expressed in `to`, when the two units measure the same
@@ -1200,11 +1205,37 @@ pcie_width = 16
         match metric {
             "matmul_bf16" | "matmul_fp16" | "matmul_tf32" | "matmul_fp32" | "matmul_fp64"
             | "matmul_fp8" | "matmul_mma_bf16" | "matmul_mma_fp16" => Some("TFLOP/s"),
-            "bw_read" | "bw_write" | "bw_copy" | "bw_triad" | "memtest" | "h2d" | "d2h" | "p2p" => {
-                Some("GB/s")
-            }
+            "bw_read" | "bw_write" | "bw_copy" | "bw_triad" | "memtest" | "h2d" | "d2h"
+            | "p2p_nvlink" => Some("GB/s"),
             "sha256d" => Some("MH/s"),
             _ => None,
+        }
+    }
+
+    /// A recorded baseline holds every figure a run reported: each must
+    /// be a name a file may hold, or the recorded file would not load.
+    #[test]
+    fn every_figure_kiln_reports_may_have_a_floor() {
+        use crate::device::{MatmulVariant, PeerLink};
+        let mut names: Vec<String> = MatmulVariant::GPU
+            .iter()
+            .map(|v| format!("matmul_{}", v.name()))
+            .chain(
+                crate::workload::pulse::VARIANTS
+                    .iter()
+                    .map(|v| format!("pulse_{}", v.name())),
+            )
+            .chain([PeerLink::Nvlink, PeerLink::Pcie].map(|l| format!("p2p_{}", l.name())))
+            .collect();
+        names.extend(
+            [
+                "bw_read", "bw_write", "bw_copy", "bw_triad", "sha256d", "memtest", "h2d", "d2h",
+                "p2p",
+            ]
+            .map(String::from),
+        );
+        for n in names {
+            assert!(MEASURED.iter().any(|(m, _)| *m == n), "{n}");
         }
     }
 
@@ -1265,7 +1296,11 @@ pcie_width = 16
             assert_eq!(b.metrics.contains_key("matmul_fp8"), fp8, "{}", b.source);
             let nvlink =
                 b.model.contains("H100") || b.model.contains("H200") || b.model.contains("A100");
-            assert_eq!(b.metrics.contains_key("p2p"), nvlink, "{}", b.source);
+            assert_eq!(b.metrics.contains_key("p2p_nvlink"), nvlink, "{}", b.source);
+            // Every peer of these models is on NVLink: no PCIe floor, so a
+            // PCIe peer is p2p_over_pcie; no generic p2p floor.
+            assert!(!b.metrics.contains_key("p2p_pcie"), "{}", b.source);
+            assert!(!b.metrics.contains_key("p2p"), "{}", b.source);
         }
     }
 
@@ -1289,7 +1324,7 @@ pcie_width = 16
                 ("memtest", NOMINAL.memtest),
                 ("h2d", NOMINAL.h2d),
                 ("d2h", NOMINAL.d2h),
-                ("p2p", NOMINAL.p2p),
+                ("p2p_nvlink", NOMINAL.p2p),
             ]
             .map(|(m, v)| (m.to_string(), v)),
         );

@@ -967,6 +967,56 @@ pub unsafe extern "C" fn nvmlDeviceGetNvLinkRemoteDeviceType(
     })
 }
 
+/// nvml.h nvmlGpuP2PStatus_t of capability `index` (nvmlGpuP2PCapsIndex_t:
+/// READ 0, WRITE 1, NVLINK 2, ATOMICS 3, PCI 4) between two GPUs:
+/// NVML_P2P_STATUS_OK 0 or NVML_P2P_STATUS_NOT_SUPPORTED 5.
+///
+/// In this model peers reach each other only over NVLink (`peer_access`):
+/// every capability but PCI is OK for a pair whose NVLinks meet, through
+/// the NVSwitch fabric (each with a link up) or, without switches, over a
+/// link of the first that is up and ends on the second; PCI is never OK
+/// (no PCIe peer path is modelled). A GPU is not its own peer, and index
+/// UNKNOWN (5) or beyond is refused.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetP2PStatus(
+    dev1: nvmlDevice_t,
+    dev2: nvmlDevice_t,
+    index: c_uint,
+    out: *mut c_uint,
+) -> nvmlReturn_t {
+    let call = "nvmlDeviceGetP2PStatus";
+    guard(call, || {
+        let n = node(call)?;
+        let a = n.gpu(dev1 as usize, call)?;
+        let b = n.gpu(dev2 as usize, call)?;
+        if a == b {
+            return refuse(
+                NVML_ERROR_INVALID_ARGUMENT,
+                format!(
+                    "{call}: device1 and device2 are both GPU {}: a GPU is not its own peer",
+                    n.gpus[a].bus_id()
+                ),
+            );
+        }
+        if index > 4 {
+            return refuse(
+                NVML_ERROR_INVALID_ARGUMENT,
+                format!("{call}: p2pIndex {index} (0 READ, 1 WRITE, 2 NVLINK, 3 ATOMICS, 4 PCI)"),
+            );
+        }
+        let up = |i: usize| (0..NVLINKS).any(|l| n.gpus[i].link_up(l));
+        let meet = n.has_nvlink(a)
+            && n.has_nvlink(b)
+            && if n.nvswitch {
+                up(a) && up(b)
+            } else {
+                (0..NVLINKS).any(|l| n.gpus[a].link_up(l) && n.remote(a, l).0 == n.gpus[b].bus)
+            };
+        let ok = meet && index != 4;
+        put(call, out, if ok { 0 } else { 5 })
+    })
+}
+
 /// (state, status, health mask, health summary) of the fabric, for a GPU
 /// on an NVSwitch node: registration complete when the fabric manager runs
 /// (nvml.h NVML_GPU_FABRIC_STATE_COMPLETED 3), not started otherwise (1).

@@ -165,7 +165,6 @@ unsupported!(
     nvmlDeviceGetNvlinkBwMode,
     nvmlDeviceGetNvlinkSupportedBwModes,
     nvmlDeviceGetOfaUtilization,
-    nvmlDeviceGetP2PStatus,
     nvmlDeviceGetPciInfo,
     nvmlDeviceGetPciInfoExt,
     nvmlDeviceGetPciInfo_v2,
