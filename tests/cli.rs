@@ -169,8 +169,8 @@ mod run {
         assert!(csv.starts_with("device,name,uuid"));
         assert_eq!(
             csv.lines().count(),
-            1 + 8 * 24,
-            "one row per device x metric (8 matmul variants, 4 bandwidth, sha256d, memtest, h2d, d2h, p2p and p2p_gpuJ to each of the 7 peers)"
+            1 + 8 * 25,
+            "one row per device x metric (8 matmul variants, 4 bandwidth, sha256d, memtest, h2d, d2h, p2p, p2p_nvlink and p2p_gpuJ to each of the 7 peers)"
         );
         assert!(d.path().join("journal.jsonl").is_file());
         let out = stdout(&o);

@@ -119,8 +119,8 @@ fn the_seven_fault_node_rejects_exactly_the_faulty_devices() {
         assert_eq!(
             v["devices"][dev]["metrics"].as_array().map(Vec::len),
             // 8 matmul variants, 4 bandwidth, sha256d, memtest, h2d, d2h,
-            // p2p and p2p_gpuJ to each of the 7 other devices.
-            Some(24),
+            // p2p, p2p_nvlink and p2p_gpuJ to each of the 7 other devices.
+            Some(25),
             "device {dev}"
         );
     }
