@@ -72,6 +72,7 @@ pub const MODELS: &[(u16, &str)] = &[
     (0x2330, "NVIDIA H100 80GB HBM3"),
     (0x2335, "NVIDIA H200"),
     (0x2684, "NVIDIA GeForce RTX 4090"),
+    (0x26b9, "NVIDIA L40S"),
 ];
 
 /// The driver's name of the model with PCI device id `id`, when kiln knows it.
