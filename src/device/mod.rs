@@ -658,9 +658,12 @@ pub trait Device: Send {
 /// Which backend the user asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendChoice {
-    /// CUDA when a GPU is usable, else the CPU.
+    /// CUDA when a GPU is usable; NVIDIA GPUs on the PCI bus that CUDA
+    /// cannot use are "could not test" (exit 5); the CPU only on a node with
+    /// no NVIDIA GPU.
     Auto,
-    /// NVIDIA GPUs through CUDA; fails when none is usable.
+    /// NVIDIA GPUs through CUDA (those it cannot use: "could not test");
+    /// fails (exit 3) on a node with no NVIDIA GPU.
     Cuda,
     /// The host CPU.
     Cpu,
