@@ -22,7 +22,9 @@ Exit codes:
   3  no usable device, or a driver/library failure
   4  the run was interrupted or is incomplete (and nothing was rejected)
   5  a device could not be tested because of the node's state (busy in
-     another process, fabric manager down), and nothing was rejected";
+     another process, fabric manager down, MIG mode, a library missing, the
+     NVIDIA driver missing or failing: driver_missing, driver_failed), and
+     nothing was rejected";
 
 /// kiln: benchmark, verify and accept or reject every GPU of a node.
 ///
@@ -224,8 +226,8 @@ pub const CHECK_EXIT_CODES: &str = "\
 Exit codes (Nagios convention):
   0  OK: nothing found
   1  WARNING: worth a look, the node may run jobs (e.g. NVLink replays since boot, an application XID, persistence mode off)
-  2  CRITICAL: do not schedule jobs here (a GPU missing, uncorrectable ECC, pending row remap, a serious XID, a link down, a GPU held back at idle, MIG on, the NVSwitch fabric unhealthy or its manager down, NVLinks mis-wired)
-  3  UNKNOWN: the check could not run (no driver, no device, bad arguments)
+  2  CRITICAL: do not schedule jobs here (a GPU missing, a GPU's driver missing or failing, uncorrectable ECC, pending row remap, a serious XID, a link down, a GPU held back at idle, MIG on, the NVSwitch fabric unhealthy or its manager down, NVLinks mis-wired)
+  3  UNKNOWN: the check could not run (no device: no driver and no NVIDIA GPU on the PCI bus; bad arguments)
 
 Examples:
   Slurm prolog:   kiln check --expect-gpus 8 || scontrol update node=$(hostname -s) state=drain reason=kiln-check
@@ -308,8 +310,8 @@ pub enum BaselineCommand {
 /// Which devices exist: shared by `list` and `run`.
 #[derive(Debug, Args, Clone)]
 pub struct BackendArgs {
-    /// Which backend drives the devices: `auto` is CUDA when a GPU is usable,
-    /// else the CPU.
+    /// Which backend drives the devices: `auto` is CUDA when the node has
+    /// NVIDIA GPUs (usable or not), else the CPU.
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
 

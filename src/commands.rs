@@ -75,18 +75,24 @@ pub fn list(args: &ListArgs) -> Result<ExitCode> {
 
 /// `kiln check`: the Nagios status of the node (0 OK, 1 WARNING,
 /// 2 CRITICAL, 3 UNKNOWN), printed as lines or JSON. Whatever stops the
-/// check itself (bad input, no driver, no device) is UNKNOWN.
+/// check itself (bad input, no device) is UNKNOWN; NVIDIA GPUs on the PCI
+/// bus without a usable driver are CRITICAL (`driver_missing`,
+/// `driver_failed`).
 pub fn check(args: &CheckArgs) -> i32 {
     use verdict::health::{self, Status};
-    type Found = (Vec<Box<dyn device::Device>>, Option<Baseline>);
+    type Found = (
+        Vec<Box<dyn device::Device>>,
+        Option<Baseline>,
+        Option<String>,
+    );
     let found = (|| -> Result<Found> {
         let baseline = args.baseline.as_deref().map(baseline::load).transpose()?;
         let mut sim = plan::sim_with_faults(&args.backend, 1, &args.inject)?;
         sim.node = plan::node_name(args.backend.node_name.as_deref(), &host_name())?;
         let found = device::discover(args.backend.backend, &sim)?;
-        Ok((found.devices, baseline))
+        Ok((found.devices, baseline, found.note))
     })();
-    let (mut devices, forced) = match found {
+    let (mut devices, forced, note) = match found {
         Ok(x) => x,
         Err(e) => {
             // An NVSwitch node whose fabric manager is down answers cuInit
@@ -135,7 +141,41 @@ pub fn check(args: &CheckArgs) -> i32 {
                 .or_else(|| baseline::find(&shipped, &info.name, info.pci_device_id)),
         })
         .collect();
-    let mut h = health::assess(&seen, args.expect_gpus);
+    // GPUs the PCI bus shows and CUDA cannot use (discovery gives either
+    // these or working devices, never both): CRITICAL, each with why.
+    let unusable: Vec<(&device::DeviceInfo, &str, String)> = devices
+        .iter()
+        .zip(&seen_parts)
+        .filter_map(|(d, (info, _))| {
+            let e = d.untestable()?;
+            Some((info, e.node_state.unwrap_or("driver_failed"), e.message))
+        })
+        .collect();
+    let mut h = if unusable.is_empty() {
+        health::assess(&seen, args.expect_gpus)
+    } else {
+        let mut h = health::untestable(&unusable, args.expect_gpus);
+        // cuInit said the fabric manager is down: NVML's one finding for
+        // the node says it better than one per GPU, when NVML answers.
+        if unusable
+            .iter()
+            .any(|(_, code, _)| *code == "fabric_manager_down")
+        {
+            if let Some(node) = crate::telemetry::nvml::fabric_states()
+                .ok()
+                .and_then(|states| health::manager_down(&states))
+            {
+                let rest: Vec<health::Finding> = std::mem::take(&mut h.findings)
+                    .into_iter()
+                    .filter(|f| f.code != "fabric_manager_down")
+                    .chain(std::iter::once(node))
+                    .collect();
+                h.extend(rest);
+            }
+        }
+        h.notes.extend(note);
+        h
+    };
     let simulated = seen_parts
         .iter()
         .all(|(i, _)| i.backend == device::BackendKind::Sim);
@@ -436,10 +476,23 @@ pub fn selftest(args: &SelftestArgs) -> Result<ExitCode> {
         eprintln!("kiln: {n}");
     }
     let mut all_pass = true;
+    let mut untested = 0;
     let indices: Vec<usize> = found.devices.iter().map(|d| d.info().index).collect();
     for mut dev in found.devices {
         let info = dev.info().clone();
         println!("device {} ({}, {}):", info.index, info.name, found.backend);
+        // A GPU whose driver is missing or failing has nothing to compare:
+        // it could not be tested, which is not a disagreement.
+        if let Some(e) = dev.untestable() {
+            untested += 1;
+            println!(
+                "  {:<4} could not test ({}, a node problem, not the GPU's): {}",
+                "--",
+                e.node_state.unwrap_or("driver_failed"),
+                e.message
+            );
+            continue;
+        }
         let others: Vec<usize> = indices
             .iter()
             .copied()
@@ -457,16 +510,20 @@ pub fn selftest(args: &SelftestArgs) -> Result<ExitCode> {
     }
     println!(
         "selftest: {}",
-        if all_pass {
-            "every device agrees with the CPU reference"
-        } else {
+        if !all_pass {
             "DISAGREEMENT: do not trust this backend's results"
+        } else if untested > 0 {
+            "could not test: fix the node's NVIDIA driver and run again"
+        } else {
+            "every device agrees with the CPU reference"
         }
     );
-    Ok(if all_pass {
-        ExitCode::Accepted
-    } else {
+    Ok(if !all_pass {
         ExitCode::Rejected
+    } else if untested > 0 {
+        ExitCode::Untested
+    } else {
+        ExitCode::Accepted
     })
 }
 

@@ -368,3 +368,25 @@ fn record_refuses_with_too_few_accepted_devices() {
         "only 2 accepted device(s) named like \"GPU Z\" in the 1 run(s) given, and a baseline needs at least 3; left out: device 0 of node-a: reject (sdc_matmul)"
     );
 }
+
+/// The models `kiln` names from a PCI device id alone (a GPU on the bus
+/// whose driver is missing) are the shipped baselines' models and ids.
+#[test]
+fn the_pci_name_table_agrees_with_the_shipped_baselines() {
+    let all = baseline::builtin();
+    for (id, name) in kiln::telemetry::pci::MODELS {
+        let b = baseline::find(&all, "", Some(*id))
+            .unwrap_or_else(|| panic!("no baseline has {id:#06x}"));
+        assert_eq!(b.model, *name, "{id:#06x}");
+    }
+    for b in all.iter().filter(|b| b.model.starts_with("NVIDIA ")) {
+        for id in &b.pci_device_ids {
+            assert_eq!(
+                kiln::telemetry::pci::model_name(*id),
+                Some(b.model.as_str()),
+                "{}",
+                b.source
+            );
+        }
+    }
+}

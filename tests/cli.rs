@@ -7,9 +7,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// kiln as a user runs it, on a node whose PCI bus shows no NVIDIA GPU
+/// (an empty `KILN_SYSFS_PCI`), whatever the test machine has.
 fn kiln(args: &[&str]) -> Output {
+    kiln_on(args, Path::new("/nonexistent/kiln-test-sysfs"))
+}
+
+/// kiln on a node whose PCI functions are the folders of `sysfs`.
+fn kiln_on(args: &[&str], sysfs: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kiln"))
         .args(args)
+        .env("KILN_SYSFS_PCI", sysfs)
         .stdin(Stdio::null())
         .output()
         .expect("kiln starts")
@@ -1394,6 +1402,7 @@ fn kiln_check_is_unknown_when_it_cannot_run() {
     let o = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .args(["check", "--backend", "cuda"])
         .env("LD_LIBRARY_PATH", "/nonexistent")
+        .env("KILN_SYSFS_PCI", "/nonexistent")
         .output()
         .expect("run kiln");
     assert_eq!(code(&o), 3, "{}{}", stdout(&o), stderr(&o));
@@ -1406,4 +1415,274 @@ fn kiln_check_is_unknown_when_it_cannot_run() {
     assert_eq!(code(&kiln(&["check", "--no-such-flag"])), 3);
     assert_eq!(check(&["--inject", "9:ecc=1"]).0, 3);
     assert_eq!(code(&kiln(&["check", "--help"])), 0);
+}
+
+/// A node whose NVIDIA driver is missing: the PCI bus (a fake sysfs tree)
+/// shows two GPUs, an H100 3D controller with no driver bound and an H200
+/// VGA controller bound to vfio-pci, beside an NVSwitch (a bridge, not a
+/// GPU) and another vendor's VGA controller; there is no libcuda here.
+mod no_driver {
+    use super::*;
+
+    fn function(root: &Path, name: &str, ids: [&str; 3], driver: Option<&str>) {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).expect("function folder");
+        for (file, value) in ["vendor", "device", "class"].into_iter().zip(ids) {
+            std::fs::write(dir.join(file), format!("{value}\n")).expect("sysfs file");
+        }
+        if let Some(d) = driver {
+            std::os::unix::fs::symlink(format!("../../../bus/pci/drivers/{d}"), dir.join("driver"))
+                .expect("driver link");
+        }
+    }
+
+    /// The fake tree, in `d`.
+    fn gpu_node(d: &Path) -> PathBuf {
+        let root = d.join("sysfs");
+        function(
+            &root,
+            "0000:18:00.0",
+            ["0x10de", "0x2330", "0x030200"],
+            None,
+        );
+        function(
+            &root,
+            "0000:3b:00.0",
+            ["0x10de", "0x2335", "0x030000"],
+            Some("vfio-pci"),
+        );
+        function(
+            &root,
+            "0000:07:00.0",
+            ["0x10de", "0x22a3", "0x068000"],
+            Some("nvidia"),
+        );
+        function(
+            &root,
+            "0000:02:00.0",
+            ["0x1a03", "0x2000", "0x030000"],
+            Some("ast"),
+        );
+        root
+    }
+
+    /// An empty tree: a node with no NVIDIA GPU.
+    fn cpu_node(d: &Path) -> PathBuf {
+        let root = d.join("empty");
+        std::fs::create_dir_all(&root).expect("empty sysfs");
+        root
+    }
+
+    /// True where this machine has a CUDA driver: the tests below are about
+    /// a node without one.
+    fn libcuda_here() -> bool {
+        let here = kiln::device::cuda::driver_cuda_version().is_some();
+        if here {
+            eprintln!("skipped: this machine has libcuda");
+        }
+        here
+    }
+
+    fn run_on(d: &Path, sysfs: &Path, backend: &str, extra: &[&str]) -> (Output, PathBuf) {
+        let out = d.join(format!("out-{backend}"));
+        let mut args = vec![
+            "run",
+            "--backend",
+            backend,
+            "--profile",
+            "quick",
+            "--out",
+            out.to_str().expect("utf-8 path"),
+        ];
+        args.extend_from_slice(extra);
+        (kiln_on(&args, sysfs), out)
+    }
+
+    #[test]
+    fn a_run_says_could_not_test_per_gpu_and_exits_5() {
+        if libcuda_here() {
+            return;
+        }
+        let d = tmp();
+        let sysfs = gpu_node(d.path());
+        for backend in ["cuda", "auto"] {
+            let (o, out) = run_on(d.path(), &sysfs, backend, &[]);
+            let all = format!("{}{}", stdout(&o), stderr(&o));
+            assert_eq!(code(&o), 5, "{backend}: {all}");
+            let v = read_json(&out.join("results.json"));
+            assert_eq!(v["backend"], "cuda", "{backend}");
+            let devs = v["devices"].as_array().expect("devices");
+            assert_eq!(
+                devs.len(),
+                2,
+                "{backend}: NVSwitch and the other VGA are no GPUs"
+            );
+            for (i, (bus, id, name, says)) in [
+                (
+                    "00000000:18:00.0",
+                    0x2330,
+                    "NVIDIA H100 80GB HBM3",
+                    "no kernel driver is bound",
+                ),
+                (
+                    "00000000:3b:00.0",
+                    0x2335,
+                    "NVIDIA H200",
+                    "bound to vfio-pci",
+                ),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let dev = &devs[i];
+                assert_eq!(dev["index"], i);
+                assert_eq!(dev["pci_bus_id"], bus);
+                assert_eq!(dev["pci_device_id"], id);
+                assert_eq!(dev["name"], name);
+                assert_eq!(dev["memory_bytes"], 0);
+                assert!(dev["uuid"].is_null() && dev["serial"].is_null());
+                assert_eq!(dev["verdict"], "untested", "{backend}: {dev}");
+                assert_eq!(dev["reasons"], serde_json::json!(["driver_missing"]));
+                assert_eq!(dev["remedy"], "fix_node_software");
+                let failure = dev["failures"][0]["message"].as_str().unwrap_or_default();
+                assert!(
+                    failure.contains(says) && failure.contains("nvidia-smi"),
+                    "{failure}"
+                );
+                assert_eq!(dev["failures"][0]["node_state"], "driver_missing");
+            }
+            assert!(
+                stdout(&o).contains(
+                    "2 could not be tested because of the node's state (not a GPU fault)"
+                ),
+                "{all}"
+            );
+            let csv = std::fs::read_to_string(out.join("results.csv")).expect("results.csv");
+            assert_eq!(csv.matches(",untested,driver_missing,").count(), 2, "{csv}");
+            assert!(out.join("report.pdf").is_file());
+            let notes = v["notes"].to_string();
+            assert!(notes.contains("libcuda.so not found"), "{notes}");
+            if backend == "auto" {
+                assert!(notes.contains("not testing the CPU instead"), "{notes}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_node_without_nvidia_gpus_keeps_the_cpu_fallback_and_exit_3() {
+        if libcuda_here() {
+            return;
+        }
+        let d = tmp();
+        let sysfs = cpu_node(d.path());
+        let (o, out) = run_on(d.path(), &sysfs, "auto", &["--workloads", "hash"]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let v = read_json(&out.join("results.json"));
+        assert_eq!(v["backend"], "cpu");
+        assert!(
+            stderr(&o).contains("testing the CPU instead"),
+            "{}",
+            stderr(&o)
+        );
+        let (o, out) = run_on(d.path(), &sysfs, "cuda", &[]);
+        assert_eq!(code(&o), 3, "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("the PCI bus shows no NVIDIA GPU"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!out.join("results.json").exists());
+    }
+
+    #[test]
+    fn kiln_check_is_critical_per_gpu_and_unknown_without_gpus() {
+        if libcuda_here() {
+            return;
+        }
+        let d = tmp();
+        let sysfs = gpu_node(d.path());
+        let log = d.path().join("kern.log");
+        std::fs::write(&log, "").expect("empty kernel log");
+        let log = log.to_str().expect("utf-8 path");
+        let o = kiln_on(&["check", "--kernel-log", log], &sysfs);
+        let out = stdout(&o);
+        assert_eq!(code(&o), 2, "{out}{}", stderr(&o));
+        assert!(
+            out.starts_with("CRITICAL: 2 GPU(s), 2 finding(s), 2 critical"),
+            "{out}"
+        );
+        assert!(
+            out.contains("CRITICAL dev 0 driver_missing: could not check (driver_missing, a node problem, not the GPU's): 00000000:18:00.0: no kernel driver is bound")
+                && out.contains("CRITICAL dev 1 driver_missing: could not check (driver_missing, a node problem, not the GPU's): 00000000:3b:00.0: the GPU is bound to vfio-pci")
+                && out.contains("[fix_node_software:"),
+            "{out}"
+        );
+        let o = kiln_on(
+            &[
+                "check",
+                "--backend",
+                "cuda",
+                "--json",
+                "--expect-gpus",
+                "8",
+                "--kernel-log",
+                log,
+            ],
+            &sysfs,
+        );
+        assert_eq!(code(&o), 2, "{}", stdout(&o));
+        let v: Value = serde_json::from_str(&stdout(&o)).expect("JSON");
+        let found: Vec<(Value, Value, Value)> = v["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .map(|f| (f["device"].clone(), f["code"].clone(), f["remedy"].clone()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (Value::Null, "gpu_missing".into(), "reboot_node".into()),
+                (
+                    0.into(),
+                    "driver_missing".into(),
+                    "fix_node_software".into()
+                ),
+                (
+                    1.into(),
+                    "driver_missing".into(),
+                    "fix_node_software".into()
+                ),
+            ],
+            "{v}"
+        );
+        assert_eq!(
+            (v["status"].clone(), v["devices"].clone()),
+            ("critical".into(), 2.into())
+        );
+        // No NVIDIA GPU on the bus: the CUDA check cannot run.
+        let o = kiln_on(&["check", "--backend", "cuda"], &cpu_node(d.path()));
+        assert_eq!(code(&o), 3, "{}", stdout(&o));
+        assert!(
+            stdout(&o).starts_with("UNKNOWN: kiln check could not run"),
+            "{}",
+            stdout(&o)
+        );
+    }
+
+    #[test]
+    fn selftest_could_not_test_is_exit_5_not_a_disagreement() {
+        if libcuda_here() {
+            return;
+        }
+        let d = tmp();
+        let o = kiln_on(&["selftest", "--backend", "cuda"], &gpu_node(d.path()));
+        let out = stdout(&o);
+        assert_eq!(code(&o), 5, "{out}");
+        assert_eq!(
+            out.matches("could not test (driver_missing").count(),
+            2,
+            "{out}"
+        );
+        assert!(!out.contains("DISAGREEMENT"), "{out}");
+    }
 }

@@ -63,10 +63,13 @@ impl Node {
         self.dir.path().join(p)
     }
 
-    /// kiln with the node's driver, and nothing of a real GPU stack.
+    /// kiln with the node's driver, and nothing of a real GPU stack: its
+    /// PCI bus (`KILN_SYSFS_PCI`, the node's `sysfs` folder, absent unless
+    /// a test makes it) shows no real GPU.
     fn kiln(&self, args: &[&str], env: &[(&str, &Path)]) -> Output {
         let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
         c.args(args)
+            .env("KILN_SYSFS_PCI", self.path("sysfs"))
             .env("LD_LIBRARY_PATH", self.path("lib"))
             .env("VGPU_CONFIG", self.path("vgpu.toml"))
             .env("VGPU_LOG", self.path("vgpu.log"))
@@ -543,6 +546,8 @@ fn v_indices(json: &Value) -> Vec<u64> {
 
 #[test]
 fn fabric_manager_down_is_one_line_and_exit_3_never_a_cpu_run() {
+    // The node's PCI bus shows no GPU (no sysfs folder): nothing to report
+    // per GPU, so one line and exit 3.
     let node = Node::new(4, "nvswitch = true\nfabric_manager = false\n");
     for backend in ["cuda", "auto"] {
         let out = node.path(&format!("out-{backend}"));
@@ -573,6 +578,84 @@ fn fabric_manager_down_is_one_line_and_exit_3_never_a_cpu_run() {
             "{backend}: a run was made: {all}"
         );
     }
+}
+
+/// The same node as the PCI bus shows it: four NVIDIA GPUs bound to the
+/// nvidia driver. cuInit still refuses, so each GPU could not be tested
+/// (fabric_manager_down, exit 5) and `kiln check` names the fabric manager
+/// once for the node.
+#[test]
+fn fabric_manager_down_with_its_gpus_on_the_pci_bus_is_could_not_test() {
+    let node = Node::new(4, "nvswitch = true\nfabric_manager = false\n");
+    let sysfs = node.path("sysfs");
+    for bus in 0x41..0x45 {
+        let dir = sysfs.join(format!("0000:{bus:02x}:00.0"));
+        std::fs::create_dir_all(&dir).expect("function folder");
+        for (file, value) in [
+            ("vendor", "0x10de"),
+            ("device", "0x2330"),
+            ("class", "0x030200"),
+        ] {
+            std::fs::write(dir.join(file), format!("{value}\n")).expect("sysfs file");
+        }
+        std::os::unix::fs::symlink("../../../bus/pci/drivers/nvidia", dir.join("driver"))
+            .expect("driver link");
+    }
+    for backend in ["cuda", "auto"] {
+        let out = node.path(&format!("out-{backend}"));
+        let o = node.kiln(
+            &[
+                "run",
+                "--backend",
+                backend,
+                "--profile",
+                "quick",
+                "--out",
+                out.to_str().expect("utf-8 path"),
+            ],
+            &[],
+        );
+        let all = text(&o);
+        assert_eq!(o.status.code(), Some(5), "{backend}: {all}");
+        let json: Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join("results.json")).expect("results.json"),
+        )
+        .expect("json");
+        let devices = json["devices"].as_array().expect("devices");
+        assert_eq!(devices.len(), 4, "{backend}: {all}");
+        for d in devices {
+            assert_eq!(d["verdict"], "untested", "{backend}: {d}");
+            assert_eq!(d["reasons"], serde_json::json!(["fabric_manager_down"]));
+            assert_eq!(d["remedy"], "fix_node_software");
+            let why = d["failures"][0]["message"].as_str().unwrap_or_default();
+            assert!(
+                why.contains("CUDA_ERROR_SYSTEM_NOT_READY")
+                    && why.contains("systemctl start nvidia-fabricmanager"),
+                "{why}"
+            );
+        }
+    }
+    let quiet = node.path("quiet.txt");
+    std::fs::write(&quiet, "").expect("log");
+    let o = node.kiln(
+        &[
+            "check",
+            "--backend",
+            "cuda",
+            "--kernel-log",
+            quiet.to_str().expect("utf-8 path"),
+        ],
+        &[],
+    );
+    let all = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{all}");
+    assert!(
+        all.contains(
+            "CRITICAL node fabric_manager_down: 4 GPU(s) not registered with the NVSwitch fabric"
+        ),
+        "{all}"
+    );
+    assert!(!all.contains("dev 0 fabric_manager_down"), "{all}");
 }
 
 /// The body of [`a_short_kernel_is_timed_without_the_launch_gap`], run in a

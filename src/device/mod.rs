@@ -672,6 +672,14 @@ pub trait Device: Send {
         Ok(())
     }
 
+    /// Set when the device cannot be tested at all because of the node's
+    /// state (an NVIDIA GPU whose driver is missing or fails): the
+    /// node-state error every operation answers. `kiln check` reports it,
+    /// `kiln selftest` skips the device.
+    fn untestable(&self) -> Option<DeviceError> {
+        None
+    }
+
     /// The device's sensors, when it has any.
     fn sensor(&self) -> Option<std::sync::Arc<dyn crate::telemetry::Sensor>> {
         None
@@ -685,9 +693,12 @@ pub trait Device: Send {
 /// Which backend the user asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendChoice {
-    /// CUDA when a GPU is usable, else the CPU.
+    /// CUDA when a GPU is usable; NVIDIA GPUs on the PCI bus that CUDA
+    /// cannot use are "could not test" (exit 5); the CPU only on a node with
+    /// no NVIDIA GPU.
     Auto,
-    /// NVIDIA GPUs through CUDA; fails when none is usable.
+    /// NVIDIA GPUs through CUDA (those it cannot use: "could not test");
+    /// fails (exit 3) on a node with no NVIDIA GPU.
     Cuda,
     /// The host CPU.
     Cpu,
@@ -726,8 +737,10 @@ pub struct Discovery {
 /// Finds the devices of a backend.
 ///
 /// `auto` picks CUDA when a GPU is usable and otherwise the CPU, saying why in
-/// [`Discovery::note`]. Asking for CUDA explicitly when none is usable is an
-/// error (exit code 3).
+/// [`Discovery::note`]; but a node whose PCI bus shows NVIDIA GPUs that CUDA
+/// cannot use (driver missing or failing) is a GPU node: its GPUs are the
+/// devices, each untestable ([`cuda::unusable`]), never its CPU. Asking for
+/// CUDA explicitly when no GPU is there at all is an error (exit code 3).
 pub fn discover(choice: BackendChoice, sim: &SimOptions) -> crate::error::Result<Discovery> {
     match choice {
         BackendChoice::Cpu => Ok(Discovery {
@@ -744,7 +757,7 @@ pub fn discover(choice: BackendChoice, sim: &SimOptions) -> crate::error::Result
             note: None,
         }),
         BackendChoice::Cuda => match cuda::probe() {
-            Ok(cuda::Probed { devices, note }) => Ok(Discovery {
+            Ok(cuda::Probed { devices, note, .. }) => Ok(Discovery {
                 backend: BackendKind::Cuda,
                 devices,
                 note,
@@ -755,15 +768,26 @@ pub fn discover(choice: BackendChoice, sim: &SimOptions) -> crate::error::Result
                     Err(e) => e.split(';').next().unwrap_or(&e).to_string(),
                 };
                 Err(crate::error::KilnError::NoDevice(format!(
-                    "CUDA backend unavailable: {why}; {nvml}"
+                    "CUDA backend unavailable: {why}; {nvml}; {}",
+                    on_the_bus()
                 )))
             }
         },
         BackendChoice::Auto => match cuda::probe() {
-            Ok(cuda::Probed { devices, note }) if !devices.is_empty() => Ok(Discovery {
-                backend: BackendKind::Cuda,
+            Ok(cuda::Probed {
                 devices,
                 note,
+                unusable,
+            }) if !devices.is_empty() => Ok(Discovery {
+                backend: BackendKind::Cuda,
+                devices,
+                note: match unusable {
+                    // Say why auto did not test the CPU instead.
+                    Some(_) => note.map(|n| {
+                        format!("{n}; not testing the CPU instead: the PCI bus shows NVIDIA GPUs, so this is a GPU node")
+                    }),
+                    None => note,
+                },
             }),
             // A GPU node whose state stops the test (fabric manager down,
             // every GPU in MIG mode) is not a CPU node: testing its CPU
@@ -780,8 +804,20 @@ pub fn discover(choice: BackendChoice, sim: &SimOptions) -> crate::error::Result
             Err(why) => Ok(Discovery {
                 backend: BackendKind::Cpu,
                 devices: vec![Box::new(cpu::CpuDevice::new(0))],
-                note: Some(format!("CUDA unavailable ({why}); testing the CPU instead")),
+                note: Some(format!(
+                    "CUDA unavailable ({why}) and {}; testing the CPU instead",
+                    on_the_bus()
+                )),
             }),
         },
+    }
+}
+
+/// What the PCI bus shows when CUDA found nothing to test: no NVIDIA GPU,
+/// or GPUs that `CUDA_VISIBLE_DEVICES` hides.
+fn on_the_bus() -> String {
+    match crate::telemetry::pci::nvidia_gpus().len() {
+        0 => "the PCI bus shows no NVIDIA GPU".into(),
+        n => format!("the PCI bus shows {n} NVIDIA GPU(s), which CUDA_VISIBLE_DEVICES hides"),
     }
 }

@@ -33,16 +33,34 @@ pub fn render(run: &RunResults, verdicts: &[DeviceVerdict]) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(HEADER).map_err(err)?;
     for (d, v) in run.devices.iter().zip(verdicts) {
+        let who = [
+            d.info.index.to_string(),
+            d.info.name.clone(),
+            d.info.uuid.clone().unwrap_or_default(),
+            d.info.serial.clone().unwrap_or_default(),
+            d.info.pci_bus_id.clone().unwrap_or_default(),
+            d.info.simulated.to_string(),
+            format!("{:?}", v.decision).to_lowercase(),
+            v.reasons.join(" "),
+        ];
+        if d.metrics.is_empty() {
+            // A device that measured nothing (could not be tested, lost at
+            // once) still has its row: who it is and its verdict.
+            let mut row = who.to_vec();
+            row.resize(HEADER.len(), String::new());
+            w.write_record(row).map_err(err)?;
+        }
         for m in &d.metrics {
+            let [index, name, uuid, serial, bus, simulated, decision, reasons] = who.clone();
             w.write_record([
-                d.info.index.to_string(),
-                d.info.name.clone(),
-                d.info.uuid.clone().unwrap_or_default(),
-                d.info.serial.clone().unwrap_or_default(),
-                d.info.pci_bus_id.clone().unwrap_or_default(),
-                d.info.simulated.to_string(),
-                format!("{:?}", v.decision).to_lowercase(),
-                v.reasons.join(" "),
+                index,
+                name,
+                uuid,
+                serial,
+                bus,
+                simulated,
+                decision,
+                reasons,
                 m.workload.to_string(),
                 m.name.clone(),
                 format!("{}", m.value),

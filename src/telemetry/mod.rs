@@ -15,6 +15,7 @@ pub mod fabric;
 pub mod host;
 pub mod kernel_log;
 pub mod nvml;
+pub mod pci;
 
 use serde::{Deserialize, Serialize};
 

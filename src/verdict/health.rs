@@ -206,25 +206,8 @@ pub fn assess(seen: &[Seen<'_>], expect: Option<usize>) -> Health {
                 remedy,
             })
         };
-    match expect {
-        Some(n) if seen.len() < n => add(
-            None,
-            Status::Critical,
-            "gpu_missing",
-            Remedy::RebootNode,
-            format!(
-                "{} GPU(s) found, {n} expected: a GPU is off the bus, not enumerated or hidden (CUDA_VISIBLE_DEVICES)",
-                seen.len()
-            ),
-        ),
-        Some(n) if seen.len() > n => add(
-            None,
-            Status::Warning,
-            "gpu_extra",
-            Remedy::Rerun,
-            format!("{} GPU(s) found, {n} expected", seen.len()),
-        ),
-        _ => {}
+    if let Some(f) = count_finding(seen.len(), expect) {
+        add(f.device, f.status, &f.code, f.remedy, f.detail);
     }
     for d in seen {
         let i = Some(d.info.index);
@@ -348,6 +331,59 @@ pub fn assess(seen: &[Seen<'_>], expect: Option<usize>) -> Health {
         findings,
         notes: Vec::new(),
     }
+}
+
+/// The GPU count against `--expect-gpus`: fewer is CRITICAL `gpu_missing`,
+/// more a WARNING `gpu_extra`.
+fn count_finding(found: usize, expect: Option<usize>) -> Option<Finding> {
+    let finding = |status, code: &str, remedy, detail| Finding {
+        device: None,
+        status,
+        code: code.into(),
+        detail,
+        remedy,
+    };
+    match expect {
+        Some(n) if found < n => Some(finding(
+            Status::Critical,
+            "gpu_missing",
+            Remedy::RebootNode,
+            format!(
+                "{found} GPU(s) found, {n} expected: a GPU is off the bus, not enumerated or hidden (CUDA_VISIBLE_DEVICES)"
+            ),
+        )),
+        Some(n) if found > n => Some(finding(
+            Status::Warning,
+            "gpu_extra",
+            Remedy::Rerun,
+            format!("{found} GPU(s) found, {n} expected"),
+        )),
+        _ => None,
+    }
+}
+
+/// GPUs the PCI bus shows but CUDA cannot use (the driver missing or
+/// failing, or a node state cuInit names): each with its reason code and
+/// what to do, CRITICAL (do not schedule GPU jobs here), and the count of
+/// those GPUs against `expect`.
+pub fn untestable(gpus: &[(&DeviceInfo, &str, String)], expect: Option<usize>) -> Health {
+    let mut h = Health {
+        status: Status::Ok,
+        devices: gpus.len(),
+        expected_devices: expect,
+        findings: Vec::new(),
+        notes: Vec::new(),
+    };
+    let mut found: Vec<Finding> = count_finding(gpus.len(), expect).into_iter().collect();
+    found.extend(gpus.iter().map(|(info, code, why)| Finding {
+        device: Some(info.index),
+        status: Status::Critical,
+        code: (*code).to_string(),
+        detail: format!("could not check ({code}, a node problem, not the GPU's): {why}"),
+        remedy: remedy::remedy_of(code),
+    }));
+    h.extend(found);
+    h
 }
 
 /// Persistence mode off (WARNING: jobs may run, but each one pays the
@@ -520,6 +556,45 @@ mod tests {
             .collect();
         let h = assess(&seen, expect);
         (h, infos)
+    }
+
+    #[test]
+    fn gpus_without_a_usable_driver_are_critical_and_counted() {
+        let infos: Vec<DeviceInfo> = (0..2).map(info).collect();
+        let gpus: Vec<(&DeviceInfo, &str, String)> = vec![
+            (
+                &infos[0],
+                "driver_missing",
+                "0000:18:00.0: no kernel driver is bound".into(),
+            ),
+            (
+                &infos[1],
+                "driver_failed",
+                "0000:19:00.0: cuInit failed".into(),
+            ),
+        ];
+        let h = untestable(&gpus, None);
+        assert_eq!((h.status, h.devices), (Status::Critical, 2));
+        let f: Vec<(Option<usize>, &str, Remedy)> = h
+            .findings
+            .iter()
+            .map(|f| (f.device, f.code.as_str(), f.remedy))
+            .collect();
+        assert_eq!(
+            f,
+            [
+                (Some(0), "driver_missing", Remedy::FixNodeSoftware),
+                (Some(1), "driver_failed", Remedy::FixNodeSoftware)
+            ]
+        );
+        assert!(h.findings[0].detail.contains("no kernel driver is bound"));
+        // The PCI bus shows 2 of the 8 expected.
+        let h = untestable(&gpus, Some(8));
+        assert_eq!(h.findings[0].code, "gpu_missing");
+        assert!(h.findings[0]
+            .detail
+            .starts_with("2 GPU(s) found, 8 expected"));
+        assert_eq!(untestable(&gpus, Some(2)).findings.len(), 2);
     }
 
     #[test]

@@ -106,6 +106,8 @@ pub fn remedy_of(code: &str) -> Remedy {
         | "fabric_manager_down"
         | "mig_enabled"
         | "library_missing"
+        | "driver_missing"
+        | "driver_failed"
         | "persistence_off" => Remedy::FixNodeSoftware,
         "xid" => Remedy::ResetGpu,
         _ => Remedy::Rerun,
@@ -145,6 +147,12 @@ pub fn words(code: &str) -> &'static str {
         "mig_enabled" => "in MIG mode (node state, not a GPU fault)",
         "library_missing" => {
             "a library is missing, part of it untested (node state, not a GPU fault)"
+        }
+        "driver_missing" => {
+            "no usable NVIDIA driver: not installed, not loaded, or another driver bound (node state, not a GPU fault)"
+        }
+        "driver_failed" => {
+            "the NVIDIA driver is installed but fails (node state, not a GPU fault)"
         }
         "fabric_unhealthy" => "NVSwitch fabric unhealthy",
         "nvlink_wiring" => "NVLinks end where they should not (mis-wired or mis-seated)",
@@ -497,6 +505,8 @@ mod tests {
             "fabric_manager_down",
             "mig_enabled",
             "library_missing",
+            "driver_missing",
+            "driver_failed",
             "fabric_unhealthy",
             "nvlink_wiring",
             "persistence_off",
@@ -513,6 +523,8 @@ mod tests {
         assert_eq!(remedy_of("nvlink_wiring"), Remedy::CheckCablingOrReseat);
         assert_eq!(remedy_of("fabric_unhealthy"), Remedy::ResetGpu);
         assert_eq!(remedy_of("persistence_off"), Remedy::FixNodeSoftware);
+        assert_eq!(remedy_of("driver_missing"), Remedy::FixNodeSoftware);
+        assert_eq!(remedy_of("driver_failed"), Remedy::FixNodeSoftware);
     }
 
     #[test]

@@ -33,6 +33,7 @@
 //!   variants are skipped with one line each and everything else runs.
 
 pub mod identity;
+pub mod unusable;
 
 mod blaslt;
 mod gpu;
@@ -68,6 +69,20 @@ pub struct ProbeError {
     /// down, every GPU is in MIG mode): `--backend auto` must not quietly
     /// test the CPU of such a node instead.
     pub node_state: Option<&'static str>,
+    /// What failed.
+    pub cause: Cause,
+}
+
+/// What failed when [`probe`] found no device to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    /// libcuda.so is not there.
+    NoLibrary,
+    /// A driver call failed: its error name (`CUDA_ERROR_SYSTEM_DRIVER_MISMATCH`),
+    /// None when the bindings panicked or the answers did not add up.
+    Driver(Option<String>),
+    /// The driver started and lists no device.
+    NoDevice,
 }
 
 impl ProbeError {
@@ -75,6 +90,16 @@ impl ProbeError {
         ProbeError {
             message: message.into(),
             node_state: None,
+            cause: Cause::Driver(None),
+        }
+    }
+
+    /// A driver call that failed with `e`.
+    fn driver(message: impl Into<String>, e: cudarc::driver::DriverError) -> ProbeError {
+        ProbeError {
+            message: message.into(),
+            node_state: None,
+            cause: Cause::Driver(Some(gpu::error_name(e))),
         }
     }
 }
@@ -86,20 +111,47 @@ impl std::fmt::Display for ProbeError {
 }
 
 /// What [`probe`] found: the devices to test, and one line about GPUs left
-/// out (in MIG mode), if any.
+/// out (in MIG mode) or about GPUs CUDA cannot use, if any.
 pub struct Probed {
     pub devices: Vec<Box<dyn Device>>,
     pub note: Option<String>,
+    /// Set when CUDA cannot be used and `devices` are the NVIDIA GPUs of the
+    /// PCI bus, each untestable ([`unusable`]): why, in one line.
+    pub unusable: Option<ProbeError>,
 }
 
 /// The CUDA devices of this node, one per visible ordinal (a GPU in MIG
-/// mode is one device that cannot be tested, [`MIG_TODO`]), or one line
+/// mode is one device that cannot be tested, [`MIG_TODO`]). When CUDA
+/// cannot be used (libcuda missing, cuInit or the enumeration failing) but
+/// the PCI bus shows NVIDIA GPUs ([`crate::telemetry::pci`]), one device
+/// per GPU that cannot be tested and says why ([`unusable`]); else one line
 /// saying why there are none.
 pub fn probe() -> Result<Probed, ProbeError> {
+    let why = match probe_driver() {
+        Ok(found) => return Ok(found),
+        Err(why) => why,
+    };
+    let gpus = crate::telemetry::pci::nvidia_gpus();
+    match unusable::placeholders(&gpus, &why) {
+        Some(devices) => Ok(Probed {
+            note: Some(unusable::note(&why, devices.len())),
+            devices,
+            unusable: Some(why),
+        }),
+        None => Err(why),
+    }
+}
+
+/// The CUDA devices of this node as the driver lists them.
+fn probe_driver() -> Result<Probed, ProbeError> {
     // SAFETY: only opens and closes the candidate library names; no symbol
     // is used.
     if !unsafe { cudarc::driver::sys::is_culib_present() } {
-        return Err(ProbeError::plain(NO_LIBCUDA));
+        return Err(ProbeError {
+            message: NO_LIBCUDA.into(),
+            node_state: None,
+            cause: Cause::NoLibrary,
+        });
     }
     let (infos, note) = guarded(query_devices)
         .map_err(|p| ProbeError::plain(format!("the CUDA driver failed: {p}")))??;
@@ -127,7 +179,11 @@ pub fn probe() -> Result<Probed, ProbeError> {
             }) as Box<dyn Device>
         })
         .collect();
-    Ok(Probed { devices, note })
+    Ok(Probed {
+        devices,
+        note,
+        unusable: None,
+    })
 }
 
 /// The CUDA version the installed driver supports (e.g. "13.0"), when
@@ -218,24 +274,26 @@ fn query_devices() -> Result<(Vec<Queried>, Option<String>), ProbeError> {
                 visible_note()
             ),
             node_state: state.map(|(code, _)| code),
+            cause: Cause::Driver(Some(gpu::error_name(e))),
         }
     })?;
     let count = device::get_count()
-        .map_err(|e| ProbeError::plain(format!("cuDeviceGetCount failed: {}", describe(e))))?;
+        .map_err(|e| ProbeError::driver(format!("cuDeviceGetCount failed: {}", describe(e)), e))?;
     if count <= 0 {
-        return Err(ProbeError::plain(format!(
-            "no CUDA device found{}",
-            visible_note()
-        )));
+        return Err(ProbeError {
+            message: format!("no CUDA device found{}", visible_note()),
+            node_state: None,
+            cause: Cause::NoDevice,
+        });
     }
     let mut infos = Vec::new();
     let mut ids = Vec::new();
     for ordinal in 0..count {
         let fail = |call: &str, e| {
-            ProbeError::plain(format!(
-                "CUDA device {ordinal}: {call} failed: {}",
-                describe(e)
-            ))
+            ProbeError::driver(
+                format!("CUDA device {ordinal}: {call} failed: {}", describe(e)),
+                e,
+            )
         };
         let dev = device::get(ordinal).map_err(|e| fail("cuDeviceGet", e))?;
         let name = device::get_name(dev).map_err(|e| fail("cuDeviceGetName", e))?;
@@ -546,6 +604,18 @@ mod tests {
                 assert!(!why.is_empty() && !why.contains('\n'), "{why:?}");
                 if !present {
                     assert_eq!(why, NO_LIBCUDA);
+                }
+            }
+            Ok(Probed {
+                devices,
+                unusable: Some(why),
+                ..
+            }) => {
+                // The PCI bus shows GPUs CUDA cannot use: each says why.
+                assert!(!devices.is_empty());
+                assert_eq!(present, why.cause != Cause::NoLibrary);
+                for d in &devices {
+                    assert!(d.untestable().is_some_and(|e| e.node_state.is_some()));
                 }
             }
             Ok(Probed { devices, .. }) => {

@@ -1,0 +1,322 @@
+//! NVIDIA GPUs that CUDA cannot use: the PCI bus shows them
+//! ([`crate::telemetry::pci`]), but the driver is missing, bound to
+//! something else, or fails. Each becomes one device that answers every
+//! operation with a node state, so a run of such a node goes through the
+//! whole pipeline and says "could not test" per GPU (exit 5), never PASS on
+//! its CPU and never a reject.
+//!
+//! Reason codes: `driver_missing` (libcuda.so not found, or no driver or a
+//! driver other than nvidia bound to the GPU), `driver_failed` (the driver
+//! is there but cuInit or the enumeration fails for another reason), or the
+//! node state cuInit itself names (`fabric_manager_down`, `gpu_busy`).
+
+use super::{Cause, ProbeError};
+use crate::device::{
+    BackendKind, Device, DeviceError, DeviceInfo, DeviceResult, HashOp, MatmulOp, MatmulShape,
+    MemtestOp, PeerOp, StreamOp, TransferOp,
+};
+use crate::reference::hash::HashJob;
+use crate::telemetry::pci::PciGpu;
+
+/// `driver_missing`: no usable NVIDIA driver for the GPU.
+pub const DRIVER_MISSING: &str = "driver_missing";
+
+/// `driver_failed`: the driver is there and fails.
+pub const DRIVER_FAILED: &str = "driver_failed";
+
+/// What to do when the whole driver is missing.
+const INSTALL: &str = "install the NVIDIA driver (the distribution's nvidia-driver or cuda-drivers package), load it (modprobe nvidia), check that nvidia-smi lists the GPU, and read dmesg (NVRM lines) for why the module did not load";
+
+/// A GPU that cannot be tested, and why.
+pub struct UnusableGpu {
+    info: DeviceInfo,
+    code: &'static str,
+    message: String,
+}
+
+impl UnusableGpu {
+    /// The error every operation answers.
+    fn error(&self) -> DeviceError {
+        DeviceError::node_state(self.code, self.message.clone())
+    }
+}
+
+/// One device per GPU of `gpus` (bus order), each saying why CUDA, which
+/// failed with `why`, cannot test it; None when there is no GPU to speak of,
+/// or when the driver lists no device because `CUDA_VISIBLE_DEVICES` hides
+/// them all (the user's choice, not the node's state).
+pub fn placeholders(gpus: &[PciGpu], why: &ProbeError) -> Option<Vec<Box<dyn Device>>> {
+    if gpus.is_empty() || hidden(why) {
+        return None;
+    }
+    Some(
+        gpus.iter()
+            .enumerate()
+            .map(|(index, gpu)| {
+                let (code, todo) = reason(gpu, why);
+                Box::new(UnusableGpu {
+                    info: DeviceInfo {
+                        index,
+                        name: gpu.name(),
+                        uuid: None,
+                        serial: None,
+                        pci_bus_id: Some(gpu.bus_id.clone()),
+                        pci_device_id: Some(gpu.device_id),
+                        memory_bytes: 0,
+                        compute_units: 0,
+                        backend: BackendKind::Cuda,
+                        simulated: false,
+                    },
+                    code,
+                    message: format!("{}: {todo}", gpu.bus_id),
+                }) as Box<dyn Device>
+            })
+            .collect(),
+    )
+}
+
+/// True when the driver answered "no device" while `CUDA_VISIBLE_DEVICES`
+/// is set: it hides the GPUs on purpose.
+fn hidden(why: &ProbeError) -> bool {
+    let no_device = match &why.cause {
+        Cause::NoDevice => true,
+        Cause::Driver(Some(e)) => e == "CUDA_ERROR_NO_DEVICE",
+        _ => false,
+    };
+    no_device && std::env::var_os("CUDA_VISIBLE_DEVICES").is_some()
+}
+
+/// The reason code and what to do for `gpu`, when CUDA failed with `why`.
+pub fn reason(gpu: &PciGpu, why: &ProbeError) -> (&'static str, String) {
+    match gpu.driver.as_deref() {
+        None => (
+            DRIVER_MISSING,
+            format!(
+                "no kernel driver is bound to this GPU{}: {INSTALL}",
+                if why.cause == Cause::NoLibrary {
+                    " and libcuda.so is not found"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        Some("vfio-pci") => (
+            DRIVER_MISSING,
+            "the GPU is bound to vfio-pci (reserved for passthrough to a virtual machine), not to the nvidia driver: release it from vfio-pci (remove its id from vfio-pci.ids, or write the bus id to /sys/bus/pci/drivers/vfio-pci/unbind), load the nvidia driver (modprobe nvidia) and check that nvidia-smi lists it".into(),
+        ),
+        Some("nouveau") => (
+            DRIVER_MISSING,
+            "the GPU is bound to nouveau, the open-source driver, which CUDA cannot use: blacklist nouveau (modprobe.d), install the NVIDIA driver, rebuild the initramfs and reboot; then check that nvidia-smi lists it".into(),
+        ),
+        Some(other) if other != crate::telemetry::pci::NVIDIA_DRIVER => (
+            DRIVER_MISSING,
+            format!(
+                "the GPU is bound to {other}, not to the nvidia driver: unbind it from {other}, load the nvidia driver (modprobe nvidia) and check that nvidia-smi lists it"
+            ),
+        ),
+        Some(_) => bound(why),
+    }
+}
+
+/// The reason for a GPU the nvidia driver is bound to.
+fn bound(why: &ProbeError) -> (&'static str, String) {
+    if let Some(code) = why.node_state {
+        return (code, why.message.clone());
+    }
+    match &why.cause {
+        Cause::NoLibrary => (
+            DRIVER_MISSING,
+            "the nvidia kernel module is bound to the GPU, but libcuda.so, the driver's user-space library, is not found: install the driver's user-space libraries of the same version as the module (libnvidia-compute, nvidia-driver-cuda or the driver's .run installer), or put their folder on the library path (ldconfig; in a container, the NVIDIA container toolkit); check with nvidia-smi".into(),
+        ),
+        Cause::Driver(Some(e)) if e == "CUDA_ERROR_SYSTEM_DRIVER_MISMATCH" => (
+            DRIVER_FAILED,
+            format!(
+                "{}: libcuda and the loaded nvidia kernel module are different versions, as after a driver upgrade without a reboot: reboot the node (or unload and reload the nvidia modules), then check with nvidia-smi",
+                why.message
+            ),
+        ),
+        Cause::NoDevice | Cause::Driver(_) => (
+            DRIVER_FAILED,
+            format!(
+                "{}: the nvidia driver is bound to the GPU but CUDA cannot use it: check nvidia-smi and dmesg (NVRM and Xid lines), reinstall the driver (kernel module and libraries of one version) or reboot",
+                why.message
+            ),
+        ),
+    }
+}
+
+/// The one line of a run whose GPUs are placeholders: `n` GPU(s), why.
+pub fn note(why: &ProbeError, n: usize) -> String {
+    format!("CUDA cannot use this node's {n} NVIDIA GPU(s) on the PCI bus ({why}): each could not be tested, a node problem, not the GPU's")
+}
+
+impl Device for UnusableGpu {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn untestable(&self) -> Option<DeviceError> {
+        Some(self.error())
+    }
+
+    fn matmul(&mut self, _shape: MatmulShape) -> DeviceResult<Box<dyn MatmulOp + '_>> {
+        Err(self.error())
+    }
+
+    fn stream(&mut self, _len: usize, _seed: u64) -> DeviceResult<Box<dyn StreamOp + '_>> {
+        Err(self.error())
+    }
+
+    fn hasher(&mut self, _job: &HashJob) -> DeviceResult<Box<dyn HashOp + '_>> {
+        Err(self.error())
+    }
+
+    fn memtest(&mut self, _words: usize) -> DeviceResult<Box<dyn MemtestOp + '_>> {
+        Err(self.error())
+    }
+
+    fn transfer(&mut self, _words: usize, _seed: u64) -> DeviceResult<Box<dyn TransferOp + '_>> {
+        Err(self.error())
+    }
+
+    fn peer(
+        &mut self,
+        _words: usize,
+        _seed: u64,
+        _peers: &[usize],
+    ) -> DeviceResult<Box<dyn PeerOp + '_>> {
+        Err(self.error())
+    }
+
+    fn health(&mut self) -> DeviceResult<()> {
+        Err(self.error())
+    }
+
+    fn sensor_inventory(&self) -> Vec<String> {
+        vec![format!(
+            "no sensors: the NVIDIA driver is not usable ({})",
+            self.code
+        )]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gpu(driver: Option<&str>) -> PciGpu {
+        PciGpu {
+            bus_id: "00000000:18:00.0".into(),
+            device_id: 0x2330,
+            class: 0x030200,
+            driver: driver.map(String::from),
+        }
+    }
+
+    fn failed(cause: Cause, node_state: Option<&'static str>) -> ProbeError {
+        ProbeError {
+            message: "cuInit failed: X".into(),
+            node_state,
+            cause,
+        }
+    }
+
+    #[test]
+    fn a_missing_or_foreign_driver_is_driver_missing_and_says_which() {
+        let none = failed(Cause::NoLibrary, None);
+        let (code, why) = reason(&gpu(None), &none);
+        assert_eq!(code, "driver_missing");
+        assert!(
+            why.contains("no kernel driver is bound") && why.contains("libcuda.so is not found"),
+            "{why}"
+        );
+        assert!(
+            why.contains("modprobe nvidia") && why.contains("nvidia-smi") && why.contains("dmesg"),
+            "{why}"
+        );
+        // A foreign driver wins over whatever cuInit said.
+        let mismatch = failed(
+            Cause::Driver(Some("CUDA_ERROR_SYSTEM_DRIVER_MISMATCH".into())),
+            None,
+        );
+        for (driver, says) in [
+            ("vfio-pci", "bound to vfio-pci"),
+            ("nouveau", "bound to nouveau"),
+            ("pci-stub", "bound to pci-stub"),
+        ] {
+            let (code, why) = reason(&gpu(Some(driver)), &mismatch);
+            assert_eq!(code, "driver_missing", "{driver}");
+            assert!(why.contains(says) && why.contains("nvidia-smi"), "{why}");
+        }
+        // The module is loaded, its library is not.
+        let (code, why) = reason(&gpu(Some("nvidia")), &none);
+        assert_eq!(code, "driver_missing");
+        assert!(
+            why.contains("libcuda.so") && why.contains("user-space"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_failing_driver_is_driver_failed_and_node_states_keep_their_code() {
+        let nvidia = gpu(Some("nvidia"));
+        let mismatch = failed(
+            Cause::Driver(Some("CUDA_ERROR_SYSTEM_DRIVER_MISMATCH".into())),
+            None,
+        );
+        let (code, why) = reason(&nvidia, &mismatch);
+        assert_eq!(code, "driver_failed");
+        assert!(
+            why.starts_with("cuInit failed: X: ") && why.contains("reboot"),
+            "{why}"
+        );
+        let (code, why) = reason(&nvidia, &failed(Cause::NoDevice, None));
+        assert_eq!(code, "driver_failed");
+        assert!(why.contains("dmesg"), "{why}");
+        let down = failed(
+            Cause::Driver(Some("CUDA_ERROR_SYSTEM_NOT_READY".into())),
+            Some("fabric_manager_down"),
+        );
+        assert_eq!(
+            reason(&nvidia, &down),
+            ("fabric_manager_down", "cuInit failed: X".into())
+        );
+    }
+
+    #[test]
+    fn every_operation_answers_the_node_state() {
+        let why = failed(Cause::NoLibrary, None);
+        let mut devices =
+            placeholders(&[gpu(None), gpu(Some("vfio-pci"))], &why).expect("two GPUs");
+        assert_eq!(devices.len(), 2);
+        let d = &mut devices[1];
+        let info = d.info().clone();
+        assert_eq!(
+            (info.index, info.backend, info.memory_bytes),
+            (1, BackendKind::Cuda, 0)
+        );
+        assert_eq!(info.pci_bus_id.as_deref(), Some("00000000:18:00.0"));
+        assert_eq!(
+            (info.pci_device_id, info.name.as_str()),
+            (Some(0x2330), "NVIDIA H100 80GB HBM3")
+        );
+        assert_eq!((info.uuid, info.serial), (None, None));
+        let check = |e: DeviceError| {
+            assert_eq!(e.node_state, Some("driver_missing"));
+            assert!(!e.lost && !e.unsupported);
+            assert!(
+                e.message
+                    .starts_with("00000000:18:00.0: the GPU is bound to vfio-pci"),
+                "{}",
+                e.message
+            );
+        };
+        check(d.stream(8, 1).err().expect("an error"));
+        check(d.memtest(8).err().expect("an error"));
+        check(d.transfer(8, 1).err().expect("an error"));
+        check(d.peer(8, 1, &[0]).err().expect("an error"));
+        check(d.health().expect_err("an error"));
+        check(d.untestable().expect("untestable"));
+        assert!(placeholders(&[], &why).is_none());
+    }
+}
