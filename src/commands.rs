@@ -141,18 +141,43 @@ pub fn check(args: &CheckArgs) -> i32 {
                 .or_else(|| baseline::find(&shipped, &info.name, info.pci_device_id)),
         })
         .collect();
-    // GPUs the PCI bus shows and CUDA cannot use (discovery gives either
-    // these or working devices, never both): CRITICAL, each with why.
+    // GPUs the PCI bus shows and CUDA cannot use (all of them when the
+    // driver is missing or fails; the ones it did not bring up when it
+    // works for the others): CRITICAL, each with why.
     let unusable: Vec<(&device::DeviceInfo, &str, String)> = devices
         .iter()
         .zip(&seen_parts)
         .filter_map(|(d, (info, _))| {
             let e = d.untestable()?;
-            Some((info, e.node_state.unwrap_or("driver_failed"), e.message))
+            Some((
+                info,
+                e.node_state.or(e.code).unwrap_or("driver_failed"),
+                e.message,
+            ))
         })
+        .collect();
+    let usable: Vec<health::Seen<'_>> = seen
+        .iter()
+        .filter(|s| !unusable.iter().any(|(i, _, _)| i.index == s.info.index))
+        .cloned()
         .collect();
     let mut h = if unusable.is_empty() {
         health::assess(&seen, args.expect_gpus)
+    } else if !usable.is_empty() {
+        // Some GPUs work: their checks, the others' findings, and the
+        // count of all of them against --expect-gpus.
+        let mut h = health::assess(&usable, None);
+        let others = health::untestable(&unusable, None);
+        h.devices = seen.len();
+        h.expected_devices = args.expect_gpus;
+        h.extend(
+            health::count_finding(seen.len(), args.expect_gpus)
+                .into_iter()
+                .chain(others.findings)
+                .collect(),
+        );
+        h.notes.extend(note);
+        h
     } else {
         let mut h = health::untestable(&unusable, args.expect_gpus);
         // cuInit said the fabric manager is down: NVML's one finding for

@@ -1169,3 +1169,92 @@ fn a_gpu_lost_under_the_power_pulses_is_rejected_and_its_peers_pulse_clean() {
     .check();
     assert!(got.contains(&"xid".to_string()), "{got:?}");
 }
+
+/// A node whose driver works for some GPUs: the PCI bus also shows one the
+/// nvidia driver did not bring up (lost: rejected) and one bound to
+/// vfio-pci (could not test). Neither is left out quietly; the working
+/// GPUs are tested as usual, and the check says CRITICAL for both.
+#[test]
+fn gpus_on_the_pci_bus_that_cuda_does_not_list_are_devices_of_the_run() {
+    let node = Node::new(2, "");
+    let sysfs = node.path("sysfs");
+    for (bus, driver) in [
+        (0x41, "nvidia"),
+        (0x42, "nvidia"),
+        (0x43, "nvidia"),
+        (0x44, "vfio-pci"),
+    ] {
+        let dir = sysfs.join(format!("0000:{bus:02x}:00.0"));
+        std::fs::create_dir_all(&dir).expect("function folder");
+        for (file, value) in [
+            ("vendor", "0x10de"),
+            ("device", "0x2330"),
+            ("class", "0x030200"),
+        ] {
+            std::fs::write(dir.join(file), format!("{value}\n")).expect("sysfs file");
+        }
+        std::os::unix::fs::symlink(
+            format!("../../../bus/pci/drivers/{driver}"),
+            dir.join("driver"),
+        )
+        .expect("driver link");
+    }
+    let out = node.path("out");
+    let o = node.kiln(
+        &[
+            "run",
+            "--backend",
+            "cuda",
+            "--workloads",
+            "hash,transfer",
+            "--out",
+            out.to_str().expect("utf-8 path"),
+        ],
+        &[],
+    );
+    let all = format!("{}\n--- vgpu log\n{}", text(&o), node.log());
+    assert_eq!(o.status.code(), Some(1), "{all}");
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("json"))
+            .expect("results.json parses");
+    assert_eq!(
+        verdicts(&json),
+        [
+            (0, "accept".to_string()),
+            (1, "accept".to_string()),
+            (2, "reject".to_string()),
+            (3, "untested".to_string()),
+        ],
+        "{all}"
+    );
+    assert!(
+        reasons_of(&json, 2).contains(&"device_lost".to_string()),
+        "{all}"
+    );
+    assert_eq!(json["devices"][2]["pci_bus_id"], "00000000:43:00.0");
+    assert_eq!(json["devices"][2]["remedy"], "reboot_node");
+    assert_eq!(reasons_of(&json, 3), ["driver_missing"], "{all}");
+    assert!(json["devices"][3].to_string().contains("vfio-pci"), "{all}");
+    // The working GPUs copied to each other only.
+    let names: Vec<&str> = json["devices"][0]["metrics"]
+        .as_array()
+        .expect("metrics")
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    assert!(names.contains(&"p2p_gpu1"), "{names:?}");
+    assert!(
+        !names.iter().any(|n| *n == "p2p_gpu2" || *n == "p2p_gpu3"),
+        "{names:?}"
+    );
+    let o = node.kiln(&["check", "--backend", "cuda", "--expect-gpus", "4"], &[]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    for line in [
+        "4 GPU(s) (4 expected)",
+        "CRITICAL dev 2 device_lost",
+        "CRITICAL dev 3 driver_missing",
+    ] {
+        assert!(out.contains(line), "{line:?} missing\n{}", text(&o));
+    }
+}

@@ -672,10 +672,11 @@ pub trait Device: Send {
         Ok(())
     }
 
-    /// Set when the device cannot be tested at all because of the node's
-    /// state (an NVIDIA GPU whose driver is missing or fails): the
-    /// node-state error every operation answers. `kiln check` reports it,
-    /// `kiln selftest` skips the device.
+    /// Set when the device cannot be tested at all: an NVIDIA GPU whose
+    /// driver is missing or fails (a node state), or one the working
+    /// driver did not bring up (lost): the error every operation answers.
+    /// `kiln check` reports it, `kiln selftest` skips the device, and no
+    /// peer copies to it.
     fn untestable(&self) -> Option<DeviceError> {
         None
     }

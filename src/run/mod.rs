@@ -210,7 +210,13 @@ pub fn execute(
         stop: &stop,
     };
     state.sample_all(&slots, started);
-    let members: Vec<usize> = slots.iter().map(|s| s.index).collect();
+    // The peers of the transfers: the devices that can run work (a GPU seen
+    // only on the PCI bus has no CUDA ordinal to copy to).
+    let members: Vec<usize> = devices
+        .iter()
+        .filter(|d| d.untestable().is_none())
+        .map(|d| d.info().index)
+        .collect();
     for (slot, device) in devices.into_iter().enumerate() {
         let members = members.clone();
         let tx = tx.clone();

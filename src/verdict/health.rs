@@ -178,6 +178,7 @@ impl Health {
 }
 
 /// One device as the check sees it.
+#[derive(Clone)]
 pub struct Seen<'a> {
     pub info: &'a DeviceInfo,
     /// One reading of its sensors (None: it has none).
@@ -335,7 +336,7 @@ pub fn assess(seen: &[Seen<'_>], expect: Option<usize>) -> Health {
 
 /// The GPU count against `--expect-gpus`: fewer is CRITICAL `gpu_missing`,
 /// more a WARNING `gpu_extra`.
-fn count_finding(found: usize, expect: Option<usize>) -> Option<Finding> {
+pub fn count_finding(found: usize, expect: Option<usize>) -> Option<Finding> {
     let finding = |status, code: &str, remedy, detail| Finding {
         device: None,
         status,
@@ -375,12 +376,19 @@ pub fn untestable(gpus: &[(&DeviceInfo, &str, String)], expect: Option<usize>) -
         notes: Vec::new(),
     };
     let mut found: Vec<Finding> = count_finding(gpus.len(), expect).into_iter().collect();
-    found.extend(gpus.iter().map(|(info, code, why)| Finding {
-        device: Some(info.index),
-        status: Status::Critical,
-        code: (*code).to_string(),
-        detail: format!("could not check ({code}, a node problem, not the GPU's): {why}"),
-        remedy: remedy::remedy_of(code),
+    found.extend(gpus.iter().map(|(info, code, why)| {
+        let remedy = remedy::remedy_of(code);
+        Finding {
+            device: Some(info.index),
+            status: Status::Critical,
+            code: (*code).to_string(),
+            detail: if remedy == Remedy::FixNodeSoftware {
+                format!("could not check ({code}, a node problem, not the GPU's): {why}")
+            } else {
+                format!("could not check: {why}")
+            },
+            remedy,
+        }
     }));
     h.extend(found);
     h

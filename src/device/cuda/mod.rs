@@ -178,7 +178,32 @@ fn probe_driver() -> Result<Probed, ProbeError> {
                 sensor,
             }) as Box<dyn Device>
         })
+        .collect::<Vec<_>>();
+    // A GPU the PCI bus shows and CUDA does not list is never left out
+    // quietly: it is a device of the run that says why it is missing.
+    let listed: Vec<String> = devices
+        .iter()
+        .filter_map(|d| d.info().pci_bus_id.clone())
         .collect();
+    let first = devices
+        .iter()
+        .map(|d| d.info().index + 1)
+        .max()
+        .unwrap_or(0);
+    let missing = unusable::unlisted(&crate::telemetry::pci::nvidia_gpus(), &listed, first);
+    let note = match (note, missing.len()) {
+        (note, 0) => note,
+        (note, n) => Some(
+            note.into_iter()
+                .chain(std::iter::once(format!(
+                    "{n} NVIDIA GPU(s) on the PCI bus are not listed by CUDA: each is a device of this run that says why (devices {first} and on)"
+                )))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+    };
+    let mut devices = devices;
+    devices.extend(missing);
     Ok(Probed {
         devices,
         note,

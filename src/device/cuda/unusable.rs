@@ -32,12 +32,85 @@ pub struct UnusableGpu {
     info: DeviceInfo,
     code: &'static str,
     message: String,
+    /// The driver is bound and works for the node's other GPUs, but not
+    /// for this one: the GPU's problem (lost), not the node's.
+    lost: bool,
 }
 
 impl UnusableGpu {
     /// The error every operation answers.
     fn error(&self) -> DeviceError {
-        DeviceError::node_state(self.code, self.message.clone())
+        if self.lost {
+            DeviceError::lost(self.message.clone()).with_code(self.code)
+        } else {
+            DeviceError::node_state(self.code, self.message.clone())
+        }
+    }
+}
+
+/// The identity of a GPU seen only on the PCI bus, as kiln's device `index`.
+fn info_of(gpu: &PciGpu, index: usize) -> DeviceInfo {
+    DeviceInfo {
+        index,
+        name: gpu.name(),
+        uuid: None,
+        serial: None,
+        pci_bus_id: Some(gpu.bus_id.clone()),
+        pci_device_id: Some(gpu.device_id),
+        memory_bytes: 0,
+        compute_units: 0,
+        backend: BackendKind::Cuda,
+        simulated: false,
+    }
+}
+
+/// The GPUs of `gpus` (the PCI bus) that CUDA, which works, did not list
+/// among `listed` (their bus ids), each a device numbered from `first`:
+/// a GPU bound to another driver or to none could not be tested
+/// (`driver_missing`); one the nvidia driver is bound to and did not bring
+/// up, while it brought up the others, is lost (`device_lost`: the driver
+/// could not initialise it, as dmesg's RmInitAdapter or Xid 79 lines say).
+/// None when `CUDA_VISIBLE_DEVICES` chooses the GPUs.
+pub fn unlisted(gpus: &[PciGpu], listed: &[String], first: usize) -> Vec<Box<dyn Device>> {
+    if std::env::var_os("CUDA_VISIBLE_DEVICES").is_some() {
+        return Vec::new();
+    }
+    let norm = |b: &str| b.trim().to_ascii_lowercase();
+    let listed: Vec<String> = listed.iter().map(|b| norm(b)).collect();
+    gpus.iter()
+        .filter(|g| !listed.contains(&norm(&g.bus_id)))
+        .enumerate()
+        .map(|(k, gpu)| {
+            let (code, todo, lost) = match foreign(gpu) {
+                Some(why) => (DRIVER_MISSING, why, false),
+                None => (
+                    "device_lost",
+                    format!(
+                        "the nvidia driver is bound to this GPU and brought up the node's {} other GPU(s), but not this one: it could not initialise it (read dmesg: NVRM RmInitAdapter failed, Xid 79); reboot the node, and if it stays missing reseat the GPU, then RMA",
+                        listed.len()
+                    ),
+                    true,
+                ),
+            };
+            Box::new(UnusableGpu {
+                info: info_of(gpu, first + k),
+                code,
+                message: format!("{}: {todo}", gpu.bus_id),
+                lost,
+            }) as Box<dyn Device>
+        })
+        .collect()
+}
+
+/// Why a GPU bound to no driver or to one other than nvidia cannot be
+/// used, and what to do; None when nvidia is bound to it.
+fn foreign(gpu: &PciGpu) -> Option<String> {
+    match gpu.driver.as_deref() {
+        None => Some(format!("no kernel driver is bound to this GPU: {INSTALL}")),
+        Some(other) if other != crate::telemetry::pci::NVIDIA_DRIVER => {
+            Some(reason(gpu, &ProbeError::plain(String::new())).1)
+        }
+        Some(_) => None,
     }
 }
 
@@ -55,20 +128,10 @@ pub fn placeholders(gpus: &[PciGpu], why: &ProbeError) -> Option<Vec<Box<dyn Dev
             .map(|(index, gpu)| {
                 let (code, todo) = reason(gpu, why);
                 Box::new(UnusableGpu {
-                    info: DeviceInfo {
-                        index,
-                        name: gpu.name(),
-                        uuid: None,
-                        serial: None,
-                        pci_bus_id: Some(gpu.bus_id.clone()),
-                        pci_device_id: Some(gpu.device_id),
-                        memory_bytes: 0,
-                        compute_units: 0,
-                        backend: BackendKind::Cuda,
-                        simulated: false,
-                    },
+                    info: info_of(gpu, index),
                     code,
                     message: format!("{}: {todo}", gpu.bus_id),
+                    lost: false,
                 }) as Box<dyn Device>
             })
             .collect(),
