@@ -382,4 +382,51 @@ mod tests {
         check(d.untestable().expect("untestable"));
         assert!(placeholders(&[], &why).is_none());
     }
+
+    #[test]
+    fn gpus_a_working_cuda_does_not_list_are_lost_or_held_by_another_driver() {
+        let at = |bus: &str, driver: Option<&str>| PciGpu {
+            bus_id: bus.into(),
+            ..gpu(driver)
+        };
+        let bus = [
+            at("00000000:18:00.0", Some("nvidia")),
+            at("00000000:2A:00.0", Some("nvidia")),
+            at("00000000:3a:00.0", Some("vfio-pci")),
+            at("00000000:5d:00.0", None),
+        ];
+        // CUDA lists the first (in lower case, as kiln writes bus ids).
+        let extra = unlisted(&bus, &["00000000:18:00.0".into()], 1);
+        assert_eq!(extra.len(), 3);
+        let indices: Vec<usize> = extra.iter().map(|d| d.info().index).collect();
+        assert_eq!(indices, [1, 2, 3]);
+        let errors: Vec<DeviceError> = extra
+            .iter()
+            .map(|d| d.untestable().expect("untestable"))
+            .collect();
+        // Bound to nvidia and not brought up: the GPU is lost.
+        assert!(errors[0].lost && errors[0].node_state.is_none());
+        assert_eq!(errors[0].code, Some("device_lost"));
+        assert!(
+            errors[0].message.contains("RmInitAdapter"),
+            "{}",
+            errors[0].message
+        );
+        // Another driver, or none: could not test.
+        assert_eq!(errors[1].node_state, Some("driver_missing"));
+        assert!(
+            errors[1].message.contains("vfio-pci"),
+            "{}",
+            errors[1].message
+        );
+        assert_eq!(errors[2].node_state, Some("driver_missing"));
+        assert!(
+            errors[2].message.contains("no kernel driver"),
+            "{}",
+            errors[2].message
+        );
+        // Every GPU listed (bus ids compared without case): nothing extra.
+        let all: Vec<String> = bus.iter().map(|g| g.bus_id.to_lowercase()).collect();
+        assert!(unlisted(&bus, &all, 4).is_empty());
+    }
 }
