@@ -591,6 +591,48 @@ mod tests {
         assert!(rows >= 21, "only {rows} reason rows found in README");
     }
 
+    /// The results.json schema (docs/results.md) gives every reason code
+    /// and its remedy too: the same codes as README's table, each with the
+    /// remedy kiln applies.
+    #[test]
+    fn the_schema_table_gives_every_codes_remedy() {
+        let codes = |text: &str| -> Vec<(String, String)> {
+            text.lines()
+                .filter_map(|line| {
+                    let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                    let code = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+                    let remedy = cells.get(3)?.to_string();
+                    (words(code) != "failed a check").then(|| (code.to_string(), remedy))
+                })
+                .collect()
+        };
+        let schema = codes(include_str!("../../docs/results.md"));
+        let readme = codes(include_str!("../../README.md"));
+        assert!(
+            schema.len() >= 33,
+            "only {} codes in docs/results.md",
+            schema.len()
+        );
+        for (code, remedy) in &schema {
+            let want = remedy_of(code).name();
+            assert!(
+                remedy.starts_with(want) || (code == "xid" && remedy.contains("XID")),
+                "docs/results.md says {code} -> {remedy}, kiln applies {want}"
+            );
+        }
+        let names = |rows: &[(String, String)]| {
+            let mut v: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        assert_eq!(
+            names(&schema),
+            names(&readme),
+            "README and the schema list the same codes"
+        );
+    }
+
     #[test]
     fn xids_mean_what_nvidia_says_and_unknown_ones_say_so() {
         assert_eq!(xid(79).remedy, Remedy::RebootNode);
