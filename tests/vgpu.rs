@@ -1177,28 +1177,15 @@ fn a_gpu_lost_under_the_power_pulses_is_rejected_and_its_peers_pulse_clean() {
 #[test]
 fn gpus_on_the_pci_bus_that_cuda_does_not_list_are_devices_of_the_run() {
     let node = Node::new(2, "");
-    let sysfs = node.path("sysfs");
-    for (bus, driver) in [
-        (0x41, "nvidia"),
-        (0x42, "nvidia"),
-        (0x43, "nvidia"),
-        (0x44, "vfio-pci"),
-    ] {
-        let dir = sysfs.join(format!("0000:{bus:02x}:00.0"));
-        std::fs::create_dir_all(&dir).expect("function folder");
-        for (file, value) in [
-            ("vendor", "0x10de"),
-            ("device", "0x2330"),
-            ("class", "0x030200"),
-        ] {
-            std::fs::write(dir.join(file), format!("{value}\n")).expect("sysfs file");
-        }
-        std::os::unix::fs::symlink(
-            format!("../../../bus/pci/drivers/{driver}"),
-            dir.join("driver"),
-        )
-        .expect("driver link");
-    }
+    pci_gpus(
+        &node,
+        &[
+            (0x41, "nvidia"),
+            (0x42, "nvidia"),
+            (0x43, "nvidia"),
+            (0x44, "vfio-pci"),
+        ],
+    );
     let out = node.path("out");
     let o = node.kiln(
         &[
@@ -1257,4 +1244,73 @@ fn gpus_on_the_pci_bus_that_cuda_does_not_list_are_devices_of_the_run() {
     ] {
         assert!(out.contains(line), "{line:?} missing\n{}", text(&o));
     }
+}
+
+/// H100s on the node's PCI bus (its `sysfs` folder), at bus `bus` bound to
+/// `driver`.
+fn pci_gpus(node: &Node, gpus: &[(u8, &str)]) {
+    let sysfs = node.path("sysfs");
+    for (bus, driver) in gpus {
+        let dir = sysfs.join(format!("0000:{bus:02x}:00.0"));
+        std::fs::create_dir_all(&dir).expect("function folder");
+        for (file, value) in [
+            ("vendor", "0x10de"),
+            ("device", "0x2330"),
+            ("class", "0x030200"),
+        ] {
+            std::fs::write(dir.join(file), format!("{value}\n")).expect("sysfs file");
+        }
+        std::os::unix::fs::symlink(
+            format!("../../../bus/pci/drivers/{driver}"),
+            dir.join("driver"),
+        )
+        .expect("driver link");
+    }
+}
+
+/// The driver is installed and bound, but cuInit fails (here: the virtual
+/// driver's configuration is broken, CUDA_ERROR_NOT_INITIALIZED): every GPU
+/// of the PCI bus could not be tested, `driver_failed`, never a reject and
+/// never a CPU run; `kiln check` says CRITICAL for each.
+#[test]
+fn a_driver_whose_cuinit_fails_leaves_its_gpus_untested_driver_failed() {
+    let node = Node::new(2, "");
+    std::fs::write(node.path("vgpu.toml"), "[node]\ngpus = 0\n").expect("broken config");
+    pci_gpus(&node, &[(0x41, "nvidia"), (0x42, "nvidia")]);
+    for backend in ["cuda", "auto"] {
+        let out = node.path(&format!("out-{backend}"));
+        let o = node.kiln(
+            &[
+                "run",
+                "--backend",
+                backend,
+                "--workloads",
+                "hash",
+                "--out",
+                out.to_str().expect("utf-8 path"),
+            ],
+            &[],
+        );
+        let all = format!("{}\n--- vgpu log\n{}", text(&o), node.log());
+        assert_eq!(o.status.code(), Some(5), "{backend}: {all}");
+        let json: Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join("results.json")).expect("results.json"),
+        )
+        .expect("json");
+        assert_eq!(json["backend"], "cuda", "{backend}: never the CPU: {all}");
+        for dev in 0..2 {
+            assert_eq!(json["devices"][dev]["verdict"], "untested", "{all}");
+            assert_eq!(reasons_of(&json, dev), ["driver_failed"], "{all}");
+            assert_eq!(json["devices"][dev]["remedy"], "fix_node_software");
+            let why = json["devices"][dev]["failures"][0]["message"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(why.contains("cuInit"), "{why}");
+        }
+    }
+    let o = node.kiln(&["check", "--backend", "cuda"], &[]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(out.contains("CRITICAL dev 0 driver_failed"), "{}", text(&o));
+    assert!(out.contains("CRITICAL dev 1 driver_failed"), "{}", text(&o));
 }
