@@ -494,10 +494,12 @@ impl DeviceRun {
     }
 
     /// Per workload, in the order first run: the power reached, the clocks
-    /// held and the duty cycle.
+    /// held and the duty cycle, over the phases in which the device worked
+    /// ([`DeviceRun::worked_phases`]): a workload that failed at once (a
+    /// GPU that could not be tested, one lost) loaded nothing to report.
     pub fn load_by_workload(&self) -> Vec<WorkloadLoad> {
         let mut order: Vec<WorkloadKind> = Vec::new();
-        for p in &self.phases {
+        for p in self.worked_phases() {
             if !order.contains(&p.workload) {
                 order.push(p.workload);
             }
@@ -506,7 +508,7 @@ impl DeviceRun {
             .into_iter()
             .map(|w| {
                 let phases: Vec<&PhaseWindow> =
-                    self.phases.iter().filter(|p| p.workload == w).collect();
+                    self.worked_phases().filter(|p| p.workload == w).collect();
                 let inside: Vec<&Sample> = self
                     .telemetry
                     .iter()

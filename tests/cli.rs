@@ -1559,7 +1559,19 @@ mod no_driver {
             );
             let csv = std::fs::read_to_string(out.join("results.csv")).expect("results.csv");
             assert_eq!(csv.matches(",untested,driver_missing,").count(), 2, "{csv}");
-            assert!(out.join("report.pdf").is_file());
+            let pdf = pdf_extract::extract_text(out.join("report.pdf")).expect("pdf text");
+            assert!(
+                pdf.contains("2 GPU(s) could not be tested: the node's state, not the GPUs"),
+                "{pdf}"
+            );
+            assert!(
+                pdf.contains("UNTESTED") && pdf.contains("driver_missing"),
+                "{pdf}"
+            );
+            // Nothing ran, so no floor is listed as unmeasured and no load
+            // is reported.
+            assert!(!stdout(&o).contains("skipped, not compared"), "{all}");
+            assert!(!stdout(&o).contains("duty cycle"), "{all}");
             let notes = v["notes"].to_string();
             assert!(notes.contains("libcuda.so not found"), "{notes}");
             if backend == "auto" {

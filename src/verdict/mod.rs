@@ -585,7 +585,19 @@ pub fn judge(run: &RunResults, baselines: BaselineChoice<'_>) -> Judgement {
             integrity_checks(run, dev, &mut checks);
             checks.append(&mut cross[i]);
             match bases[i] {
-                Some(b) => absolute_checks(&values[i], b, &run.header.workloads, &mut checks),
+                Some(b) => {
+                    // Floors of the workloads the device finished: one
+                    // that failed (could not be tested, lost, hung) says
+                    // so in its own check, not as unmeasured floors.
+                    let ran: Vec<WorkloadKind> = run
+                        .header
+                        .workloads
+                        .iter()
+                        .copied()
+                        .filter(|w| dev.done.iter().any(|(d, _)| d == w))
+                        .collect();
+                    absolute_checks(&values[i], b, &ran, &mut checks)
+                }
                 None => {
                     if !unmatched.contains(&dev.info.name.as_str()) {
                         unmatched.push(&dev.info.name);

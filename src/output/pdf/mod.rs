@@ -104,8 +104,41 @@ fn run_state(run: &RunResults) -> Option<String> {
     } else if run.interrupted {
         "INCOMPLETE RUN: stopped early by the user; only the measurements that finished are reported".into()
     } else {
-        "INCOMPLETE RUN: not every device finished every planned workload".into()
+        // One line, so that page 1 keeps room for sixteen GPUs.
+        match unfinished(run) {
+            (0, 0) => "INCOMPLETE RUN: not every device finished every planned workload".into(),
+            (node, 0) => format!(
+                "INCOMPLETE RUN: {node} GPU(s) could not be tested: the node's state, not the GPUs"
+            ),
+            (0, failed) => {
+                format!("INCOMPLETE RUN: {failed} GPU(s) stopped on a failure (see the verdicts)")
+            }
+            (node, failed) => format!(
+                "INCOMPLETE RUN: {node} GPU(s) untested (node state), {failed} stopped on a failure"
+            ),
+        }
     })
+}
+
+/// Of the devices that did not finish every planned workload: how many a
+/// node state stopped, and how many a failure of their own (lost, hung,
+/// a driver error).
+pub fn unfinished(run: &RunResults) -> (usize, usize) {
+    let short: Vec<_> = run
+        .devices
+        .iter()
+        .filter(|d| !d.finished_all(&run.header.workloads, run.cycles))
+        .collect();
+    let node = short
+        .iter()
+        .filter(|d| d.failures.iter().any(|f| f.node_state.is_some()))
+        .count();
+    let failed = short
+        .iter()
+        .filter(|d| !d.hangs.is_empty() || d.failures.iter().any(|f| f.node_state.is_none()))
+        .count()
+        .min(short.len() - node);
+    (node, failed)
 }
 
 fn banner(doc: &mut Doc, text: &str, color: Color) {
