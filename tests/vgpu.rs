@@ -1230,6 +1230,9 @@ fn gpus_on_the_pci_bus_that_cuda_does_not_list_are_devices_of_the_run() {
         .filter_map(|m| m["name"].as_str())
         .collect();
     assert!(names.contains(&"p2p_gpu1"), "{names:?}");
+    // NVML's P2P status says the peers are on NVLink: the NVLink floor.
+    assert!(names.contains(&"p2p_nvlink"), "{names:?}");
+    assert!(!names.contains(&"p2p_pcie"), "{names:?}");
     assert!(
         !names.iter().any(|n| *n == "p2p_gpu2" || *n == "p2p_gpu3"),
         "{names:?}"
