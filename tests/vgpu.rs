@@ -75,7 +75,8 @@ impl Node {
             .env("VGPU_LOG", self.path("vgpu.log"))
             .env_remove("KILN_CUBLASLT")
             .env_remove("KILN_PTX_DIR")
-            .env_remove("CUDA_VISIBLE_DEVICES");
+            .env_remove("CUDA_VISIBLE_DEVICES")
+            .env_remove("NVIDIA_VISIBLE_DEVICES");
         for (k, v) in env {
             c.env(k, v);
         }

@@ -132,6 +132,14 @@ pub fn probe() -> Result<Probed, ProbeError> {
         Err(why) => why,
     };
     let gpus = crate::telemetry::pci::nvidia_gpus();
+    if !gpus.is_empty() && unusable::container_without_gpus() {
+        let mut why = why;
+        why.message.push_str(&format!(
+            " (this container was given no GPU, NVIDIA_VISIBLE_DEVICES is not set; the {} NVIDIA GPU(s) its /sys shows are the host's: run it with the NVIDIA container runtime, e.g. docker run --gpus all, or a pod that requests nvidia.com/gpu)",
+            gpus.len()
+        ));
+        return Err(why);
+    }
     match unusable::placeholders(&gpus, &why) {
         Some(devices) => Ok(Probed {
             note: Some(unusable::note(&why, devices.len())),

@@ -70,9 +70,20 @@ fn info_of(gpu: &PciGpu, index: usize) -> DeviceInfo {
 /// (`driver_missing`); one the nvidia driver is bound to and did not bring
 /// up, while it brought up the others, is lost (`device_lost`: the driver
 /// could not initialise it, as dmesg's RmInitAdapter or Xid 79 lines say).
-/// None when `CUDA_VISIBLE_DEVICES` chooses the GPUs.
+/// None when this process sees only some of the node's GPUs on purpose
+/// ([`restricted_view`]).
 pub fn unlisted(gpus: &[PciGpu], listed: &[String], first: usize) -> Vec<Box<dyn Device>> {
-    if std::env::var_os("CUDA_VISIBLE_DEVICES").is_some() {
+    unlisted_in(gpus, listed, first, restricted_view())
+}
+
+/// [`unlisted`], told whether the view is restricted.
+fn unlisted_in(
+    gpus: &[PciGpu],
+    listed: &[String],
+    first: usize,
+    restricted: bool,
+) -> Vec<Box<dyn Device>> {
+    if restricted {
         return Vec::new();
     }
     let norm = |b: &str| b.trim().to_ascii_lowercase();
@@ -100,6 +111,18 @@ pub fn unlisted(gpus: &[PciGpu], listed: &[String], first: usize) -> Vec<Box<dyn
             }) as Box<dyn Device>
         })
         .collect()
+}
+
+/// True when the GPUs CUDA lists are a chosen share of the node's, so that
+/// the PCI bus's other GPUs are someone else's: `CUDA_VISIBLE_DEVICES`
+/// (Slurm's gres, a user) or `NVIDIA_VISIBLE_DEVICES` (the NVIDIA container
+/// runtime, the Kubernetes device plugin) is set, or kiln runs in a
+/// container (`/.dockerenv`, `/run/.containerenv`, a Kubernetes pod),
+/// whose /sys shows the host's every GPU while only the allocated ones are
+/// mounted. A tree given with `KILN_SYSFS_PCI` is read as the whole node's.
+fn restricted_view() -> bool {
+    let set = |v: &str| std::env::var_os(v).is_some_and(|x| !x.is_empty());
+    set("CUDA_VISIBLE_DEVICES") || set("NVIDIA_VISIBLE_DEVICES") || in_container()
 }
 
 /// Why a GPU bound to no driver or to one other than nvidia cannot be
@@ -136,6 +159,34 @@ pub fn placeholders(gpus: &[PciGpu], why: &ProbeError) -> Option<Vec<Box<dyn Dev
             })
             .collect(),
     )
+}
+
+/// True in a container that was given no GPU (`NVIDIA_VISIBLE_DEVICES`
+/// unset, empty, `void` or `none`): its /sys shows the host's GPUs, which
+/// are not its to test. A tree given with `KILN_SYSFS_PCI` is read as the
+/// node's.
+pub fn container_without_gpus() -> bool {
+    no_gpus_given(
+        in_container(),
+        std::env::var("NVIDIA_VISIBLE_DEVICES").ok().as_deref(),
+    )
+}
+
+/// [`container_without_gpus`] of a process `in_container` whose
+/// `NVIDIA_VISIBLE_DEVICES` is `visible`.
+fn no_gpus_given(in_container: bool, visible: Option<&str>) -> bool {
+    in_container && visible.is_none_or(|v| matches!(v.trim(), "" | "void" | "none"))
+}
+
+/// True inside a container (`/.dockerenv`, `/run/.containerenv`, a
+/// Kubernetes pod), unless `KILN_SYSFS_PCI` gives the tree to read.
+fn in_container() -> bool {
+    let set = |v: &str| std::env::var_os(v).is_some_and(|x| !x.is_empty());
+    !set(crate::telemetry::pci::SYSFS_PCI_ENV)
+        && (set("KUBERNETES_SERVICE_HOST")
+            || ["/.dockerenv", "/run/.containerenv"]
+                .iter()
+                .any(|p| std::path::Path::new(p).exists()))
 }
 
 /// True when the driver answered "no device" while `CUDA_VISIBLE_DEVICES`
@@ -396,7 +447,7 @@ mod tests {
             at("00000000:5d:00.0", None),
         ];
         // CUDA lists the first (in lower case, as kiln writes bus ids).
-        let extra = unlisted(&bus, &["00000000:18:00.0".into()], 1);
+        let extra = unlisted_in(&bus, &["00000000:18:00.0".into()], 1, false);
         assert_eq!(extra.len(), 3);
         let indices: Vec<usize> = extra.iter().map(|d| d.info().index).collect();
         assert_eq!(indices, [1, 2, 3]);
@@ -427,6 +478,15 @@ mod tests {
         );
         // Every GPU listed (bus ids compared without case): nothing extra.
         let all: Vec<String> = bus.iter().map(|g| g.bus_id.to_lowercase()).collect();
-        assert!(unlisted(&bus, &all, 4).is_empty());
+        assert!(unlisted_in(&bus, &all, 4, false).is_empty());
+        // A container given no GPU: the host's GPUs are not its own.
+        assert!(no_gpus_given(true, None));
+        assert!(no_gpus_given(true, Some("void")));
+        assert!(!no_gpus_given(true, Some("all")));
+        assert!(!no_gpus_given(true, Some("GPU-1234")));
+        assert!(!no_gpus_given(false, None));
+        // A share of the node's GPUs (a container, CUDA_VISIBLE_DEVICES):
+        // the others are someone else's.
+        assert!(unlisted_in(&bus, &["00000000:18:00.0".into()], 1, true).is_empty());
     }
 }
