@@ -588,20 +588,15 @@ fn fabric_manager_down_is_one_line_and_exit_3_never_a_cpu_run() {
 #[test]
 fn fabric_manager_down_with_its_gpus_on_the_pci_bus_is_could_not_test() {
     let node = Node::new(4, "nvswitch = true\nfabric_manager = false\n");
-    let sysfs = node.path("sysfs");
-    for bus in 0x41..0x45 {
-        let dir = sysfs.join(format!("0000:{bus:02x}:00.0"));
-        std::fs::create_dir_all(&dir).expect("function folder");
-        for (file, value) in [
-            ("vendor", "0x10de"),
-            ("device", "0x2330"),
-            ("class", "0x030200"),
-        ] {
-            std::fs::write(dir.join(file), format!("{value}\n")).expect("sysfs file");
-        }
-        std::os::unix::fs::symlink("../../../bus/pci/drivers/nvidia", dir.join("driver"))
-            .expect("driver link");
-    }
+    pci_gpus(
+        &node,
+        &[
+            (0x41, "nvidia"),
+            (0x42, "nvidia"),
+            (0x43, "nvidia"),
+            (0x44, "nvidia"),
+        ],
+    );
     for backend in ["cuda", "auto"] {
         let out = node.path(&format!("out-{backend}"));
         let o = node.kiln(
@@ -1187,24 +1182,8 @@ fn gpus_on_the_pci_bus_that_cuda_does_not_list_are_devices_of_the_run() {
             (0x44, "vfio-pci"),
         ],
     );
-    let out = node.path("out");
-    let o = node.kiln(
-        &[
-            "run",
-            "--backend",
-            "cuda",
-            "--workloads",
-            "hash,transfer",
-            "--out",
-            out.to_str().expect("utf-8 path"),
-        ],
-        &[],
-    );
-    let all = format!("{}\n--- vgpu log\n{}", text(&o), node.log());
-    assert_eq!(o.status.code(), Some(1), "{all}");
-    let json: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("json"))
-            .expect("results.json parses");
+    let (code, json, all) = quick_run(&node, "hash,transfer");
+    assert_eq!(code, Some(1), "{all}");
     assert_eq!(
         verdicts(&json),
         [

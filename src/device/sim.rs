@@ -858,6 +858,32 @@ fn identity(ids: u64, index: usize) -> (String, String) {
 }
 
 impl SimDevice {
+    /// A prepared product of the `phase` workload, after `pace` of wall time.
+    fn product(
+        &mut self,
+        shape: MatmulShape,
+        phase: WorkloadKind,
+        pace: std::time::Duration,
+    ) -> DeviceResult<Box<dyn MatmulOp + '_>> {
+        self.state.gate(phase)?;
+        std::thread::sleep(pace);
+        if !shape.variant.is_valid() {
+            return Err(DeviceError::unsupported(format!(
+                "{}: no {} matmul",
+                self.info.name,
+                shape.variant.name()
+            )));
+        }
+        Ok(Box::new(SimMatmul {
+            inner: CpuMatmul::new(shape),
+            model: &mut self.model,
+            state: &self.state,
+            nominal_tflops: NOMINAL.matmul_tflops(shape.variant),
+            runs: 0,
+            phase,
+        }))
+    }
+
     /// Gives the GPU the serial and UUID it has in node `node` (see
     /// [`SimOptions::node`]); its figures do not change.
     pub fn name_node(&mut self, node: &str) {
@@ -883,47 +909,15 @@ impl Device for SimDevice {
     }
 
     fn matmul(&mut self, shape: MatmulShape) -> DeviceResult<Box<dyn MatmulOp + '_>> {
-        self.state.gate(WorkloadKind::Matmul)?;
         // The matmul workload prepares one product per variant: together
         // they take the pace of one workload.
-        std::thread::sleep(self.pace / MatmulVariant::GPU.len() as u32);
-        if !shape.variant.is_valid() {
-            return Err(DeviceError::unsupported(format!(
-                "{}: no {} matmul",
-                self.info.name,
-                shape.variant.name()
-            )));
-        }
-        let nominal = NOMINAL.matmul_tflops(shape.variant);
-        Ok(Box::new(SimMatmul {
-            inner: CpuMatmul::new(shape),
-            model: &mut self.model,
-            state: &self.state,
-            nominal_tflops: nominal,
-            runs: 0,
-            phase: WorkloadKind::Matmul,
-        }))
+        let pace = self.pace / MatmulVariant::GPU.len() as u32;
+        self.product(shape, WorkloadKind::Matmul, pace)
     }
 
     fn pulse(&mut self, shape: MatmulShape) -> DeviceResult<Box<dyn MatmulOp + '_>> {
-        self.state.gate(WorkloadKind::Pulse)?;
-        std::thread::sleep(self.pace);
-        if !shape.variant.is_valid() {
-            return Err(DeviceError::unsupported(format!(
-                "{}: no {} matmul",
-                self.info.name,
-                shape.variant.name()
-            )));
-        }
-        let nominal = NOMINAL.matmul_tflops(shape.variant);
-        Ok(Box::new(SimMatmul {
-            inner: CpuMatmul::new(shape),
-            model: &mut self.model,
-            state: &self.state,
-            nominal_tflops: nominal,
-            runs: 0,
-            phase: WorkloadKind::Pulse,
-        }))
+        let pace = self.pace;
+        self.product(shape, WorkloadKind::Pulse, pace)
     }
 
     fn stream(&mut self, len: usize, seed: u64) -> DeviceResult<Box<dyn StreamOp + '_>> {

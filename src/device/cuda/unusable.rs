@@ -92,7 +92,7 @@ fn unlisted_in(
         .filter(|g| !listed.contains(&norm(&g.bus_id)))
         .enumerate()
         .map(|(k, gpu)| {
-            let (code, todo, lost) = match foreign(gpu) {
+            let (code, todo, lost) = match foreign(gpu, false) {
                 Some(why) => (DRIVER_MISSING, why, false),
                 None => (
                     "device_lost",
@@ -123,18 +123,6 @@ fn unlisted_in(
 fn restricted_view() -> bool {
     let set = |v: &str| std::env::var_os(v).is_some_and(|x| !x.is_empty());
     set("CUDA_VISIBLE_DEVICES") || set("NVIDIA_VISIBLE_DEVICES") || in_container()
-}
-
-/// Why a GPU bound to no driver or to one other than nvidia cannot be
-/// used, and what to do; None when nvidia is bound to it.
-fn foreign(gpu: &PciGpu) -> Option<String> {
-    match gpu.driver.as_deref() {
-        None => Some(format!("no kernel driver is bound to this GPU: {INSTALL}")),
-        Some(other) if other != crate::telemetry::pci::NVIDIA_DRIVER => {
-            Some(reason(gpu, &ProbeError::plain(String::new())).1)
-        }
-        Some(_) => None,
-    }
 }
 
 /// One device per GPU of `gpus` (bus order), each saying why CUDA, which
@@ -202,34 +190,32 @@ fn hidden(why: &ProbeError) -> bool {
 
 /// The reason code and what to do for `gpu`, when CUDA failed with `why`.
 pub fn reason(gpu: &PciGpu, why: &ProbeError) -> (&'static str, String) {
-    match gpu.driver.as_deref() {
-        None => (
-            DRIVER_MISSING,
-            format!(
-                "no kernel driver is bound to this GPU{}: {INSTALL}",
-                if why.cause == Cause::NoLibrary {
-                    " and libcuda.so is not found"
-                } else {
-                    ""
-                }
-            ),
-        ),
-        Some("vfio-pci") => (
-            DRIVER_MISSING,
-            "the GPU is bound to vfio-pci (reserved for passthrough to a virtual machine), not to the nvidia driver: release it from vfio-pci (remove its id from vfio-pci.ids, or write the bus id to /sys/bus/pci/drivers/vfio-pci/unbind), load the nvidia driver (modprobe nvidia) and check that nvidia-smi lists it".into(),
-        ),
-        Some("nouveau") => (
-            DRIVER_MISSING,
-            "the GPU is bound to nouveau, the open-source driver, which CUDA cannot use: blacklist nouveau (modprobe.d), install the NVIDIA driver, rebuild the initramfs and reboot; then check that nvidia-smi lists it".into(),
-        ),
-        Some(other) if other != crate::telemetry::pci::NVIDIA_DRIVER => (
-            DRIVER_MISSING,
-            format!(
-                "the GPU is bound to {other}, not to the nvidia driver: unbind it from {other}, load the nvidia driver (modprobe nvidia) and check that nvidia-smi lists it"
-            ),
-        ),
-        Some(_) => bound(why),
+    match foreign(gpu, why.cause == Cause::NoLibrary) {
+        Some(todo) => (DRIVER_MISSING, todo),
+        None => bound(why),
     }
+}
+
+/// Why a GPU bound to no driver or to one other than nvidia cannot be used
+/// (`no_library`: libcuda.so is not found either), and what to do; None
+/// when nvidia is bound to it.
+fn foreign(gpu: &PciGpu, no_library: bool) -> Option<String> {
+    Some(match gpu.driver.as_deref() {
+        None => format!(
+            "no kernel driver is bound to this GPU{}: {INSTALL}",
+            if no_library {
+                " and libcuda.so is not found"
+            } else {
+                ""
+            }
+        ),
+        Some("vfio-pci") => "the GPU is bound to vfio-pci (reserved for passthrough to a virtual machine), not to the nvidia driver: release it from vfio-pci (remove its id from vfio-pci.ids, or write the bus id to /sys/bus/pci/drivers/vfio-pci/unbind), load the nvidia driver (modprobe nvidia) and check that nvidia-smi lists it".into(),
+        Some("nouveau") => "the GPU is bound to nouveau, the open-source driver, which CUDA cannot use: blacklist nouveau (modprobe.d), install the NVIDIA driver, rebuild the initramfs and reboot; then check that nvidia-smi lists it".into(),
+        Some(other) if other != crate::telemetry::pci::NVIDIA_DRIVER => format!(
+            "the GPU is bound to {other}, not to the nvidia driver: unbind it from {other}, load the nvidia driver (modprobe nvidia) and check that nvidia-smi lists it"
+        ),
+        Some(_) => return None,
+    })
 }
 
 /// The reason for a GPU the nvidia driver is bound to.
